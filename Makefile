@@ -1,0 +1,38 @@
+# Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?= 117M
+MODELS_DIR ?= models
+JOKES ?= reddit_jokes.json
+JOKES_URL ?= https://raw.githubusercontent.com/taivop/joke-dataset/master/reddit_jokes.json
+STEPS ?= 300
+RUN ?= run1
+PROMPT ?= Why did the chicken cross the road?|
+TRAIN_FLAGS ?=
+
+.PHONY: jokes test bench venv
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+jokes: $(VENV)/.runtime
+	PYTHON=$(PY) MODEL='$(MODEL)' MODELS_DIR='$(MODELS_DIR)' JOKES='$(JOKES)' \
+	JOKES_URL='$(JOKES_URL)' STEPS='$(STEPS)' RUN='$(RUN)' PROMPT='$(PROMPT)' \
+	TRAIN_FLAGS='$(TRAIN_FLAGS)' sh scripts/jokes.sh
+
+bench: $(VENV)/.dev
+	$(PY) bench/run_all.py

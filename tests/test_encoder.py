@@ -1,0 +1,122 @@
+import json
+
+import hypothesis
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import tokenizers
+
+import encoder
+import load_dataset
+from cli import UserError
+
+MIXED_TEXTS = [
+    'Hello world',
+    "Why did the chicken cross the road?|To get to the other side!<|endoftext|>",
+    'Café naïve résumé — “quotes” and ‘single’ ones',
+    '日本語のテキストと中文文本，한국어 텍스트',
+    'emoji 😀👍🏽 family 👨‍👩‍👧‍👦 flags 🇺🇸🇫🇷',
+    'combining: e\u0301 a\u0308 n\u0303 and Z̷̢͎a̸l̵g̶o̷',
+    'runs   of    spaces\t\ttabs\n\n\nnewlines \n \n  \t mixed   ',
+    "I'm you're he's they'll we've I'd can't WON'T I'M YOU'RE HE'S THEY'LL WE'VE",
+    'digits 123 4567 3.14159 1,000,000 0x1F 2nd 3rd',
+    'sep<|endoftext|>word<|endoftext|> <|endoftext|>\n<|endoftext|>x<|endoftext|>',
+    '<|endoftext|><|endoftext|>a <|endoftext|>b',
+    '   leading spaces and trailing   ',
+    'symbols !@#$%^&*()_+-=[]{};\':",./<>?`~ \\ |',
+    '\u00a0non-breaking\u2003em space\u200bzero width',
+]
+
+
+def reference_tokenizer(vocab_dir):
+    """Hugging Face's byte-level BPE (independent code) on the same vocabulary; it treats
+    <|endoftext|> as GPT-2's special token, as ours does."""
+    with open(f'{vocab_dir}/encoder.json', encoding='utf-8') as f:
+        vocab = json.load(f)
+    with open(f'{vocab_dir}/vocab.bpe', encoding='utf-8') as f:
+        merges = [tuple(line.split(' ')) for line in f.read().split('\n')[1:] if line]
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    tok.add_special_tokens(['<|endoftext|>'])
+    return tok
+
+
+@pytest.fixture(scope='module')
+def enc(vocab_dir):
+    return encoder.load_encoder(vocab_dir)
+
+
+def test_known_gpt2_ids(real_vocab):
+    enc = encoder.load_encoder(real_vocab)
+    assert enc.encode('Hello world') == [15496, 995]
+    assert enc.encode(' the<|endoftext|>') == [262, 50256]
+    assert enc.n_vocab == 50257 and enc.eot_token == 50256
+
+
+@pytest.mark.parametrize('text', MIXED_TEXTS)
+def test_ids_match_independent_bpe(enc, vocab_dir, text):
+    ref = reference_tokenizer(vocab_dir)
+    assert enc.encode(text) == ref.encode(text).ids
+
+
+def test_ids_match_independent_bpe_on_jokes(enc, vocab_dir, jokes_json):
+    ref = reference_tokenizer(vocab_dir)
+    with open(jokes_json, encoding='utf-8') as f:
+        bodies = [joke['body'] for joke in json.load(f)]
+    ours = enc.encode_batch(bodies)
+    assert ours == [e.ids for e in ref.encode_batch(bodies)]
+
+
+def test_endoftext_is_one_token(enc):
+    ids = enc.encode('a<|endoftext|>b')
+    assert ids.count(enc.eot_token) == 1
+    assert enc.decode(ids) == 'a<|endoftext|>b'
+
+
+def test_endoftext_as_text_keeps_original_behaviour(vocab_dir):
+    legacy = encoder.load_encoder(vocab_dir, allow_special=False)
+    ids = legacy.encode('a<|endoftext|>b')
+    assert legacy.eot_token not in ids
+    assert len(ids) > 3
+    assert legacy.decode(ids) == 'a<|endoftext|>b'
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.text())
+def test_round_trip_random_unicode(enc, text):
+    assert enc.decode(enc.encode(text)) == text
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.sampled_from(list('ab é日\n\r\t .\'s') + ['<|endoftext|>']),
+                          min_size=1).map(''.join), st.integers(1, 12))
+def test_streamed_pieces_encode_like_the_whole_text(enc, tmp_path_factory, text, piece_chars):
+    path = tmp_path_factory.mktemp('stream') / 'text.txt'
+    path.write_text(text, encoding='utf-8', newline='')
+    pieces = list(load_dataset.iter_text_pieces(str(path), piece_chars=piece_chars))
+    whole = path.read_text(encoding='utf-8')  # universal newlines, like the original
+    assert ''.join(pieces) == whole
+    assert [t for p in pieces for t in enc.encode(p)] == enc.encode(whole)
+
+
+def test_merge_order_mismatch_is_refused(tmp_path, vocab_dir):
+    with open(f'{vocab_dir}/encoder.json', encoding='utf-8') as f:
+        vocab = json.load(f)
+    with open(f'{vocab_dir}/vocab.bpe', encoding='utf-8') as f:
+        lines = f.read().split('\n')
+    lines[1], lines[2] = lines[2], lines[1]  # the first two merges swapped
+    (tmp_path / 'encoder.json').write_text(json.dumps(vocab), encoding='utf-8')
+    (tmp_path / 'vocab.bpe').write_text('\n'.join(lines), encoding='utf-8')
+    with pytest.raises(UserError, match='merge 2 .* ids must follow merge order'):
+        encoder.load_encoder(str(tmp_path))
+
+
+def test_missing_vocabulary_names_the_file(tmp_path):
+    with pytest.raises(UserError, match='encoder.json: missing'):
+        encoder.load_encoder(str(tmp_path))
+
+
+def test_token_dtype_fits_vocabulary():
+    assert load_dataset.token_dtype(50257) == np.uint16
+    assert load_dataset.token_dtype(70000) == np.int32
