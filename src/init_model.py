@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Create a model directory with random weights (GPT-2's initialisation), release layout.
+
+    python src/init_model.py models/tiny --vocab_dir models/124M --n_layer 2 --n_embd 64 \\
+        --n_head 2 --n_ctx 128
+    python src/init_model.py models/random-124M --vocab_dir models/124M --size 124M
+
+For training from scratch, tests and benchmarks; n_vocab comes from the vocabulary.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import tensorflow as tf
+
+import cli
+import encoder
+import model
+import model_dir
+
+tf1 = tf.compat.v1
+SIZES = {  # n_embd, n_head, n_layer of the released models
+    '124M': (768, 12, 12), '355M': (1024, 16, 24), '774M': (1280, 20, 36),
+    '1558M': (1600, 25, 48),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('directory', help='Model directory to create (must not exist yet)')
+    parser.add_argument('--vocab_dir', required=True,
+                        help='Directory holding encoder.json and vocab.bpe')
+    parser.add_argument('--size', choices=sorted(SIZES), help='A released model\'s shape')
+    parser.add_argument('--n_ctx', type=int, default=1024)
+    parser.add_argument('--n_embd', type=int, default=768)
+    parser.add_argument('--n_head', type=int, default=12)
+    parser.add_argument('--n_layer', type=int, default=12)
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def init_model(directory, hparams, vocab_dir, seed=0):
+    """Write `directory` with freshly initialised weights for `hparams`."""
+    with tf.Graph().as_default():
+        tf1.set_random_seed(seed)
+        model.model(hparams, tf1.placeholder(tf.int32, [1, None]))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            model_dir.save(sess, directory, hparams, vocab_dir)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if os.path.exists(args.directory):
+        raise cli.UserError(f'{args.directory}: already exists; choose a new directory')
+    enc = encoder.load_encoder(args.vocab_dir)
+    n_embd, n_head, n_layer = SIZES[args.size] if args.size else (
+        args.n_embd, args.n_head, args.n_layer)
+    hparams = model.HParams(n_vocab=enc.n_vocab, n_ctx=args.n_ctx, n_embd=n_embd,
+                            n_head=n_head, n_layer=n_layer)
+    init_model(args.directory, hparams, args.vocab_dir, args.seed)
+    n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
+    print(f'{args.directory}: {n_params:,} parameters, {hparams}')
+
+
+if __name__ == '__main__':
+    cli.run(main)

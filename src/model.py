@@ -1,0 +1,215 @@
+"""GPT-2 as OpenAI released it, in TensorFlow graph mode (tf.compat.v1).
+
+    hparams = HParams.from_json('models/124M/hparams.json')
+    results = model(hparams, X)  # X: [batch, sequence] int32 token ids
+    results['logits']            # [batch, sequence, n_vocab]
+
+Variable scopes are the release checkpoint's names (`model/h3/attn/c_attn/w`), so
+OpenAI's checkpoints load with no mapping table, and ours load in OpenAI's code.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from cli import UserError
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    n_vocab: int = 50257
+    n_ctx: int = 1024
+    n_embd: int = 768
+    n_head: int = 12
+    n_layer: int = 12
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UserError(f'hparams: {field.name} must be a positive integer, '
+                                f'got {value!r}')
+        if self.n_embd % self.n_head:
+            raise UserError(f'hparams: n_embd {self.n_embd} is not a multiple of n_head '
+                            f'{self.n_head}')
+
+    @classmethod
+    def from_json(cls, path):
+        try:
+            with open(path, encoding='utf-8') as f:
+                values = json.load(f)
+        except FileNotFoundError:
+            raise UserError(f'{path}: missing') from None
+        except json.JSONDecodeError as e:
+            raise UserError(f'{path}: not valid JSON ({e})') from None
+        names = {field.name for field in dataclasses.fields(cls)}
+        if not isinstance(values, dict) or set(values) != names:
+            raise UserError(f'{path}: expected exactly the keys {sorted(names)}')
+        return cls(**values)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2) + '\n'
+
+
+def shape_list(x):
+    """Deal with dynamic shape in tensorflow cleanly."""
+    static = x.shape.as_list()
+    dynamic = tf.shape(x)
+    return [dynamic[i] if s is None else s for i, s in enumerate(static)]
+
+
+def softmax(x, axis=-1):
+    x = x - tf.reduce_max(x, axis=axis, keepdims=True)
+    ex = tf.exp(x)
+    return ex / tf.reduce_sum(ex, axis=axis, keepdims=True)
+
+
+def gelu(x):
+    return 0.5 * x * (1 + tf.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * tf.pow(x, 3))))
+
+
+def norm(x, scope, *, axis=-1, epsilon=1e-5):
+    """Normalize to mean = 0, std = 1, then do a diagonal affine transform."""
+    with tf1.variable_scope(scope):
+        n_state = x.shape[-1]
+        g = tf1.get_variable('g', [n_state], initializer=tf1.constant_initializer(1))
+        b = tf1.get_variable('b', [n_state], initializer=tf1.constant_initializer(0))
+        u = tf.reduce_mean(x, axis=axis, keepdims=True)
+        s = tf.reduce_mean(tf.square(x - u), axis=axis, keepdims=True)
+        x = (x - u) * tf.math.rsqrt(s + epsilon)
+        return x * g + b
+
+
+def split_states(x, n):
+    """Reshape the last dimension of x into [n, x.shape[-1]/n]."""
+    *start, m = shape_list(x)
+    return tf.reshape(x, start + [n, m // n])
+
+
+def merge_states(x):
+    """Smash the last two dimensions of x into a single dimension."""
+    *start, a, b = shape_list(x)
+    return tf.reshape(x, start + [a * b])
+
+
+def conv1d(x, scope, nf, *, w_init_stdev=0.02):
+    """A dense layer stored as OpenAI's width-1 convolution: w [1, nx, nf]."""
+    with tf1.variable_scope(scope):
+        *start, nx = shape_list(x)
+        w = tf1.get_variable('w', [1, nx, nf],
+                             initializer=tf1.random_normal_initializer(stddev=w_init_stdev))
+        b = tf1.get_variable('b', [nf], initializer=tf1.constant_initializer(0))
+        c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [nx, nf])) + b
+        return tf.reshape(c, start + [nf])
+
+
+def attention_mask(nd, ns, *, offset, dtype):
+    """1 where query i (at position offset + i) may see key j: [nd, ns]."""
+    i = tf.range(nd)[:, None] + offset
+    j = tf.range(ns)
+    return tf.cast(i >= j, dtype)
+
+
+class KVCache:
+    """Keys and values of every position seen so far, for sampling one token at a time.
+
+    One variable per layer and kind, [batch, heads, n_alloc, features], allocated once
+    per generated batch (run `initializer` feeding `n_alloc`) and written in place at
+    `offset`: no per-token copy of the whole cache, which OpenAI's sampler made by
+    concatenating, so that each token cost a copy of everything before it.
+    """
+
+    def __init__(self, hparams, batch_size):
+        self.offset = tf1.placeholder(tf.int32, [], 'offset')  # position of the first new token
+        self.n_alloc = tf1.placeholder(tf.int32, [], 'n_alloc')
+        head_dim = hparams.n_embd // hparams.n_head
+        zeros = tf.zeros([batch_size, hparams.n_head, self.n_alloc, head_dim])
+        shape = tf.TensorShape([batch_size, hparams.n_head, None, head_dim])
+        # In no standard collection: never saved, never touched by the usual initializers.
+        self.keys, self.values = [
+            [tf1.Variable(zeros, trainable=False, shape=shape, use_resource=True,
+                          collections=['kv_cache'], name=f'kv_cache/{kind}{layer}')
+             for layer in range(hparams.n_layer)]
+            for kind in ('k', 'v')]
+        self.initializer = tf.group([v.initializer for v in self.keys + self.values])
+
+    def update(self, layer, k, v):
+        """Write this step's k, v [batch, heads, n_new, features]; return the whole cache."""
+        end = self.offset + tf.shape(k)[2]
+        writes = [self.keys[layer][:, :, self.offset:end].assign(k),
+                  self.values[layer][:, :, self.offset:end].assign(v)]
+        with tf.control_dependencies(writes):
+            return self.keys[layer].read_value(), self.values[layer].read_value()
+
+
+def attn(x, scope, n_state, *, past, hparams, layer):
+    def split_heads(x):
+        # From [batch, sequence, features] to [batch, heads, sequence, features]
+        return tf.transpose(split_states(x, hparams.n_head), [0, 2, 1, 3])
+
+    with tf1.variable_scope(scope):
+        c = conv1d(x, 'c_attn', n_state * 3)
+        q, k, v = map(split_heads, tf.split(c, 3, axis=2))
+        present = tf.stack([k, v], axis=1)
+        offset = 0
+        if past is not None:
+            offset = past.offset
+            k, v = past.update(layer, k, v)
+        # w: [batch, heads, dst_sequence, src_sequence]
+        w = tf.matmul(q, k, transpose_b=True) * tf.math.rsqrt(tf.cast(v.shape[-1], q.dtype))
+        _, _, nd, ns = shape_list(w)
+        b = attention_mask(nd, ns, offset=offset, dtype=w.dtype)
+        w = softmax(w * b - tf.cast(1e10, w.dtype) * (1 - b))
+        a = tf.transpose(tf.matmul(w, v), [0, 2, 1, 3])
+        a = conv1d(merge_states(a), 'c_proj', n_state)
+        return a, present
+
+
+def mlp(x, scope, n_state, *, hparams):
+    with tf1.variable_scope(scope):
+        nx = x.shape[-1]
+        h = gelu(conv1d(x, 'c_fc', n_state))
+        return conv1d(h, 'c_proj', nx)
+
+
+def block(x, scope, *, past, hparams, layer):
+    with tf1.variable_scope(scope):
+        nx = x.shape[-1]
+        a, present = attn(norm(x, 'ln_1'), 'attn', nx, past=past, hparams=hparams, layer=layer)
+        x = x + a
+        m = mlp(norm(x, 'ln_2'), 'mlp', nx * 4, hparams=hparams)
+        return x + m, present
+
+
+def model(hparams, X, past=None, scope='model', reuse=False):
+    """Logits [batch, sequence, n_vocab] and present [batch, layer, 2, heads, sequence,
+    features] for tokens X [batch, sequence]; `past` is a KVCache when sampling."""
+    with tf1.variable_scope(scope, reuse=reuse):
+        wpe = tf1.get_variable('wpe', [hparams.n_ctx, hparams.n_embd],
+                               initializer=tf1.random_normal_initializer(stddev=0.01))
+        wte = tf1.get_variable('wte', [hparams.n_vocab, hparams.n_embd],
+                               initializer=tf1.random_normal_initializer(stddev=0.02))
+        batch, sequence = shape_list(X)
+        offset = 0 if past is None else past.offset
+        h = tf.gather(wte, X) + tf.gather(wpe, offset + tf.range(sequence))[None]
+        presents = []
+        for layer in range(hparams.n_layer):
+            h, present = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer)
+            presents.append(present)
+        h = norm(h, 'ln_f')
+        # The output projection is the token embedding, transposed.
+        h_flat = tf.reshape(h, [batch * sequence, hparams.n_embd])
+        logits = tf.matmul(h_flat, wte, transpose_b=True)
+        return {'present': tf.stack(presents, axis=1),
+                'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
+
+
+def token_losses(logits, tokens):
+    """Cross-entropy of each next token [batch, sequence - 1]: logits at position t
+    predict tokens[t + 1]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tokens[:, 1:], logits=tf.cast(logits[:, :-1], tf.float32))

@@ -1,0 +1,115 @@
+"""Model directories in OpenAI's release layout, and the checkpoints in them.
+
+    models/124M/
+      checkpoint                      (state file; paths relative to this folder)
+      model.ckpt.index, model.ckpt.data-00000-of-00001
+      hparams.json, encoder.json, vocab.bpe
+
+Every script that loads a model goes through `load` and `restore` here.
+"""
+
+import os
+import shutil
+
+import tensorflow as tf
+
+import encoder
+from cli import UserError
+from model import HParams
+
+tf1 = tf.compat.v1
+VOCAB_FILES = ('encoder.json', 'vocab.bpe')
+
+
+def variable_shapes(hparams):
+    """The release checkpoint's variables: name -> shape."""
+    e = hparams.n_embd
+    shapes = {'model/wte': [hparams.n_vocab, e], 'model/wpe': [hparams.n_ctx, e]}
+    for i in range(hparams.n_layer):
+        h = f'model/h{i}'
+        shapes.update({
+            f'{h}/ln_1/g': [e], f'{h}/ln_1/b': [e],
+            f'{h}/attn/c_attn/w': [1, e, 3 * e], f'{h}/attn/c_attn/b': [3 * e],
+            f'{h}/attn/c_proj/w': [1, e, e], f'{h}/attn/c_proj/b': [e],
+            f'{h}/ln_2/g': [e], f'{h}/ln_2/b': [e],
+            f'{h}/mlp/c_fc/w': [1, e, 4 * e], f'{h}/mlp/c_fc/b': [4 * e],
+            f'{h}/mlp/c_proj/w': [1, 4 * e, e], f'{h}/mlp/c_proj/b': [e],
+        })
+    shapes.update({'model/ln_f/g': [e], 'model/ln_f/b': [e]})
+    return shapes
+
+
+def find_checkpoint(path):
+    """The checkpoint prefix in a directory (its `checkpoint` state file, else
+    `model.ckpt`), or `path` itself when it is a prefix."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest:
+            return latest
+        if os.path.isfile(os.path.join(path, 'model.ckpt.index')):
+            return os.path.join(path, 'model.ckpt')
+        raise UserError(f'{path}: no checkpoint (neither a `checkpoint` state file naming '
+                        'existing files nor model.ckpt.index)')
+    if os.path.isfile(path + '.index'):
+        return path
+    raise UserError(f'{path}: no such checkpoint directory or checkpoint prefix')
+
+
+def check_checkpoint(ckpt, hparams):
+    """Every release variable is in the checkpoint with the shape hparams.json implies."""
+    try:
+        stored = dict(tf.train.list_variables(ckpt))
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError(f'{ckpt}: unreadable checkpoint ({e.__class__.__name__})') from None
+    for name, shape in variable_shapes(hparams).items():
+        if name not in stored:
+            raise UserError(f'{ckpt}: variable {name} is missing')
+        if list(stored[name]) != shape:
+            raise UserError(f'{ckpt}: variable {name} has shape {list(stored[name])} but '
+                            f'hparams.json implies {shape}')
+
+
+def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True):
+    """(hparams, encoder, checkpoint prefix) of `models_dir/model_name`; `checkpoint` (a
+    training run's folder or a prefix) overrides where the weights come from."""
+    directory = os.path.join(os.path.expanduser(os.path.expandvars(models_dir)), model_name)
+    if not os.path.isdir(directory):
+        raise UserError(f'{directory}: no such model directory; `sh download_model.sh '
+                        f'{model_name}` downloads a released model')
+    missing = [f for f in ('hparams.json', *VOCAB_FILES)
+               if not os.path.isfile(os.path.join(directory, f))]
+    if missing:
+        raise UserError(f'{directory}: missing {", ".join(missing)}')
+    hparams = HParams.from_json(os.path.join(directory, 'hparams.json'))
+    enc = encoder.load_encoder(directory, allow_special=allow_special)
+    if enc.n_vocab > hparams.n_vocab:
+        raise UserError(f'{directory}: encoder.json has {enc.n_vocab} tokens but hparams.json '
+                        f'n_vocab is {hparams.n_vocab}')
+    ckpt = find_checkpoint(checkpoint or directory)
+    check_checkpoint(ckpt, hparams)
+    return hparams, enc, ckpt
+
+
+def model_variables(scope='model'):
+    return tf1.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES, scope=scope + '/')
+
+
+def restore(sess, ckpt):
+    """Load the model's weights; other variables in the checkpoint are ignored."""
+    tf1.train.Saver(var_list=model_variables()).restore(sess, ckpt)
+
+
+def save(sess, directory, hparams, vocab_dir):
+    """Write a complete model directory: weights as `model.ckpt`, hparams, vocabulary."""
+    os.makedirs(directory, exist_ok=True)
+    saver = tf1.train.Saver(var_list=model_variables(), save_relative_paths=True)
+    saver.save(sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
+    with open(os.path.join(directory, 'hparams.json'), 'w', encoding='utf-8') as f:
+        f.write(hparams.to_json())
+    copy_vocabulary(vocab_dir, directory)
+
+
+def copy_vocabulary(source, directory):
+    for name in VOCAB_FILES:
+        if os.path.abspath(source) != os.path.abspath(directory):
+            shutil.copyfile(os.path.join(source, name), os.path.join(directory, name))

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import model
+import model_dir
+from cli import UserError
+
+tf1 = tf.compat.v1
+
+
+def numpy_gpt2(weights, hparams, tokens):
+    """GPT-2's forward pass written independently in NumPy: logits [sequence, n_vocab]."""
+    def layer_norm(x, prefix):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-5) * weights[f'{prefix}/g'] + weights[f'{prefix}/b']
+
+    def dense(x, prefix):
+        return x @ weights[f'{prefix}/w'][0] + weights[f'{prefix}/b']
+
+    def gelu(x):
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+    n, heads = len(tokens), hparams.n_head
+    x = weights['model/wte'][tokens] + weights['model/wpe'][:n]
+    causal = np.tril(np.ones([n, n], bool))
+    for i in range(hparams.n_layer):
+        p = f'model/h{i}'
+        q, k, v = np.split(dense(layer_norm(x, f'{p}/ln_1'), f'{p}/attn/c_attn'), 3, axis=-1)
+        q, k, v = (t.reshape(n, heads, -1).transpose(1, 0, 2) for t in (q, k, v))
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+        scores = np.where(causal, scores, -np.inf)
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        a = (probs @ v).transpose(1, 0, 2).reshape(n, -1)
+        x = x + dense(a, f'{p}/attn/c_proj')
+        h = gelu(dense(layer_norm(x, f'{p}/ln_2'), f'{p}/mlp/c_fc'))
+        x = x + dense(h, f'{p}/mlp/c_proj')
+    return layer_norm(x, 'model/ln_f') @ weights['model/wte'].T
+
+
+def load_weights(ckpt):
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name).astype(np.float64)
+            for name, _ in tf.train.list_variables(ckpt)}
+
+
+@pytest.fixture(scope='module')
+def tiny(models_dir):
+    hparams, enc, ckpt = model_dir.load('tiny', models_dir)
+    return hparams, ckpt
+
+
+def test_logits_match_numpy_forward_pass(tiny):
+    hparams, ckpt = tiny
+    tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 20])
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        logits = model.model(hparams, X)['logits']
+        model_dir.restore(sess, ckpt)
+        ours = sess.run(logits, {X: tokens})
+    weights = load_weights(ckpt)
+    for row in range(2):
+        np.testing.assert_allclose(ours[row], numpy_gpt2(weights, hparams, tokens[row]),
+                                   atol=1e-5, rtol=0)
+
+
+def test_cached_logits_equal_full_recompute(tiny):
+    import sample
+    hparams, ckpt = tiny
+    tokens = np.random.RandomState(1).randint(0, hparams.n_vocab, size=[3, 12])
+    with tf1.Session(graph=tf.Graph()) as sess:
+        gen = sample.Generator(hparams, batch_size=3)
+        X = tf1.placeholder(tf.int32, [None, None])
+        full = model.model(hparams, X, reuse=True)['logits']
+        model_dir.restore(sess, ckpt)
+        expected = sess.run(full, {X: tokens})
+        step = gen.stepper(sess, n_alloc=12, fetch=gen.logits)
+        cached = [step(tokens[:, :5], 0)]  # a 5-token prompt, then one token at a time
+        cached += [step(tokens[:, t:t + 1], t) for t in range(5, 12)]
+    np.testing.assert_allclose(np.stack(cached, 1), expected[:, 4:], atol=1e-5, rtol=0)
+
+
+def test_saved_checkpoint_is_exactly_the_release_contract(tiny):
+    hparams, ckpt = tiny
+    stored = dict(tf.train.list_variables(ckpt))
+    assert stored == model_dir.variable_shapes(hparams)
+    assert 'model/h1/attn/c_attn/w' in stored
+    assert stored['model/h0/mlp/c_fc/w'] == [1, hparams.n_embd, 4 * hparams.n_embd]
+
+
+def test_124m_shape_matches_released_data_file_size():
+    shapes = model_dir.variable_shapes(model.HParams())
+    assert 4 * sum(int(np.prod(s)) for s in shapes.values()) == 497_759_232
+
+
+def test_state_file_paths_are_relative(tiny, models_dir):
+    with open(f'{models_dir}/tiny/checkpoint', encoding='utf-8') as f:
+        assert f.read().splitlines()[0] == 'model_checkpoint_path: "model.ckpt"'
+
+
+def test_hparams_that_do_not_match_checkpoint_name_variable_and_shapes(tmp_path, tiny,
+                                                                         models_dir):
+    hparams, _ = tiny
+    wrong = model.HParams(n_vocab=hparams.n_vocab, n_ctx=32, n_embd=hparams.n_embd,
+                          n_head=hparams.n_head, n_layer=hparams.n_layer)
+    with pytest.raises(UserError, match=r'model/wpe has shape \[64, 32\] but hparams.json '
+                                        r'implies \[32, 32\]'):
+        model_dir.check_checkpoint(f'{models_dir}/tiny/model.ckpt', wrong)
+
+
+def test_missing_model_directory_says_how_to_download(tmp_path):
+    with pytest.raises(UserError, match='download_model.sh 117M'):
+        model_dir.load('117M', str(tmp_path))
+
+
+def test_missing_files_are_named(tmp_path):
+    (tmp_path / 'm').mkdir()
+    (tmp_path / 'm' / 'hparams.json').write_text('{}')
+    with pytest.raises(UserError, match='missing encoder.json, vocab.bpe'):
+        model_dir.load('m', str(tmp_path))
+
+
+def test_bad_hparams_are_refused(tmp_path):
+    path = tmp_path / 'hparams.json'
+    path.write_text('{"n_vocab": 10, "n_ctx": 8, "n_embd": 6, "n_head": 4, "n_layer": 1}')
+    with pytest.raises(UserError, match='n_embd 6 is not a multiple of n_head 4'):
+        model.HParams.from_json(str(path))
