@@ -44,9 +44,11 @@ for file in checkpoint encoder.json hparams.json model.ckpt.data-00000-of-00001 
         continue
     fi
     url=$base/$remote/$file
-    size=$(curl -sSfLI --retry 3 "$url" | tr -d '\r' |
-        awk 'tolower($1) == "content-length:" { n = $2 } END { print n }') ||
+    headers=$(curl -sSfLI --retry 3 "$url") ||
         fail "cannot reach $url (no network?); fetch it by other means into $target"
+    # After redirects the last Content-Length is the file's.
+    size=$(printf '%s\n' "$headers" | tr -d '\r' |
+        awk 'tolower($1) == "content-length:" { n = $2 } END { print n }')
     [ -n "$size" ] || fail "$url: the server did not say how large the file is"
     have=0
     [ -f "$target.part" ] && have=$(wc -c <"$target.part")

@@ -185,9 +185,11 @@ def block(x, scope, *, past, hparams, layer):
         return x + m, present
 
 
-def model(hparams, X, past=None, scope='model', reuse=False):
+def model(hparams, X, past=None, scope='model', reuse=False, recompute=False):
     """Logits [batch, sequence, n_vocab] and present [batch, layer, 2, heads, sequence,
-    features] for tokens X [batch, sequence]; `past` is a KVCache when sampling."""
+    features] for tokens X [batch, sequence]; `past` is a KVCache when sampling.
+    `recompute` keeps only each block's input for the backward pass and recomputes the
+    rest (less memory, about a third more compute); it returns no present."""
     with tf1.variable_scope(scope, reuse=reuse):
         wpe = tf1.get_variable('wpe', [hparams.n_ctx, hparams.n_embd],
                                initializer=tf1.random_normal_initializer(stddev=0.01))
@@ -198,14 +200,29 @@ def model(hparams, X, past=None, scope='model', reuse=False):
         h = tf.gather(wte, X) + tf.gather(wpe, offset + tf.range(sequence))[None]
         presents = []
         for layer in range(hparams.n_layer):
-            h, present = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer)
-            presents.append(present)
+            if recompute:
+                h = tf.recompute_grad(_recomputed_block(layer, hparams))(h)
+            else:
+                h, present = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer)
+                presents.append(present)
         h = norm(h, 'ln_f')
         # The output projection is the token embedding, transposed.
         h_flat = tf.reshape(h, [batch * sequence, hparams.n_embd])
         logits = tf.matmul(h_flat, wte, transpose_b=True)
-        return {'present': tf.stack(presents, axis=1),
-                'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
+        results = {'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
+        if presents:
+            results['present'] = tf.stack(presents, axis=1)
+        return results
+
+
+def _recomputed_block(layer, hparams):
+    # The backward pass calls this again outside the model's variable scope: re-enter it.
+    outer = tf1.get_variable_scope()
+
+    def fn(h):
+        with tf1.variable_scope(outer, reuse=tf1.AUTO_REUSE):
+            return block(h, f'h{layer}', past=None, hparams=hparams, layer=layer)[0]
+    return fn
 
 
 def token_losses(logits, tokens):

@@ -91,7 +91,8 @@ def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True
 
 
 def model_variables(scope='model'):
-    return tf1.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES, scope=scope + '/')
+    """The release checkpoint's variables in this graph (not optimizer slots)."""
+    return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + '/')
 
 
 def restore(sess, ckpt):

@@ -9,6 +9,8 @@ stop at <|endoftext|>.
 tested with a fake model.
 """
 
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -137,5 +139,6 @@ def load_generator(*, model_name, models_dir, checkpoint, batch_size, nsamples, 
         gen = Generator(hparams, batch_size, temperature=temperature, top_k=top_k,
                         top_p=top_p)
         sess = tf1.Session(graph=graph)
+        print('Loading checkpoint', ckpt, file=sys.stderr)
         model_dir.restore(sess, ckpt)
     return sess, gen, enc, length

@@ -55,11 +55,13 @@ def jokes_json(tmp_path_factory):
     return str(path)
 
 
-def run_script(*args, stdin=None, env=None, cwd=ROOT, check=True):
-    """Run one of the project's scripts as a user would, with PYTHONPATH=src."""
+def run_script(script, *args, stdin=None, env=None, cwd=ROOT, check=True):
+    """Run one of the project's scripts (path from the repository root) as a user would,
+    with PYTHONPATH=src."""
     full_env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), **(env or {}))
-    result = subprocess.run([sys.executable, *args], input=stdin, capture_output=True,
-                            text=True, env=full_env, cwd=cwd, timeout=600)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], input=stdin,
+                            capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
     if check and result.returncode != 0:
-        raise AssertionError(f'{args} exited {result.returncode}:\n{result.stderr[-3000:]}')
+        raise AssertionError(f'{script} {args} exited {result.returncode}:\n'
+                             f'{result.stderr[-3000:]}')
     return result

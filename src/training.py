@@ -1,0 +1,383 @@
+"""Fine-tuning GPT-2: the training graph and the loop behind train.py.
+
+    config = TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250)
+    train(config)
+
+Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
+optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
+directory), TensorBoard summaries, and samples/<run>/samples-<step>.
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import model
+import model_dir
+import sample
+from checkpoints import RunDirectory
+from cli import UserError
+from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
+from load_dataset import load_dataset
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    dataset: str
+    model_name: str = '117M'
+    models_dir: str = 'models'
+    combine: int = 50000
+    encoding: str = 'utf-8'
+    endoftext_as_text: bool = False
+    batch_size: int = 1
+    learning_rate: float = 0.00002
+    accumulate_gradients: int = 1
+    memory_saving_gradients: bool | None = None  # None: chosen from model and machine
+    only_train_transformer_layers: bool = False
+    optimizer: str = 'adam'
+    noise: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.0
+    restore_from: str = 'latest'
+    run_name: str = 'run1'
+    sample_every: int = 100
+    sample_length: int | None = None  # None: n_ctx - 1 (1023 for released models)
+    sample_num: int = 1
+    save_every: int = 1000
+    val_dataset: str | None = None
+    val_batch_size: int = 2
+    val_batch_count: int = 40
+    val_every: int = 0
+    steps: int = 0  # 0: until interrupted
+    lr_schedule: str = 'constant'
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    grad_clip: float = 0.0
+    weight_decay: float = 0.0
+    seed: int | None = None
+    pack: bool = False
+    checkpoint_dir: str = 'checkpoint'
+    sample_dir: str = 'samples'
+
+
+def check_config(c):
+    """Bad flag values and combinations, before anything is loaded."""
+    positive = ['batch_size', 'accumulate_gradients', 'sample_every', 'sample_num',
+                'save_every', 'val_batch_size', 'val_batch_count']
+    for name in positive:
+        if getattr(c, name) < 1:
+            raise UserError(f'--{name} {getattr(c, name)}: must be at least 1')
+    for name in ('steps', 'val_every', 'warmup_steps', 'combine'):
+        if getattr(c, name) < 0:
+            raise UserError(f'--{name} {getattr(c, name)}: must be 0 or more')
+    if c.optimizer not in ('adam', 'sgd'):
+        raise UserError(f'--optimizer {c.optimizer}: choose adam or sgd')
+    if c.lr_schedule not in ('constant', 'cosine', 'linear'):
+        raise UserError(f'--lr_schedule {c.lr_schedule}: choose constant, cosine or linear')
+    if c.lr_schedule != 'constant' and c.steps <= c.warmup_steps:
+        raise UserError(f'--lr_schedule {c.lr_schedule} decays towards --steps, which must '
+                        f'be above --warmup_steps ({c.warmup_steps})')
+    if not 0 <= c.noise < 1:
+        raise UserError(f'--noise {c.noise}: must be at least 0 and below 1')
+    if c.learning_rate <= 0 or c.grad_clip < 0 or c.weight_decay < 0 or c.min_lr < 0:
+        raise UserError('--learning_rate must be above 0; --grad_clip, --weight_decay and '
+                        '--min_lr 0 or more')
+    if c.weight_decay and c.optimizer != 'adam':
+        raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam')
+
+
+def learning_rate_at(c, step):
+    """The learning rate of step `step` (0 for the first): linear warm-up, then constant,
+    cosine or linear decay to min_lr at c.steps."""
+    if step < c.warmup_steps:
+        return c.learning_rate * (step + 1) / c.warmup_steps
+    if c.lr_schedule == 'constant':
+        return c.learning_rate
+    progress = min(1.0, (step - c.warmup_steps) / (c.steps - c.warmup_steps))
+    if c.lr_schedule == 'cosine':
+        factor = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        factor = 1 - progress
+    return c.min_lr + (c.learning_rate - c.min_lr) * factor
+
+
+def choose_memory_saving(c, hparams):
+    """Recompute each block in the backward pass when the activations of a step would
+    take more than a quarter of this machine's memory. Returns (choice, reason)."""
+    if c.memory_saving_gradients is not None:
+        return c.memory_saving_gradients, 'as asked'
+    tokens = c.batch_size * hparams.n_ctx
+    # float32 bytes kept per layer for the backward pass: about 34 values per token and
+    # width, plus 5 per token and head for each attended position (Korthikanti et al.).
+    per_layer = 4 * tokens * (34 * hparams.n_embd + 5 * hparams.n_head * hparams.n_ctx) / 2
+    activations = hparams.n_layer * per_layer + 12 * tokens * hparams.n_vocab
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if tf.config.list_physical_devices('GPU'):
+        memory = 8 << 30  # a conservative guess: TensorFlow cannot tell before allocating
+    choice = activations > memory / 4
+    return choice, f'activations about {activations / 2**30:.1f} GB, memory {memory / 2**30:.0f} GB'
+
+
+@dataclasses.dataclass
+class TrainGraph:
+    context: tf.Tensor
+    context_in: tf.Tensor
+    loss_mask: tf.Tensor
+    lr: tf.Tensor
+    loss: tf.Tensor
+    train_op: tf.Operation
+    grad_norm: tf.Tensor
+    accumulate: tf.Operation | None
+    reset: tf.Operation | None
+    global_step: tf.Variable
+
+
+def masked_loss(hparams, context, context_in, loss_mask, recompute):
+    """Mean next-token loss over the targets the mask keeps."""
+    logits = model.model(hparams, context_in, recompute=recompute)['logits']
+    weights = loss_mask[:, 1:]
+    losses = model.token_losses(logits, context)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def build_train_graph(hparams, c, recompute):
+    context = tf1.placeholder(tf.int32, [None, None], 'context')
+    context_in = tf1.placeholder_with_default(context, [None, None], 'context_in')
+    loss_mask = tf1.placeholder_with_default(tf.ones_like(context, tf.float32),
+                                             [None, None], 'loss_mask')
+    lr = tf1.placeholder(tf.float32, [], 'learning_rate')
+    loss = masked_loss(hparams, context, context_in, loss_mask, recompute)
+    train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')]
+    if c.only_train_transformer_layers:
+        train_vars = [v for v in train_vars if '/h' in v.name]
+    grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, train_vars)]
+    global_step = tf1.train.get_or_create_global_step()
+    accumulate = reset = None
+    if c.accumulate_gradients > 1:
+        sums = [tf1.Variable(tf.zeros(v.shape), trainable=False, name='accum',
+                             collections=[tf1.GraphKeys.LOCAL_VARIABLES]) for v in train_vars]
+        reset = tf.group([s.assign(tf.zeros_like(s)) for s in sums])
+        accumulate = tf.group([s.assign_add(g) for s, g in zip(sums, grads, strict=True)])
+        grads = [s / c.accumulate_gradients for s in sums]
+    train_op, grad_norm = apply_gradients(c, grads, train_vars, lr, global_step)
+    return TrainGraph(context, context_in, loss_mask, lr, loss, train_op, grad_norm,
+                      accumulate, reset, global_step)
+
+
+def apply_gradients(c, grads, train_vars, lr, global_step):
+    """Clip by global norm, decay weights (not biases and norms), take the step."""
+    grad_norm = tf.linalg.global_norm(grads)
+    if c.grad_clip:
+        grads, _ = tf.clip_by_global_norm(grads, c.grad_clip, use_norm=grad_norm)
+    decays = [v.assign_sub(lr * c.weight_decay * v) for v in train_vars
+              if c.weight_decay and v.shape.rank >= 2]
+    if c.optimizer == 'adam':
+        opt = tf1.train.AdamOptimizer(learning_rate=lr)
+    else:
+        opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
+    with tf.control_dependencies(decays):
+        train_op = opt.apply_gradients(zip(grads, train_vars, strict=True),
+                                       global_step=global_step)
+    return train_op, grad_norm
+
+
+def load_data(c, enc, hparams):
+    chunks = load_dataset(enc, c.dataset, c.combine, encoding=c.encoding)
+    val_chunks = (load_dataset(enc, c.val_dataset, c.combine, encoding=c.encoding)
+                  if c.val_dataset else chunks)
+    for what, data in (('--dataset', chunks), ('--val_dataset', val_chunks)):
+        for tokens in data:
+            if len(tokens) and tokens.max() >= hparams.n_vocab:
+                raise UserError(f'{what}: token id {int(tokens.max())} is outside the '
+                                f'model\'s vocabulary [0, {hparams.n_vocab})')
+    if c.pack:
+        sampler = PackedSampler(chunks, enc.eot_token, seed=c.seed)
+    else:
+        sampler = Sampler(chunks, seed=c.seed)
+    sampler.check(hparams.n_ctx, f'--dataset {c.dataset}')
+    val_batches = []
+    if c.val_every:
+        val_sampler = Sampler(val_chunks, seed=1)
+        val_sampler.check(hparams.n_ctx, f'--val_dataset {c.val_dataset or c.dataset}')
+        val_batches = [val_sampler.batch(c.val_batch_size, hparams.n_ctx)[0]
+                       for _ in range(c.val_batch_count)]
+    print('dataset has', sum(len(t) for t in chunks), 'tokens')
+    return sampler, val_batches
+
+
+class Trainer:
+    """One training run: session, graph, data and run directory."""
+
+    def __init__(self, c):
+        check_config(c)
+        self.c = c
+        self.hparams, self.enc, self.pretrained = model_dir.load(
+            c.model_name, c.models_dir, allow_special=not c.endoftext_as_text)
+        self.sample_length = (self.hparams.n_ctx - 1 if c.sample_length is None
+                              else c.sample_length)
+        if not 0 < self.sample_length < self.hparams.n_ctx:
+            raise UserError(f'--sample_length {self.sample_length}: must be between 1 and '
+                            f'n_ctx - 1 ({self.hparams.n_ctx - 1}); samples start after one '
+                            'token')
+        self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c)
+        self.run.lock()
+        self.sampler, self.val_batches = load_data(c, self.enc, self.hparams)
+        self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
+        recompute, reason = choose_memory_saving(c, self.hparams)
+        print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            if c.seed is not None:
+                tf1.set_random_seed(c.seed)
+            self.g = build_train_graph(self.hparams, c, recompute)
+            self.gen = sample.Generator(self.hparams, c.batch_size, top_k=c.top_k,
+                                        top_p=c.top_p, reuse=True)
+            self.sess = tf1.Session(graph=self.graph)
+            self.sess.run([tf1.global_variables_initializer(),
+                           tf1.local_variables_initializer()])
+            self.step = self.run.restore(self.sess, c.restore_from, self.pretrained,
+                                         self.hparams, self)
+
+    def next_batch(self):
+        tokens, mask = self.sampler.batch(self.c.batch_size, self.hparams.n_ctx)
+        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.hparams.n_vocab)
+        return {self.g.context: tokens, self.g.context_in: noisy, self.g.loss_mask: mask}
+
+    def train_step(self):
+        """One optimizer step; returns (loss, gradient norm, tokens trained on)."""
+        g, c = self.g, self.c
+        lr = learning_rate_at(c, self.step)
+        if c.accumulate_gradients == 1:
+            feed = self.next_batch()
+            _, loss, norm = self.sess.run((g.train_op, g.loss, g.grad_norm),
+                                          {**feed, g.lr: lr})
+            return loss, norm, int(feed[g.loss_mask].sum())
+        self.sess.run(g.reset)
+        losses, tokens = [], 0
+        for _ in range(c.accumulate_gradients):
+            feed = self.next_batch()
+            losses.append(self.sess.run((g.accumulate, g.loss), feed)[1])
+            tokens += int(feed[g.loss_mask].sum())
+        _, norm = self.sess.run((g.train_op, g.grad_norm), {g.lr: lr})
+        return float(np.mean(losses)), norm, tokens
+
+    def validation(self):
+        print('Calculating validation loss...')
+        losses = [self.sess.run(self.g.loss, {self.g.context: batch})
+                  for batch in self.val_batches]
+        return float(np.mean(losses))
+
+    def generate_samples(self):
+        print('Generating samples...')
+        texts = []
+        while len(texts) < self.c.sample_num:
+            start = [[self.enc.eot_token]] * self.c.batch_size
+            for tokens in self.gen.generate(self.sess, start, self.sample_length,
+                                            stop_token=self.enc.eot_token):
+                if len(texts) < self.c.sample_num:
+                    texts.append(f'======== SAMPLE {len(texts) + 1} ========\n'
+                                 f'{self.enc.decode(tokens)}\n')
+        print(texts[-1])
+        return texts
+
+    def state(self):
+        return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs)}
+
+    def load_state(self, state):
+        self.sampler.load_state(state['sampler'])
+        set_rng_state(self.noise_rs, state['noise'])
+
+    def save(self):
+        vocab_dir = os.path.join(self.c.models_dir, self.c.model_name)
+        self.run.save(self.sess, self.step, self.hparams, vocab_dir, self)
+
+    def write_samples(self, texts):
+        directory = os.path.join(self.c.sample_dir, self.c.run_name)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f'samples-{self.step}'), 'w',
+                  encoding='utf-8') as f:
+            f.write('\n'.join(texts))
+
+    def validate(self, best):
+        """Validation loss and perplexity; keeps the best model apart. Returns the best."""
+        val_loss = self.validation()
+        print(f'[{self.step} | validation] loss={val_loss:.4f} '
+              f'perplexity={math.exp(min(val_loss, 700)):.2f}')
+        self.run.log_scalars(self.step, val_loss=val_loss,
+                             val_perplexity=math.exp(min(val_loss, 700)))
+        if val_loss < best and self.step > 0:
+            vocab_dir = os.path.join(self.c.models_dir, self.c.model_name)
+            self.run.save_best(self.sess, self.step, val_loss, self.hparams, vocab_dir)
+            return val_loss
+        return best
+
+
+class StopFlag:
+    """SIGINT (Ctrl-C) and SIGTERM (containers, schedulers) ask the loop to finish the
+    current step, save and exit 0; further signals during that save are only noted."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            print(f'{signal.Signals(signum).name}: already stopping, saving first', flush=True)
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def train(c, stop=None):
+    """Train until c.steps (0: until SIGINT/SIGTERM), then save. `stop` is a StopFlag."""
+    t = Trainer(c)
+    stop = stop or StopFlag()
+    best = t.run.best_loss()
+    if c.val_every:
+        best = t.validate(best)
+    avg_loss = (0.0, 0.0)
+    start_time = time.time()
+    saved = t.step
+    with stop.installed(), t.graph.as_default():
+        while not (c.steps and t.step >= c.steps) and not stop.requested:
+            step_start = time.time()
+            loss, grad_norm, tokens = t.train_step()
+            t.step += 1
+            if not np.isfinite(loss):
+                raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
+                                f'saved (newest checkpoint: step {saved}). Lower '
+                                '--learning_rate or set --grad_clip')
+            tokens_per_second = tokens / (time.time() - step_start)
+            avg_loss = (avg_loss[0] * 0.99 + loss, avg_loss[1] * 0.99 + 1.0)
+            print(f'[{t.step} | {time.time() - start_time:2.2f}] loss={loss:2.2f} '
+                  f'avg={avg_loss[0] / avg_loss[1]:2.2f} tokens/s={tokens_per_second:.0f}',
+                  flush=True)
+            t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
+                              grad_norm=grad_norm, tokens_per_second=tokens_per_second)
+            if t.step % c.save_every == 0:
+                t.save()
+                saved = t.step
+            if t.step % c.sample_every == 0:
+                t.write_samples(t.generate_samples())
+            if c.val_every and t.step % c.val_every == 0:
+                best = t.validate(best)
+        if stop.requested:
+            print('interrupted')
+        if saved != t.step:
+            t.save()
+    t.sess.close()
+    return t.step

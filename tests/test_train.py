@@ -1,0 +1,248 @@
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import training
+from cli import UserError
+from conftest import ROOT, run_script
+from data_sampler import PackedSampler
+from training import TrainConfig
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory, models_dir):
+    """A small repeated corpus, encoded: the same few jokes many times."""
+    path = tmp_path_factory.mktemp('corpus') / 'jokes.txt'
+    jokes = ['Why did the chicken cross the road?|To get to the other side!',
+             'What do you call a fish with no eyes?|A fsh.',
+             'I told my wife she drew her eyebrows too high.|She looked surprised.']
+    path.write_text('<|endoftext|>'.join(jokes * 40), encoding='utf-8')
+    return str(path)
+
+
+def config(tmp_path, models_dir, corpus, **overrides):
+    values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
+                  learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
+                  sample_length=8, seed=1, checkpoint_dir=str(tmp_path / 'checkpoint'),
+                  sample_dir=str(tmp_path / 'samples'))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def losses_of(capsys):
+    out = capsys.readouterr().out
+    return [float(x) for x in re.findall(r'\] loss=(\S+) ', out)], out
+
+
+def variables_of(ckpt):
+    return {name: tf.train.load_checkpoint(ckpt).get_tensor(name)
+            for name, _ in tf.train.list_variables(ckpt)}
+
+
+def test_loss_falls_on_a_repeated_corpus(tmp_path, models_dir, corpus, capsys):
+    training.train(config(tmp_path, models_dir, corpus, steps=40))
+    losses, _ = losses_of(capsys)
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+
+
+def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
+    training.train(config(tmp_path, models_dir, corpus, steps=5, save_every=2,
+                          sample_every=3))
+    run = tmp_path / 'checkpoint' / 'run1'
+    assert (run / 'counter').read_text() == '5\n'
+    assert tf.train.latest_checkpoint(str(run)).endswith('model-5')
+    for step in (2, 4, 5):
+        assert (run / f'model-{step}.index').exists()
+    assert not (run / 'model-3.index').exists()
+    assert sorted(os.listdir(tmp_path / 'samples' / 'run1')) == ['samples-3']
+    text = (tmp_path / 'samples' / 'run1' / 'samples-3').read_text(encoding='utf-8')
+    assert text.startswith('======== SAMPLE 1 ========\n')
+    assert '<|endoftext|>' not in text  # samples stop at the end of a joke
+    _, out = losses_of(capsys)
+    assert '[5 | ' in out and '[6 | ' not in out
+    # The run folder is itself a model directory in the release layout.
+    assert {'hparams.json', 'encoder.json', 'vocab.bpe', 'checkpoint'} <= set(os.listdir(run))
+
+
+def test_accumulated_gradients_equal_one_bigger_batch(tmp_path, models_dir, corpus):
+    common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1)
+    training.train(config(tmp_path / 'a', models_dir, corpus, batch_size=4, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, batch_size=1,
+                          accumulate_gradients=4, **common))
+    a = variables_of(str(tmp_path / 'a' / 'checkpoint' / 'run1' / 'model-1'))
+    b = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-1'))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    assert not np.allclose(a['model/wte'], before['model/wte'])
+    for name in before:
+        np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
+
+
+def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus):
+    common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
+                  accumulate_gradients=2)
+    training.train(config(tmp_path / 'a', models_dir, corpus, **common,
+                          memory_saving_gradients=False))
+    training.train(config(tmp_path / 'b', models_dir, corpus, **common,
+                          memory_saving_gradients=True))
+    a = variables_of(str(tmp_path / 'a' / 'checkpoint' / 'run1' / 'model-1'))
+    b = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-1'))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
+
+
+def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, corpus):
+    from test_model import numpy_gpt2
+    c = config(tmp_path, models_dir, corpus, val_every=1, val_batch_count=2,
+               val_batch_size=2)
+    t = training.Trainer(c)
+    loss = t.validation()
+    t.sess.close()
+    weights = {name: tf.train.load_checkpoint(t.pretrained).get_tensor(name).astype(float)
+               for name, _ in tf.train.list_variables(t.pretrained)}
+    expected = []
+    for batch in t.val_batches:
+        row_losses = []
+        for row in batch:
+            logits = numpy_gpt2(weights, t.hparams, row)[:-1]
+            logits -= logits.max(-1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+            row_losses.append(-logp[np.arange(len(row) - 1), row[1:]].mean())
+        expected.append(np.mean(row_losses))
+    assert loss == pytest.approx(np.mean(expected), abs=1e-4)
+
+
+def test_packing_starts_windows_at_document_boundaries():
+    eot = 0
+    docs = [np.arange(1, n + 1) for n in (3, 5, 2, 9, 4)]
+    chunk = np.concatenate([np.append(d, eot) for d in docs])
+    sampler = PackedSampler([chunk], eot, seed=3)
+    tokens, mask = sampler.batch(batch_size=6, length=8)
+    for row, row_mask in zip(tokens, mask, strict=True):
+        kept = row[row_mask == 1].tolist()
+        assert kept[-1] == eot or len(kept) == 8
+        pieces = ' '.join(map(str, kept)).split(f' {eot}')
+        for piece in filter(None, (p.strip() for p in pieces)):
+            doc = list(map(int, piece.split()))
+            # a piece is a whole document, or the start/continuation of the 9-token one
+            assert doc in [d.tolist() for d in docs] or doc[0] in (1, 8 + 1) or len(doc) == 8
+            assert doc == list(range(doc[0], doc[0] + len(doc)))
+        assert (row[row_mask == 0] == eot).all()
+    assert mask[:, 0].all()
+
+
+def test_packed_training_runs(tmp_path, models_dir, corpus, capsys):
+    training.train(config(tmp_path, models_dir, corpus, pack=True, steps=2))
+    losses, _ = losses_of(capsys)
+    assert len(losses) == 2
+
+
+def test_copy_into_model_dir_then_sample(tmp_path, models_dir, corpus):
+    training.train(config(tmp_path, models_dir, corpus, steps=2))
+    target = tmp_path / 'models' / '117M'
+    shutil.copytree(os.path.join(models_dir, 'tiny'), target)
+    run = tmp_path / 'checkpoint' / 'run1'
+    subprocess.run(f'cp -r {run}/* {target}/', shell=True, check=True)
+    result = run_script('src/interactive_conditional_samples.py', '--top_k', '40',
+                        '--temperature', '0.7', '--nsamples', '2', '--length', '5',
+                        stdin='Why did the chicken cross the road?|\n', cwd=str(tmp_path))
+    assert ' SAMPLE 2 ' in result.stdout
+    assert 'Loading checkpoint models/117M/model-2' in result.stderr  # the fine-tuned one
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corpus, capsys):
+    common = dict(noise=0.1, save_every=3)
+    training.train(config(tmp_path / 'a', models_dir, corpus, steps=6, **common))
+    whole, _ = losses_of(capsys)
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=3, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=6, **common))
+    resumed, out = losses_of(capsys)
+    assert 'model-3' in out
+    assert resumed == whole
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(dataset='/nonexistent.txt'), '/nonexistent.txt: no such file or directory'),
+    (dict(sample_length=64), '--sample_length 64: must be between 1 and n_ctx - 1 \\(63\\)'),
+    (dict(model_name='nope'), 'nope: no such model directory'),
+    (dict(lr_schedule='cosine', steps=0), '--lr_schedule cosine decays towards --steps'),
+    (dict(optimizer='adagrad'), '--optimizer adagrad: choose adam or sgd'),
+])
+def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, message):
+    with pytest.raises(UserError, match=message):
+        training.train(config(tmp_path, models_dir, corpus, **overrides))
+
+
+def test_corpus_too_short_for_the_context(tmp_path, models_dir):
+    short = tmp_path / 'short.txt'
+    short.write_text('just a few words', encoding='utf-8')
+    with pytest.raises(UserError, match='windows of 64 need more'):
+        training.train(config(tmp_path, models_dir, str(short)))
+
+
+def test_learning_rate_schedules():
+    c = TrainConfig(dataset='x', learning_rate=1.0, warmup_steps=2, steps=12,
+                    lr_schedule='cosine', min_lr=0.1)
+    lrs = [training.learning_rate_at(c, s) for s in range(12)]
+    assert lrs[:3] == [0.5, 1.0, 1.0]
+    assert lrs[7] == pytest.approx(0.1 + 0.9 * 0.5)
+    linear = TrainConfig(dataset='x', learning_rate=1.0, steps=10, lr_schedule='linear')
+    assert training.learning_rate_at(linear, 5) == pytest.approx(0.5)
+    assert training.learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
+
+
+def train_command(tmp_path, models_dir, corpus, *flags):
+    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
+            '--models_dir', models_dir, '--model_name', 'tiny', '--sample_length', '8',
+            '--seed', '1', *flags]
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
+    proc = subprocess.Popen(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith('[3 |'):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    assert 'interrupted' in out
+    step = int((tmp_path / 'checkpoint' / 'run1' / 'counter').read_text())
+    assert step >= 3
+    assert (tmp_path / 'checkpoint' / 'run1' / f'model-{step}.index').exists()
+
+
+def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
+    proc = subprocess.Popen(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('[2 |'):  # step 1 wrote its summary: the folder is settled
+                break
+        before = sorted(os.listdir(tmp_path / 'checkpoint' / 'run1'))
+        second = subprocess.run(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert 'another train.py is writing to this run' in second.stderr
+        assert sorted(os.listdir(tmp_path / 'checkpoint' / 'run1')) == before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus):
+    c = config(tmp_path, models_dir, corpus, steps=20, optimizer='sgd', learning_rate=1e12,
+               save_every=1000)
+    start = time.time()
+    with pytest.raises(UserError, match='loss is (nan|inf).*nothing saved'):
+        training.train(c)
+    assert time.time() - start < 120
+    assert not (tmp_path / 'checkpoint' / 'run1' / 'counter').exists()
