@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Encoding speed and memory: encode.py on the jokes, and on a large corpus built from them,
+against Hugging Face's tokenizers (Rust) on the same text in the same run.
+
+    python bench/bench_encode.py [--large_mb 1024]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from common import CACHE, ROOT, model_124m, report, vocab_dir
+
+
+def jokes_text():
+    path = os.environ.get('JOKES_JSON', os.path.join(ROOT, '..', 'shared', 'data',
+                                                     'stupidstuff.json'))
+    with open(path, encoding='utf-8') as f:
+        return '<|endoftext|>'.join(j['body'] for j in json.load(f)) + '<|endoftext|>'
+
+
+def run_encode(path, models_dir, name):
+    """Seconds and peak RSS (GB) of one encode.py run in a fresh process."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(ROOT, 'encode.py'), '--models_dir',
+                    models_dir, '--model_name', name, path, path + '.npz'], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    os.remove(path + '.npz')
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+
+
+def reference_mb_per_s(text):
+    import tokenizers
+    vocab_path = vocab_dir()
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE.from_file(
+        f'{vocab_path}/encoder.json', f'{vocab_path}/vocab.bpe'))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    docs = text.split('<|endoftext|>')
+    start = time.perf_counter()
+    tok.encode_batch(docs)
+    return len(text.encode()) / 1e6 / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--large_mb', type=int, default=1024)
+    args = parser.parse_args()
+    models_dir, name = model_124m()
+    text = jokes_text()
+    os.makedirs(CACHE, exist_ok=True)
+    small = os.path.join(CACHE, 'jokes.txt')
+    with open(small, 'w', encoding='utf-8') as f:
+        f.write(text)
+    mb = os.path.getsize(small) / 1e6
+    seconds, rss = run_encode(small, models_dir, name)
+    reference = reference_mb_per_s(text)
+    report('encode_jokes_mb_per_s', mb / seconds, 'MB/s', mb=round(mb, 1),
+           peak_rss_gb=round(rss, 2), hf_tokenizers_mb_per_s=round(reference, 2),
+           ratio_vs_hf_tokenizers=round(mb / seconds / reference, 2),
+           note='includes process start-up')
+    large = os.path.join(CACHE, 'large.txt')
+    with open(large, 'w', encoding='utf-8') as f:
+        for _ in range(max(1, int(args.large_mb / mb))):
+            f.write(text)
+    mb = os.path.getsize(large) / 1e6
+    seconds, rss = run_encode(large, models_dir, name)
+    os.remove(large)
+    report('encode_large_mb_per_s', mb / seconds, 'MB/s', mb=round(mb), peak_rss_gb=round(rss, 2))
+
+
+if __name__ == '__main__':
+    main()

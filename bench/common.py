@@ -1,0 +1,63 @@
+"""What every benchmark shares: the machine, JSON output, medians, a 124M-shaped model."""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'src'))
+CACHE = os.environ.get('BENCH_CACHE', os.path.join(ROOT, '.bench-cache'))
+
+
+def machine():
+    cpu = platform.processor() or 'unknown'
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f
+                       if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return {'cpu': cpu, 'cores': os.cpu_count()}
+
+
+def report(figure, value, unit, **extra):
+    """One JSON line per figure, with the machine it was measured on."""
+    print(json.dumps({'figure': figure, 'value': round(value, 3), 'unit': unit, **extra,
+                      **machine()}), flush=True)
+
+
+def median_time(fn, runs=3, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_gb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def vocab_dir():
+    for path in (os.environ.get('GPT2_VOCAB_DIR'), os.path.join(ROOT, '..', 'shared',
+                                                                 'gpt2-vocab')):
+        if path and os.path.isfile(os.path.join(path, 'encoder.json')):
+            return path
+    sys.exit('bench: set GPT2_VOCAB_DIR to a directory with GPT-2\'s encoder.json/vocab.bpe')
+
+
+def model_124m():
+    """(models_dir, name) of a 124M-shaped model with random weights, made once."""
+    name = 'random-124M'
+    if not os.path.isfile(os.path.join(CACHE, name, 'checkpoint')):
+        from init_model import init_model
+        from model import HParams
+        init_model(os.path.join(CACHE, name), HParams(), vocab_dir())
+    return CACHE, name
