@@ -35,4 +35,4 @@ jokes: $(VENV)/.runtime
 	TRAIN_FLAGS='$(TRAIN_FLAGS)' sh scripts/jokes.sh
 
 bench: $(VENV)/.dev
-	$(PY) bench/run_all.py
+	PYTHONPATH=src $(PY) bench/run_all.py

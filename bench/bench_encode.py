@@ -2,7 +2,7 @@
 """Encoding speed and memory: encode.py on the jokes, and on a large corpus built from them,
 against Hugging Face's tokenizers (Rust) on the same text in the same run.
 
-    python bench/bench_encode.py [--large_mb 1024]
+    PYTHONPATH=src python bench/bench_encode.py [--large_mb 1024]
 """
 
 import argparse

@@ -3,7 +3,7 @@
 the float32 weight-streaming bound measured in the same process (batch-1 sampling reads
 every weight once per token).
 
-    python bench/bench_sample.py [--length 512] [--batch_sizes 1,8]
+    PYTHONPATH=src python bench/bench_sample.py [--length 512] [--batch_sizes 1,8]
 """
 
 import argparse
@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from common import median_time, model_124m, report
 
 import model_dir
 import sample
-from common import median_time, model_124m, report
 
 tf1 = tf.compat.v1
 

@@ -2,16 +2,16 @@
 """Training speed and memory of the 124M shape: tokens/s, MFU against a float32 matmul peak
 measured in the same process, and peak RSS (batch 1 x 1024 tokens, Adam).
 
-    python bench/bench_train.py [--steps 5] [--batch_size 1]
+    PYTHONPATH=src python bench/bench_train.py [--steps 5] [--batch_size 1]
 """
 
 import argparse
 
 import numpy as np
 import tensorflow as tf
+from common import median_time, model_124m, peak_rss_gb, report
 
 import model_dir
-from common import median_time, model_124m, peak_rss_gb, report
 from training import TrainConfig, build_train_graph, choose_memory_saving
 
 tf1 = tf.compat.v1

@@ -9,7 +9,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'src'))
 CACHE = os.environ.get('BENCH_CACHE', os.path.join(ROOT, '.bench-cache'))
 
 

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Every benchmark, one after another (`make bench`): JSON lines on standard output."""
+"""Every benchmark, one after another (`make bench`): JSON lines on standard output.
+
+    PYTHONPATH=src python bench/run_all.py
+"""
 
 import os
 import subprocess
