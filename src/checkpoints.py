@@ -11,10 +11,14 @@
 
 import dataclasses
 import fcntl
+import filecmp
 import json
 import os
+import re
+import shutil
 
 import tensorflow as tf
+from google.protobuf import text_format
 
 import model_dir
 from cli import UserError
@@ -51,64 +55,157 @@ class RunDirectory:
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=5,
                                      keep_checkpoint_every_n_hours=2,
                                      save_relative_paths=True)
-        state = tf.train.get_checkpoint_state(self.path)
-        if state:  # retention counts the checkpoints of earlier sessions of this run
-            self.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+        # Retention counts the checkpoints of earlier sessions of this run.
+        self.saver.recover_last_checkpoints(self._listed_checkpoints())
+
+    def clean(self):
+        """Remove what a killed save leaves: TensorFlow's temporary shards, our .partial
+        files, and state files whose checkpoint never completed."""
+        for name in os.listdir(self.path):
+            path = os.path.join(self.path, name)
+            if name.startswith('model-') and ('_temp' in name or '.tempstate' in name):
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            elif name.endswith('.partial'):
+                os.remove(path)
+        self._remove_orphan_states()
 
     def restore(self, sess, restore_from, pretrained, hparams, trainer_state):
         """Load weights (and, resuming a run, optimizer and data state); returns the step."""
         self._make_saver()
-        latest = tf.train.latest_checkpoint(self.path)
-        if restore_from == 'latest' and latest:
-            model_dir.check_checkpoint(latest, hparams)
-            print('Loading checkpoint', latest)
-            self.saver.restore(sess, latest)
-            self._load_state(latest, trainer_state)
-            return int(sess.run(tf1.train.get_global_step()))
+        steps = self.saved_steps()
+        if restore_from == 'latest' and steps:
+            self._check_vocabulary(pretrained)
+            return self._resume(sess, steps, hparams, trainer_state)
+        if restore_from == 'latest' and self.counter() > 0:
+            raise UserError(f'{self.path}/counter says step {self.counter()} but no checkpoint '
+                            'is left to resume from; pass --restore_from fresh to start over')
         if restore_from not in ('latest', 'fresh'):
             pretrained = model_dir.find_checkpoint(restore_from)
-            model_dir.check_checkpoint(pretrained, hparams)
-        elif restore_from == 'fresh' and latest:
+        elif restore_from == 'fresh' and steps:
             print(f'warning: --restore_from fresh: starting at step 0; the checkpoints in '
                   f'{self.path} will be replaced as new ones are saved')
+        model_dir.check_checkpoint(pretrained, hparams)
         print('Loading checkpoint', pretrained)
         model_dir.restore(sess, pretrained)
         return 0
 
-    def _load_state(self, ckpt, trainer_state):
+    def saved_steps(self):
+        """Steps with checkpoint files in the run folder, newest first (complete or not)."""
+        steps = set()
+        for name in os.listdir(self.path):
+            match = re.fullmatch(r'model-(\d+)\.(index|data-\d+-of-\d+)', name)
+            if match:
+                steps.add(int(match.group(1)))
+        return sorted(steps, reverse=True)
+
+    def counter(self):
         try:
-            with open(f'{ckpt}.state.json', encoding='utf-8') as f:
-                state = json.load(f)
+            with open(os.path.join(self.path, 'counter'), encoding='utf-8') as f:
+                return int(f.read())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _resume(self, sess, steps, hparams, trainer_state):
+        """Restore the newest checkpoint that loads whole; say what was skipped."""
+        skipped = []
+        for step in steps:
+            prefix = os.path.join(self.path, f'model-{step}')
+            try:
+                model_dir.check_checkpoint(prefix, hparams)
+                state = self._read_state(prefix)
+                print('Loading checkpoint', prefix)
+                if state is None:  # written by the 2019 train.py: weights only
+                    model_dir.restore(sess, prefix)
+                    sess.run(tf1.train.get_global_step().assign(step))
+                else:
+                    self.saver.restore(sess, prefix)
+            except model_dir.CheckpointMismatch:
+                raise  # another model, not a damaged file: never skip to an older one
+            except (tf.errors.OpError, ValueError, UserError) as e:
+                reason = str(e).strip().splitlines()[0][:200]
+                print(f'warning: skipping damaged checkpoint {prefix} ({reason})')
+                skipped.append(prefix)
+                continue
+            if skipped:
+                print(f'Resuming from {prefix} (step {step}); skipped {", ".join(skipped)}')
+            if state is not None:
+                self._warn_changes(state)
+                trainer_state.load_state(state['trainer'])
+            write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
+            return step
+        raise UserError(f'{self.path}: no checkpoint could be loaded (tried '
+                        f'{", ".join(skipped)}); pass --restore_from fresh to start over')
+
+    def _read_state(self, prefix):
+        """The run state saved with a checkpoint; None for a 2019 checkpoint (no optimizer
+        state). A checkpoint of ours whose state is unreadable counts as damaged."""
+        stored = dict(tf.train.list_variables(prefix))
+        try:
+            with open(f'{prefix}.state.json', encoding='utf-8') as f:
+                return json.load(f)
         except FileNotFoundError:
-            print(f'warning: {ckpt}.state.json is missing: weights and optimizer restored, '
-                  'the data order starts afresh')
-            return
+            if 'global_step' in stored:
+                raise UserError(f'{prefix}.state.json is missing') from None
+            print(f'warning: {prefix} has no optimizer or data state (written by the 2019 '
+                  'train.py?): loading its weights, the optimizer starts afresh')
+            return None
+        except json.JSONDecodeError:
+            raise UserError(f'{prefix}.state.json is not valid JSON') from None
+
+    def _warn_changes(self, state):
         saved = state.get('config', {})
         for name, value in dataclasses.asdict(self.config).items():
             if name in saved and saved[name] != value:
                 print(f'warning: --{name} was {saved[name]!r} in this run, now {value!r}')
-        trainer_state.load_state(state['trainer'])
+
+    def _check_vocabulary(self, pretrained):
+        """A run continues with the vocabulary it was trained with, or not at all."""
+        source = os.path.dirname(pretrained)
+        for name in model_dir.VOCAB_FILES:
+            ours = os.path.join(self.path, name)
+            if os.path.isfile(ours) and not filecmp.cmp(ours, os.path.join(source, name),
+                                                        shallow=False):
+                raise UserError(f'{ours} differs from {os.path.join(source, name)}: this run '
+                                'was trained with another vocabulary')
 
     def save(self, sess, step, hparams, vocab_dir, trainer_state):
+        """Checkpoint `step`. Order matters for a kill at any moment: the state file first
+        (an orphan is removed later), then TensorFlow's files, which become `latest` only
+        once complete, then the counter, which a restart rewrites from what it loaded."""
         prefix = os.path.join(self.path, f'model-{step}')
         print('Saving', prefix)
         state = {'step': step, 'config': dataclasses.asdict(self.config),
                  'trainer': trainer_state.state()}
-        write_atomic(f'{prefix}.state.json', json.dumps(state))
-        self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
-        write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
-        if not os.path.exists(os.path.join(self.path, 'hparams.json')):
-            write_atomic(os.path.join(self.path, 'hparams.json'), hparams.to_json())
-            model_dir.copy_vocabulary(vocab_dir, self.path)
+        try:
+            write_atomic(f'{prefix}.state.json', json.dumps(state))
+            self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
+            write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
+            if not os.path.exists(os.path.join(self.path, 'hparams.json')):
+                write_atomic(os.path.join(self.path, 'hparams.json'), hparams.to_json())
+                model_dir.copy_vocabulary(vocab_dir, self.path)
+        except (OSError, tf.errors.OpError) as e:
+            self.clean()
+            latest = tf.train.latest_checkpoint(self.path)
+            reason = (getattr(e, 'strerror', None) or getattr(e, 'message', None)
+                      or str(e)).strip().splitlines()[0][:200]
+            raise UserError(f'{prefix}: saving failed ({reason}); the newest complete '
+                            f'checkpoint is still {latest}') from None
         self._remove_orphan_states()
 
     def _remove_orphan_states(self):
-        """Drop the state files of checkpoints the retention policy deleted."""
+        """Drop the state files of checkpoints that were deleted or never completed (the
+        index is the last file TensorFlow writes)."""
         for name in os.listdir(self.path):
-            if name.endswith('.state.json'):
-                prefix = os.path.join(self.path, name[:-len('.state.json')])
-                if not os.path.exists(f'{prefix}.index'):
-                    os.remove(os.path.join(self.path, name))
+            prefix = os.path.join(self.path, name[:-len('.state.json')])
+            if name.endswith('.state.json') and not os.path.exists(f'{prefix}.index'):
+                os.remove(os.path.join(self.path, name))
+
+    def _listed_checkpoints(self):
+        try:
+            state = tf.train.get_checkpoint_state(self.path)
+        except (text_format.ParseError, ValueError):  # a garbage state file lists nothing
+            return []
+        return list(state.all_model_checkpoint_paths) if state else []
 
     def best_loss(self):
         try:
@@ -131,3 +228,4 @@ class RunDirectory:
         self.summary.add_summary(tf1.Summary(value=[
             tf1.Summary.Value(tag=tag, simple_value=float(value))
             for tag, value in values.items()]), step)
+        self.summary.flush()  # a killed run keeps the curve up to its last step

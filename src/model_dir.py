@@ -21,6 +21,10 @@ tf1 = tf.compat.v1
 VOCAB_FILES = ('encoder.json', 'vocab.bpe')
 
 
+class CheckpointMismatch(UserError):
+    """A checkpoint of another model shape than hparams.json describes."""
+
+
 def variable_shapes(hparams):
     """The release checkpoint's variables: name -> shape."""
     e = hparams.n_embd
@@ -63,9 +67,9 @@ def check_checkpoint(ckpt, hparams):
         raise UserError(f'{ckpt}: unreadable checkpoint ({e.__class__.__name__})') from None
     for name, shape in variable_shapes(hparams).items():
         if name not in stored:
-            raise UserError(f'{ckpt}: variable {name} is missing')
+            raise CheckpointMismatch(f'{ckpt}: variable {name} is missing')
         if list(stored[name]) != shape:
-            raise UserError(f'{ckpt}: variable {name} has shape {list(stored[name])} but '
+            raise CheckpointMismatch(f'{ckpt}: variable {name} has shape {list(stored[name])} but '
                             f'hparams.json implies {shape}')
 
 

@@ -229,6 +229,7 @@ class Trainer:
                             'token')
         self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c)
         self.run.lock()
+        self.run.clean()
         self.sampler, self.val_batches = load_data(c, self.enc, self.hparams)
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         recompute, reason = choose_memory_saving(c, self.hparams)

@@ -55,6 +55,34 @@ def jokes_json(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope='session')
+def corpus(tmp_path_factory):
+    """A small repeated corpus: the same few jokes many times."""
+    path = tmp_path_factory.mktemp('corpus') / 'jokes.txt'
+    jokes = ['Why did the chicken cross the road?|To get to the other side!',
+             'What do you call a fish with no eyes?|A fsh.',
+             'I told my wife she drew her eyebrows too high.|She looked surprised.']
+    path.write_text('<|endoftext|>'.join(jokes * 40), encoding='utf-8')
+    return str(path)
+
+
+def train_config(tmp_path, models_dir, corpus, **overrides):
+    """A TrainConfig for the tiny model, writing under tmp_path."""
+    from training import TrainConfig
+    values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
+                  learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
+                  sample_length=8, seed=1, checkpoint_dir=str(tmp_path / 'checkpoint'),
+                  sample_dir=str(tmp_path / 'samples'))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def variables_of(ckpt):
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
+
+
 def run_script(script, *args, stdin=None, env=None, cwd=ROOT, check=True):
     """Run one of the project's scripts (path from the repository root) as a user would,
     with PYTHONPATH=src."""

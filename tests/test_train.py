@@ -12,39 +12,15 @@ import tensorflow as tf
 
 import training
 from cli import UserError
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, variables_of
+from conftest import train_config as config
 from data_sampler import PackedSampler
 from training import TrainConfig
-
-
-@pytest.fixture(scope='module')
-def corpus(tmp_path_factory, models_dir):
-    """A small repeated corpus, encoded: the same few jokes many times."""
-    path = tmp_path_factory.mktemp('corpus') / 'jokes.txt'
-    jokes = ['Why did the chicken cross the road?|To get to the other side!',
-             'What do you call a fish with no eyes?|A fsh.',
-             'I told my wife she drew her eyebrows too high.|She looked surprised.']
-    path.write_text('<|endoftext|>'.join(jokes * 40), encoding='utf-8')
-    return str(path)
-
-
-def config(tmp_path, models_dir, corpus, **overrides):
-    values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
-                  learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
-                  sample_length=8, seed=1, checkpoint_dir=str(tmp_path / 'checkpoint'),
-                  sample_dir=str(tmp_path / 'samples'))
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def losses_of(capsys):
     out = capsys.readouterr().out
     return [float(x) for x in re.findall(r'\] loss=(\S+) ', out)], out
-
-
-def variables_of(ckpt):
-    return {name: tf.train.load_checkpoint(ckpt).get_tensor(name)
-            for name, _ in tf.train.list_variables(ckpt)}
 
 
 def test_loss_falls_on_a_repeated_corpus(tmp_path, models_dir, corpus, capsys):

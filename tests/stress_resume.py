@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Kill train.py with SIGKILL at random moments, restart it, and check that every restart
+resumes from a complete checkpoint at the right step and that the per-step losses equal an
+uninterrupted run's, bit for bit. The test suite runs 20 rounds; run more by hand:
+
+    PYTHONPATH=src python tests/stress_resume.py --rounds 200 --models_dir M --model_name N \\
+        --dataset corpus.txt
+"""
+
+import argparse
+import glob
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def logged_losses(run_dir):
+    """step -> every loss TensorBoard got for it (a step redone after a kill logs twice)."""
+    losses = {}
+    for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == 'loss':
+                        losses.setdefault(event.step, []).append(value.simple_value)
+        except tf.errors.DataLossError:  # the last record of a killed run may be cut
+            pass
+    return losses
+
+
+def complete_steps(run_dir):
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(int(m.group(1)) for name in os.listdir(run_dir)
+                  if (m := re.fullmatch(r'model-(\d+)\.index', name)))
+
+
+def command(args, workdir, steps):
+    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', args.dataset,
+            '--models_dir', args.models_dir, '--model_name', args.model_name,
+            '--checkpoint_dir', os.path.join(workdir, 'checkpoint'), '--sample_every',
+            '1000000', '--save_every', '1', '--steps', str(steps), '--seed', '1',
+            '--batch_size', '2', '--noise', '0.05', '--accumulate_gradients', '2',
+            '--learning_rate', '0.001']
+
+
+def one_round(args, workdir, rng, steps):
+    """Start (resume) training and SIGKILL it: one time in five during start-up, otherwise
+    a random moment after its first step, when saves (every step) are under way. Returns
+    what it printed."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    with tempfile.NamedTemporaryFile('w+') as out:
+        proc = subprocess.Popen(command(args, workdir, steps), stdout=out,
+                                stderr=subprocess.DEVNULL, env=env)
+        if rng.random() < 0.2:
+            time.sleep(rng.uniform(0, args.max_seconds))
+        else:
+            deadline = time.time() + 120
+            while '\n[' not in open(out.name, encoding='utf-8').read() and \
+                    proc.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0, args.max_seconds))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        out.seek(0)
+        return out.read()
+
+
+def check_round(printed, before):
+    """The restart loaded the newest checkpoint complete before it started, and trained
+    from the step after it."""
+    loaded = re.findall(r'^Loading checkpoint (.*)$', printed, re.M)
+    if not loaded:
+        return  # killed before it got that far
+    if before:
+        assert loaded[-1].endswith(f'model-{before[-1]}'), (loaded, before)
+    first = re.search(r'^\[(\d+) \|', printed, re.M)
+    if first:
+        assert int(first.group(1)) == (before[-1] if before else 0) + 1, (first, before)
+
+
+def stress(args):
+    rng = random.Random(args.seed)
+    workdir = tempfile.mkdtemp(prefix='stress-')
+    run_dir = os.path.join(workdir, 'checkpoint', 'run1')
+    steps = 100000
+    for _ in range(args.rounds):
+        before = complete_steps(run_dir)
+        printed = one_round(args, workdir, rng, steps)
+        check_round(printed, before)
+    reached = complete_steps(run_dir)[-1]
+    reference_dir = tempfile.mkdtemp(prefix='reference-')
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    subprocess.run(command(args, reference_dir, reached), check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = logged_losses(os.path.join(reference_dir, 'checkpoint', 'run1'))
+    stressed = logged_losses(run_dir)
+    mismatched = [s for s in range(1, reached + 1)
+                  if any(loss != reference[s][0] for loss in stressed.get(s, []))]
+    missing = [s for s in range(1, reached + 1) if s not in stressed]
+    return {'rounds': args.rounds, 'steps': reached, 'mismatched': mismatched,
+            'missing': missing}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--rounds', type=int, default=20)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--max_seconds', type=float, default=2.0)
+    p.add_argument('--models_dir', required=True)
+    p.add_argument('--model_name', required=True)
+    p.add_argument('--dataset', required=True)
+    return p.parse_args(argv)
+
+
+if __name__ == '__main__':
+    result = stress(parse_args())
+    print(result)
+    sys.exit(1 if result['mismatched'] or result['missing'] else 0)

@@ -1,0 +1,207 @@
+"""Training that never loses work: damaged checkpoints, kills, signals, retention, disk."""
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import stress_resume
+import training
+from cli import UserError
+from conftest import ROOT, variables_of
+from conftest import train_config as config
+
+tf1 = tf.compat.v1
+
+
+def run_dir(tmp_path):
+    return tmp_path / 'checkpoint' / 'run1'
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path, models_dir, corpus):
+    """A run with complete checkpoints at steps 2 and 4."""
+    training.train(config(tmp_path, models_dir, corpus, steps=4, save_every=2))
+    return run_dir(tmp_path)
+
+
+def damage_truncated_data(run):
+    path = run / 'model-4.data-00000-of-00001'
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def damage_garbage_index(run):
+    (run / 'model-4.index').write_bytes(b'not an index' * 10)
+
+
+def damage_missing_index(run):
+    os.remove(run / 'model-4.index')
+
+
+def damage_missing_run_state(run):
+    os.remove(run / 'model-4.state.json')
+
+
+@pytest.mark.parametrize('damage', [damage_truncated_data, damage_garbage_index,
+                                    damage_missing_index, damage_missing_run_state])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(
+        tmp_path, models_dir, corpus, two_checkpoints, capsys, damage):
+    damage(two_checkpoints)
+    capsys.readouterr()
+    training.train(config(tmp_path, models_dir, corpus, steps=5, save_every=2))
+    out = capsys.readouterr().out
+    assert f'warning: skipping damaged checkpoint {two_checkpoints}/model-4 (' in out
+    assert out.split('Loading checkpoint ')[-1].startswith(f'{two_checkpoints}/model-2\n')
+    assert '\n[3 | ' in out
+    assert 'tiny/model.ckpt' not in out  # never the pretrained weights
+
+
+@pytest.mark.parametrize('file', ['checkpoint', 'counter'])
+def test_empty_state_file_or_counter_still_resumes_the_newest(
+        tmp_path, models_dir, corpus, two_checkpoints, capsys, file):
+    (two_checkpoints / file).write_text('')
+    capsys.readouterr()
+    training.train(config(tmp_path, models_dir, corpus, steps=5, save_every=2))
+    out = capsys.readouterr().out
+    assert f'Loading checkpoint {two_checkpoints}/model-4\n' in out
+    assert '\n[5 | ' in out
+    assert (two_checkpoints / 'counter').read_text() == '5\n'
+
+
+def test_all_checkpoints_damaged_stops_instead_of_starting_over(
+        tmp_path, models_dir, corpus, two_checkpoints):
+    for step in (2, 4):
+        (two_checkpoints / f'model-{step}.index').write_bytes(b'garbage')
+    with pytest.raises(UserError, match='no checkpoint could be loaded .*--restore_from fresh'):
+        training.train(config(tmp_path, models_dir, corpus, steps=5))
+
+
+def test_counter_without_checkpoints_is_refused(tmp_path, models_dir, corpus):
+    run_dir(tmp_path).mkdir(parents=True)
+    (run_dir(tmp_path) / 'counter').write_text('250\n')
+    with pytest.raises(UserError, match='counter says step 250 but no checkpoint'):
+        training.train(config(tmp_path, models_dir, corpus))
+
+
+def test_stray_files_of_a_killed_save_are_cleaned(tmp_path, models_dir, corpus,
+                                                  two_checkpoints):
+    (two_checkpoints / 'model-6_temp').mkdir()
+    (two_checkpoints / 'model-6_temp' / 'part-00000-of-00001.index').write_bytes(b'x')
+    (two_checkpoints / 'counter.partial').write_text('6')
+    (two_checkpoints / 'model-6.state.json').write_text('{}')
+    training.train(config(tmp_path, models_dir, corpus, steps=4))
+    names = os.listdir(two_checkpoints)
+    assert not [n for n in names if 'model-6' in n or n.endswith('.partial')]
+
+
+def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
+                                                        two_checkpoints):
+    from init_model import init_model
+    from model import HParams
+    hparams = HParams.from_json(os.path.join(models_dir, 'tiny', 'hparams.json'))
+    wider = HParams(**{**hparams.__dict__, 'n_embd': 64})
+    init_model(str(tmp_path / 'models' / 'tiny'), wider, os.path.join(models_dir, 'tiny'))
+    with pytest.raises(UserError, match='model/wte has shape .* but hparams.json implies'):
+        training.train(config(tmp_path, str(tmp_path / 'models'), corpus, steps=6))
+
+
+def test_changed_vocabulary_is_refused(tmp_path, models_dir, corpus,
+                                       two_checkpoints):
+    other = tmp_path / 'models' / 'tiny'
+    shutil.copytree(os.path.join(models_dir, 'tiny'), other)
+    with open(other / 'vocab.bpe', 'a', encoding='utf-8') as f:
+        f.write('\n')
+    with pytest.raises(UserError, match='trained with another vocabulary'):
+        training.train(config(tmp_path, str(tmp_path / 'models'), corpus, steps=6))
+
+
+def test_changed_flags_warn_once_each(tmp_path, models_dir, corpus, two_checkpoints,
+                                      capsys):
+    capsys.readouterr()
+    training.train(config(tmp_path, models_dir, corpus, steps=5, learning_rate=1e-4,
+                          grad_clip=1.0))
+    out = capsys.readouterr().out
+    assert out.count('warning: --learning_rate was 0.003 in this run, now 0.0001') == 1
+    assert out.count('warning: --grad_clip was 0.0 in this run, now 1.0') == 1
+
+
+def test_retention_holds_over_ten_restarts(tmp_path, models_dir, corpus):
+    for steps in range(1, 11):
+        training.train(config(tmp_path, models_dir, corpus, steps=steps, save_every=1))
+    indexes = sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.index'))
+    assert indexes == [f'model-{s}.index' for s in (10, 6, 7, 8, 9)]
+    states = sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.state.json'))
+    assert len(states) == 5
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
+                                                         corpus):
+    flags = ['--noise', '0.1', '--save_every', '1000']  # later flags override earlier
+    whole = tmp_path / 'whole'
+    args = stress_resume.parse_args(['--models_dir', models_dir, '--model_name', 'tiny',
+                                     '--dataset', corpus])
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    subprocess.run(stress_resume.command(args, str(whole), 8) + flags, env=env,
+                   check=True, capture_output=True)
+    parts = tmp_path / 'parts'
+    proc = subprocess.Popen(stress_resume.command(args, str(parts), 8) + flags,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    for line in proc.stdout:
+        if line.startswith('[3 |'):
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    stopped = int((parts / 'checkpoint' / 'run1' / 'counter').read_text())
+    assert 3 <= stopped < 8
+    subprocess.run(stress_resume.command(args, str(parts), 8) + flags, env=env,
+                   check=True, capture_output=True)
+    expected = stress_resume.logged_losses(str(whole / 'checkpoint' / 'run1'))
+    got = stress_resume.logged_losses(str(parts / 'checkpoint' / 'run1'))
+    assert sorted(got) == list(range(1, 9))
+    assert {s: v[-1] for s, v in got.items()} == {s: v[0] for s, v in expected.items()}
+    a = variables_of(str(whole / 'checkpoint' / 'run1' / 'model-8'))
+    b = variables_of(str(parts / 'checkpoint' / 'run1' / 'model-8'))
+    assert sorted(a) == sorted(b) and len(a) > 3 * 26  # model, both Adam moments, step...
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_sigkill_at_random_moments_resumes_exactly(models_dir, corpus):
+    args = stress_resume.parse_args(['--rounds', '20', '--models_dir', models_dir,
+                                     '--model_name', 'tiny', '--dataset', corpus])
+    result = stress_resume.stress(args)
+    assert result['steps'] >= 10
+    assert result['mismatched'] == [] and result['missing'] == []
+
+
+def test_a_save_that_cannot_be_written_keeps_the_previous_checkpoint(
+        tmp_path, models_dir, corpus, two_checkpoints):
+    size = (two_checkpoints / 'model-4.data-00000-of-00001').stat().st_size
+
+    def limit_file_size():  # a full disk, as a process sees it: writes fail past a size
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
+           '--models_dir', models_dir, '--model_name', 'tiny', '--checkpoint_dir',
+           str(tmp_path / 'checkpoint'), '--steps', '6', '--save_every', '2', '--seed', '1',
+           '--batch_size', '2', '--learning_rate', '0.003', '--sample_every', '1000',
+           '--sample_length', '8']
+    result = subprocess.run(cmd, preexec_fn=limit_file_size, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src')),
+                            timeout=300)
+    assert result.returncode == 2
+    error = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert len(error) == 1 and 'model-6: saving failed' in error[0]
+    assert error[0].endswith('the newest complete checkpoint is still '
+                             f'{two_checkpoints}/model-4')
+    assert tf.train.latest_checkpoint(str(two_checkpoints)) == f'{two_checkpoints}/model-4'
+    assert (two_checkpoints / 'counter').read_text() == '4\n'
+    assert not [n for n in os.listdir(two_checkpoints) if 'model-6' in n]
