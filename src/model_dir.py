@@ -99,6 +99,7 @@ def model_variables(scope='model'):
     return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + '/')
 
 
+
 def restore(sess, ckpt):
     """Load the model's weights; other variables in the checkpoint are ignored."""
     tf1.train.Saver(var_list=model_variables()).restore(sess, ckpt)
@@ -112,6 +113,26 @@ def save(sess, directory, hparams, vocab_dir):
     with open(os.path.join(directory, 'hparams.json'), 'w', encoding='utf-8') as f:
         f.write(hparams.to_json())
     copy_vocabulary(vocab_dir, directory)
+
+
+def load_arrays(ckpt, hparams):
+    """The release variables of a checkpoint as NumPy arrays (no graph needed)."""
+    check_checkpoint(ckpt, hparams)
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name) for name in variable_shapes(hparams)}
+
+
+def save_arrays(directory, arrays, hparams, vocab_dir):
+    """A model directory whose weights are `arrays` (release names -> NumPy arrays)."""
+    with tf.Graph().as_default():
+        feeds = {}
+        for name, shape in variable_shapes(hparams).items():
+            value = tf1.placeholder(tf.float32, shape)
+            tf1.Variable(value, name=name)
+            feeds[value] = arrays[name]
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer(), feeds)
+            save(sess, directory, hparams, vocab_dir)
 
 
 def copy_vocabulary(source, directory):

@@ -1,0 +1,109 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import encoder
+import huggingface
+import model
+import model_dir
+from cli import UserError
+from conftest import variables_of
+from test_encoder import MIXED_TEXTS
+
+tf1 = tf.compat.v1
+
+
+@pytest.fixture(scope='module')
+def exported(models_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp('hf') / 'tiny-hf'
+    huggingface.export(os.path.join(models_dir, 'tiny'), str(out))
+    return out
+
+
+def test_round_trip_keeps_every_variable(models_dir, exported, tmp_path):
+    huggingface.import_(str(exported), str(tmp_path / 'back'))
+    original = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    back = variables_of(str(tmp_path / 'back' / 'model.ckpt'))
+    assert sorted(back) == sorted(original)
+    for name in original:
+        np.testing.assert_array_equal(back[name], original[name], err_msg=name)
+    assert encoder.load_encoder(str(tmp_path / 'back')).encode('Hello world') == \
+        encoder.load_encoder(os.path.join(models_dir, 'tiny')).encode('Hello world')
+
+
+def test_export_files_and_generation_config(exported):
+    names = set(os.listdir(exported))
+    assert {'config.json', 'model.safetensors', 'vocab.json', 'merges.txt',
+            'tokenizer_config.json', 'generation_config.json'} <= names
+    generation = json.loads((exported / 'generation_config.json').read_text())
+    config = json.loads((exported / 'config.json').read_text())
+    assert generation['eos_token_id'] == config['eos_token_id'] == config['vocab_size'] - 1
+
+
+def test_transformers_logits_equal_ours(models_dir, exported):
+    torch = pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    hf = transformers.GPT2LMHeadModel.from_pretrained(str(exported)).eval()
+    hparams, _, ckpt = model_dir.load('tiny', models_dir)
+    tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 30])
+    with torch.no_grad():
+        theirs = hf(torch.tensor(tokens)).logits.numpy()
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        logits = model.model(hparams, X)['logits']
+        model_dir.restore(sess, ckpt)
+        ours = sess.run(logits, {X: tokens})
+    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=0)
+
+
+def test_transformers_tokenizer_gives_our_ids(models_dir, exported):
+    transformers = pytest.importorskip('transformers')
+    tok = transformers.GPT2TokenizerFast.from_pretrained(str(exported))
+    enc = encoder.load_encoder(os.path.join(models_dir, 'tiny'))
+    for text in MIXED_TEXTS:
+        assert tok(text)['input_ids'] == enc.encode(text), text
+
+
+def test_unsupported_architecture_is_refused(exported, tmp_path):
+    import shutil
+    bad = tmp_path / 'bad'
+    shutil.copytree(exported, bad)
+    config = json.loads((bad / 'config.json').read_text())
+    (bad / 'config.json').write_text(json.dumps({**config, 'activation_function': 'relu'}))
+    with pytest.raises(UserError, match="activation_function 'relu' is not GPT-2's"):
+        huggingface.import_(str(bad), str(tmp_path / 'out'))
+    (bad / 'config.json').write_text(json.dumps({**config, 'model_type': 'llama'}))
+    with pytest.raises(UserError, match="model_type 'llama'; only gpt2"):
+        huggingface.import_(str(bad), str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
+
+
+def test_shape_that_does_not_match_config_is_named(exported, tmp_path):
+    import shutil
+    bad = tmp_path / 'bad'
+    shutil.copytree(exported, bad)
+    config = json.loads((bad / 'config.json').read_text())
+    (bad / 'config.json').write_text(json.dumps({**config, 'n_positions': 32}))
+    with pytest.raises(UserError, match=r'transformer.wpe.weight has shape \[64, 32\], '
+                                        r'config.json implies \[32, 32\]'):
+        huggingface.import_(str(bad), str(tmp_path / 'out'))
+    assert not os.path.exists(tmp_path / 'out.partial')
+
+
+def test_missing_files_and_mismatched_vocabulary(exported, tmp_path):
+    import shutil
+    bad = tmp_path / 'bad'
+    shutil.copytree(exported, bad)
+    os.remove(bad / 'merges.txt')
+    with pytest.raises(UserError, match='bad: missing merges.txt'):
+        huggingface.import_(str(bad), str(tmp_path / 'out'))
+    shutil.copyfile(exported / 'merges.txt', bad / 'merges.txt')
+    config = json.loads((bad / 'config.json').read_text())
+    vocab = json.loads((bad / 'vocab.json').read_text())
+    vocab['<|extra|>'] = config['vocab_size']
+    (bad / 'vocab.json').write_text(json.dumps(vocab))
+    with pytest.raises(UserError, match='more than the .* rows of the token embedding'):
+        huggingface.import_(str(bad), str(tmp_path / 'out'))
