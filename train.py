@@ -89,6 +89,9 @@ def parse_args(argv=None):
     add('--pack', action='store_true',
         help='Fill each training window with whole documents (split on <|endoftext|>) '
              'instead of random windows that may start mid-document')
+    add('--precision', choices=['auto', 'float32', 'bfloat16'], default='auto',
+        help='Precision of the matrix products; weights, optimizer and the rest stay '
+             'float32. auto: bfloat16 where the CPU or GPU has bfloat16 units')
     add('--checkpoint_dir', type=str, default='checkpoint',
         help='Where run folders of checkpoints go')
     add('--sample_dir', type=str, default='samples', help='Where run folders of samples go')

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Training speed and memory of the 124M shape: tokens/s, MFU against a float32 matmul peak
-measured in the same process, and peak RSS (batch 1 x 1024 tokens, Adam).
+"""Training speed and memory of the 124M shape: tokens/s, MFU against a matmul peak of
+the same precision measured in the same process, and peak RSS (batch 1 x 1024, Adam).
 
-    PYTHONPATH=src python bench/bench_train.py [--steps 5] [--batch_size 1]
+    PYTHONPATH=src python bench/bench_train.py [--precision auto|float32|bfloat16]
 """
 
 import argparse
@@ -12,16 +12,17 @@ import tensorflow as tf
 from common import median_time, model_124m, peak_rss_gb, report
 
 import model_dir
-from training import TrainConfig, build_train_graph, choose_memory_saving
+from training import TrainConfig, build_train_graph, choose_memory_saving, choose_precision
 
 tf1 = tf.compat.v1
 
 
-def matmul_peak_flops(n=4096):
+def matmul_peak_flops(dtype, n=4096):
+    """FLOP/s of a large matrix product in `dtype`, measured here and now."""
     with tf.Graph().as_default(), tf1.Session() as sess:
-        a = tf1.Variable(tf.random.normal([n, n]))
-        b = tf1.Variable(tf.random.normal([n, n]))
-        y = tf.reduce_sum(tf.matmul(a, b))
+        a = tf1.Variable(tf.cast(tf.random.normal([n, n]), dtype))
+        b = tf1.Variable(tf.cast(tf.random.normal([n, n]), dtype))
+        y = tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32))
         sess.run(tf1.global_variables_initializer())
         seconds = median_time(lambda: sess.run(y), runs=5)
     return 2 * n ** 3 / seconds
@@ -34,27 +35,37 @@ def flops_per_token(hparams):
     return 6 * n + 12 * hparams.n_layer * hparams.n_embd * hparams.n_ctx
 
 
+def measure(hparams, ckpt, batch_size, steps, precision):
+    """Seconds per step and peak RSS of training in a fresh process state."""
+    c = TrainConfig(dataset='-', batch_size=batch_size, precision=precision)
+    recompute, _ = choose_memory_saving(c, hparams)
+    dtype, _ = choose_precision(c)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        g = build_train_graph(hparams, c, recompute, dtype)
+        sess.run(tf1.global_variables_initializer())
+        model_dir.restore(sess, ckpt)
+        rs = np.random.RandomState(0)
+        tokens = rs.randint(0, hparams.n_vocab, [batch_size, hparams.n_ctx])
+        feed = {g.context: tokens, g.lr: 1e-5}
+        seconds = median_time(lambda: sess.run(g.train_op, feed), runs=steps, warmup=2)
+    return seconds, dtype, recompute
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--batch_size', type=int, default=1)
+    parser.add_argument('--precision', default='auto', choices=['auto', 'float32', 'bfloat16'])
     args = parser.parse_args()
     models_dir, name = model_124m()
     hparams, _, ckpt = model_dir.load(name, models_dir)
-    peak = matmul_peak_flops()
-    c = TrainConfig(dataset='-', batch_size=args.batch_size)
-    recompute, _ = choose_memory_saving(c, hparams)
-    with tf.Graph().as_default(), tf1.Session() as sess:
-        g = build_train_graph(hparams, c, recompute)
-        sess.run(tf1.global_variables_initializer())
-        model_dir.restore(sess, ckpt)
-        rs = np.random.RandomState(0)
-        tokens = rs.randint(0, hparams.n_vocab, [args.batch_size, hparams.n_ctx])
-        feed = {g.context: tokens, g.lr: 1e-5}
-        seconds = median_time(lambda: sess.run(g.train_op, feed), runs=args.steps, warmup=2)
+    seconds, dtype, recompute = measure(hparams, ckpt, args.batch_size, args.steps,
+                                        args.precision)
+    peak = matmul_peak_flops(dtype)
     tokens_per_s = args.batch_size * hparams.n_ctx / seconds
-    report('train_tokens_per_s', tokens_per_s, 'tokens/s', seconds_per_step=round(seconds, 3),
-           batch=f'{args.batch_size}x{hparams.n_ctx}', precision='float32',
+    report(f'train_tokens_per_s_{args.precision}', tokens_per_s, 'tokens/s',
+           seconds_per_step=round(seconds, 3), batch=f'{args.batch_size}x{hparams.n_ctx}',
+           precision=dtype.name, memory_saving_gradients=recompute,
            mfu=round(tokens_per_s * flops_per_token(hparams) / peak, 3),
            matmul_peak_gflops=round(peak / 1e9), peak_rss_gb=round(peak_rss_gb(), 2))
 

@@ -64,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int | None = None
     pack: bool = False
+    precision: str = 'auto'  # auto: bfloat16 products where the hardware has bf16 units
     checkpoint_dir: str = 'checkpoint'
     sample_dir: str = 'samples'
 
@@ -90,6 +91,8 @@ def check_config(c):
     if c.learning_rate <= 0 or c.grad_clip < 0 or c.weight_decay < 0 or c.min_lr < 0:
         raise UserError('--learning_rate must be above 0; --grad_clip, --weight_decay and '
                         '--min_lr 0 or more')
+    if c.precision not in ('auto', 'float32', 'bfloat16'):
+        raise UserError(f'--precision {c.precision}: choose auto, float32 or bfloat16')
     if c.weight_decay and c.optimizer != 'adam':
         raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam')
 
@@ -126,6 +129,31 @@ def choose_memory_saving(c, hparams):
     return choice, f'activations about {activations / 2**30:.1f} GB, memory {memory / 2**30:.0f} GB'
 
 
+def cpu_has_bfloat16():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            flags = next((line for line in f if line.startswith('flags')), '').split()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def choose_precision(c):
+    """(dtype of the matrix products, reason): bfloat16 on CPUs with bf16 instructions and
+    on GPUs of compute capability 8.0 (Ampere) and later, float32 elsewhere."""
+    if c.precision != 'auto':
+        return tf.as_dtype(c.precision), 'as asked'
+    gpus = tf.config.list_physical_devices('GPU')
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get(
+            'compute_capability', (0, 0))
+        dtype = tf.bfloat16 if tuple(capability) >= (8, 0) else tf.float32
+        return dtype, f'GPU compute capability {capability[0]}.{capability[1]}'
+    if cpu_has_bfloat16():
+        return tf.bfloat16, 'this CPU has bfloat16 instructions'
+    return tf.float32, 'this CPU has no bfloat16 instructions'
+
+
 @dataclasses.dataclass
 class TrainGraph:
     context: tf.Tensor
@@ -140,21 +168,21 @@ class TrainGraph:
     global_step: tf.Variable
 
 
-def masked_loss(hparams, context, context_in, loss_mask, recompute):
+def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
     """Mean next-token loss over the targets the mask keeps."""
-    logits = model.model(hparams, context_in, recompute=recompute)['logits']
+    logits = model.model(hparams, context_in, recompute=recompute, dtype=dtype)['logits']
     weights = loss_mask[:, 1:]
     losses = model.token_losses(logits, context)
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def build_train_graph(hparams, c, recompute):
+def build_train_graph(hparams, c, recompute, dtype=tf.float32):
     context = tf1.placeholder(tf.int32, [None, None], 'context')
     context_in = tf1.placeholder_with_default(context, [None, None], 'context_in')
     loss_mask = tf1.placeholder_with_default(tf.ones_like(context, tf.float32),
                                              [None, None], 'loss_mask')
     lr = tf1.placeholder(tf.float32, [], 'learning_rate')
-    loss = masked_loss(hparams, context, context_in, loss_mask, recompute)
+    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
     train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')]
     if c.only_train_transformer_layers:
         train_vars = [v for v in train_vars if '/h' in v.name]
@@ -234,11 +262,13 @@ class Trainer:
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         recompute, reason = choose_memory_saving(c, self.hparams)
         print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
+        dtype, reason = choose_precision(c)
+        print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
         self.graph = tf.Graph()
         with self.graph.as_default():
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
-            self.g = build_train_graph(self.hparams, c, recompute)
+            self.g = build_train_graph(self.hparams, c, recompute, dtype)
             self.gen = sample.Generator(self.hparams, c.batch_size, top_k=c.top_k,
                                         top_p=c.top_p, reuse=True)
             self.sess = tf1.Session(graph=self.graph)

@@ -71,7 +71,8 @@ def train_config(tmp_path, models_dir, corpus, **overrides):
     from training import TrainConfig
     values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
                   learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
-                  sample_length=8, seed=1, checkpoint_dir=str(tmp_path / 'checkpoint'),
+                  sample_length=8, seed=1, precision='float32',
+                  checkpoint_dir=str(tmp_path / 'checkpoint'),
                   sample_dir=str(tmp_path / 'samples'))
     values.update(overrides)
     return TrainConfig(**values)

@@ -62,6 +62,21 @@ def test_accumulated_gradients_equal_one_bigger_batch(tmp_path, models_dir, corp
         np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
 
 
+def test_bfloat16_products_track_float32(tmp_path, models_dir, corpus, capsys):
+    from stress_resume import logged_losses
+    training.train(config(tmp_path / 'a', models_dir, corpus, steps=12))
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=12, precision='bfloat16'))
+    assert 'precision: bfloat16 matrix products, float32 weights (as asked)' in \
+        capsys.readouterr().out
+    f32, bf16 = ([v[0] for _, v in sorted(logged_losses(str(tmp_path / run / 'checkpoint' /
+                                                           'run1')).items())]
+                 for run in ('a', 'b'))
+    assert bf16 != f32  # the products really ran in bfloat16
+    np.testing.assert_allclose(bf16, f32, rtol=0.02)
+    assert variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-12'))[
+        'model/wte'].dtype == np.float32
+
+
 def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus):
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2)
