@@ -205,6 +205,9 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
                                initializer=tf1.random_normal_initializer(stddev=0.01))
         wte = tf1.get_variable('wte', [hparams.n_vocab, hparams.n_embd],
                                initializer=tf1.random_normal_initializer(stddev=0.02))
+        # Gather from the variables' values, not the variables: a gather on a resource
+        # variable switches it to copy-on-read, and each step then copied all of wte.
+        wte, wpe = wte.value(), wpe.value()
         batch, sequence = shape_list(X)
         offset = 0 if past is None else past.offset
         h = tf.gather(wte, X) + tf.gather(wpe, offset + tf.range(sequence))[None]
