@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
 import cli  # noqa: E402
-from training import TrainConfig, train  # noqa: E402
+from train_config import TrainConfig  # noqa: E402
+from training import train  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -12,7 +12,8 @@ import tensorflow as tf
 from common import median_time, model_124m, peak_rss_gb, report
 
 import model_dir
-from training import TrainConfig, build_train_graph, choose_memory_saving, choose_precision
+from train_config import TrainConfig, choose_memory_saving, choose_precision
+from training import build_train_graph
 
 tf1 = tf.compat.v1
 

@@ -68,7 +68,7 @@ def corpus(tmp_path_factory):
 
 def train_config(tmp_path, models_dir, corpus, **overrides):
     """A TrainConfig for the tiny model, writing under tmp_path."""
-    from training import TrainConfig
+    from train_config import TrainConfig
     values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
                   learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
                   sample_length=8, seed=1, precision='float32',

@@ -15,7 +15,7 @@ from cli import UserError
 from conftest import ROOT, run_script, variables_of
 from conftest import train_config as config
 from data_sampler import PackedSampler
-from training import TrainConfig
+from train_config import TrainConfig, learning_rate_at
 
 
 def losses_of(capsys):
@@ -182,12 +182,12 @@ def test_corpus_too_short_for_the_context(tmp_path, models_dir):
 def test_learning_rate_schedules():
     c = TrainConfig(dataset='x', learning_rate=1.0, warmup_steps=2, steps=12,
                     lr_schedule='cosine', min_lr=0.1)
-    lrs = [training.learning_rate_at(c, s) for s in range(12)]
+    lrs = [learning_rate_at(c, s) for s in range(12)]
     assert lrs[:3] == [0.5, 1.0, 1.0]
     assert lrs[7] == pytest.approx(0.1 + 0.9 * 0.5)
     linear = TrainConfig(dataset='x', learning_rate=1.0, steps=10, lr_schedule='linear')
-    assert training.learning_rate_at(linear, 5) == pytest.approx(0.5)
-    assert training.learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
+    assert learning_rate_at(linear, 5) == pytest.approx(0.5)
+    assert learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
 
 
 def train_command(tmp_path, models_dir, corpus, *flags):
