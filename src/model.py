@@ -121,18 +121,20 @@ def attention_mask(nd, ns, *, offset):
 class KVCache:
     """Keys and values of every position seen so far, for sampling one token at a time.
 
-    One variable per layer and kind, [batch, heads, n_alloc, features], allocated once
+    One variable per layer and kind, [batch * heads, n_alloc, features], allocated once
     per generated batch (run `initializer` feeding `n_alloc`) and written in place at
-    `offset`: no per-token copy of the whole cache, which OpenAI's sampler made by
-    concatenating, so that each token cost a copy of everything before it.
+    `offset`. Reads gather only the positions filled so far: a plain read of a variable
+    written by slices copies all of it (TensorFlow's copy-on-read), and OpenAI's sampler
+    concatenated, copying everything before each new token.
     """
 
     def __init__(self, hparams, batch_size):
         self.offset = tf1.placeholder(tf.int32, [], 'offset')  # position of the first new token
         self.n_alloc = tf1.placeholder(tf.int32, [], 'n_alloc')
+        self.batch_size, self.n_head = batch_size, hparams.n_head
         head_dim = hparams.n_embd // hparams.n_head
-        zeros = tf.zeros([batch_size, hparams.n_head, self.n_alloc, head_dim])
-        shape = tf.TensorShape([batch_size, hparams.n_head, None, head_dim])
+        zeros = tf.zeros([batch_size * hparams.n_head, self.n_alloc, head_dim])
+        shape = tf.TensorShape([batch_size * hparams.n_head, None, head_dim])
         # In no standard collection: never saved, never touched by the usual initializers.
         self.keys, self.values = [
             [tf1.Variable(zeros, trainable=False, shape=shape, use_resource=True,
@@ -142,12 +144,20 @@ class KVCache:
         self.initializer = tf.group([v.initializer for v in self.keys + self.values])
 
     def update(self, layer, k, v):
-        """Write this step's k, v [batch, heads, n_new, features]; return the whole cache."""
-        end = self.offset + tf.shape(k)[2]
-        writes = [self.keys[layer][:, :, self.offset:end].assign(k),
-                  self.values[layer][:, :, self.offset:end].assign(v)]
+        """Write this step's k, v [batch, heads, n_new, features]; return the keys and
+        values of all positions so far, [batch, heads, offset + n_new, features]."""
+        n_new, head_dim = tf.shape(k)[2], k.shape[-1]
+        end = self.offset + n_new
+        rows = self.batch_size * self.n_head
+        writes = [cache[:, self.offset:end].assign(tf.reshape(new, [rows, n_new, head_dim]))
+                  for cache, new in ((self.keys[layer], k), (self.values[layer], v))]
+        positions = tf.tile(tf.range(end)[None], [rows, 1])
         with tf.control_dependencies(writes):
-            return self.keys[layer].read_value(), self.values[layer].read_value()
+            return [tf.reshape(tf.raw_ops.ResourceGather(resource=cache.handle,
+                                                         indices=positions, batch_dims=1,
+                                                         dtype=cache.dtype),
+                               [self.batch_size, self.n_head, end, head_dim])
+                    for cache in (self.keys[layer], self.values[layer])]
 
 
 def attn(x, scope, n_state, *, past, hparams, layer, dtype):
