@@ -77,6 +77,30 @@ def test_bfloat16_products_track_float32(tmp_path, models_dir, corpus, capsys):
         'model/wte'].dtype == np.float32
 
 
+def test_weight_decay_shrinks_matrices_not_biases_or_norms(tmp_path, models_dir, corpus):
+    common = dict(steps=1, save_every=1, learning_rate=0.01)
+    training.train(config(tmp_path / 'a', models_dir, corpus, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, weight_decay=0.5, **common))
+    a = variables_of(str(tmp_path / 'a' / 'checkpoint' / 'run1' / 'model-1'))
+    b = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-1'))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    for name in before:
+        if name.endswith(('/b', '/g')):
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        else:  # decoupled decay: w - lr * wd * w on top of the same Adam step
+            np.testing.assert_allclose(b[name], a[name] - 0.01 * 0.5 * before[name],
+                                       atol=1e-6, err_msg=name)
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
+    training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1,
+                          optimizer='sgd', learning_rate=1.0, grad_clip=1e-3))
+    after = variables_of(str(tmp_path / 'checkpoint' / 'run1' / 'model-1'))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    change = np.sqrt(sum(np.sum((after[n] - before[n]) ** 2) for n in before))
+    assert 0 < change <= 1e-3 * 1.001
+
+
 def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus):
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2)
