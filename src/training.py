@@ -25,7 +25,7 @@ import sample
 from checkpoints import RunDirectory
 from cli import UserError
 from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
-from load_dataset import load_dataset
+from load_dataset import expand_paths, load_dataset
 from train_config import check_config, choose_memory_saving, choose_precision, learning_rate_at
 
 tf1 = tf.compat.v1
@@ -132,6 +132,8 @@ class Trainer:
             raise UserError(f'--sample_length {self.sample_length}: must be between 1 and '
                             f'n_ctx - 1 ({self.hparams.n_ctx - 1}); samples start after one '
                             'token')
+        for path in filter(None, (c.dataset, c.val_dataset)):
+            expand_paths(path)  # a missing dataset stops here, before the run folder is made
         self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c)
         self.run.lock()
         self.run.clean()

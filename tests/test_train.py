@@ -194,6 +194,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corp
 def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, message):
     with pytest.raises(UserError, match=message):
         training.train(config(tmp_path, models_dir, corpus, **overrides))
+    assert not (tmp_path / 'checkpoint').exists()
 
 
 def test_corpus_too_short_for_the_context(tmp_path, models_dir):
