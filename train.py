@@ -37,7 +37,7 @@ def parse_args(argv=None):
     add('--endoftext_as_text', action='store_true',
         help='Encode the text <|endoftext|> as five ordinary tokens, as the 2019 code did')
     add('--batch_size', metavar='SIZE', type=int, default=1,
-        help='Batch size (per replica when training on several devices)')
+        help='Batch size, per worker when training on several (TF_CONFIG)')
     add('--learning_rate', metavar='LR', type=float, default=0.00002,
         help='Learning rate for Adam')
     add('--accumulate_gradients', metavar='N', type=int, default=1,
@@ -93,6 +93,9 @@ def parse_args(argv=None):
     add('--precision', choices=['auto', 'float32', 'bfloat16'], default='auto',
         help='Precision of the matrix products; weights, optimizer and the rest stay '
              'float32. auto: bfloat16 where the CPU or GPU has bfloat16 units')
+    add('--collective_timeout', metavar='SECONDS', type=float, default=300.0,
+        help='With several workers (TF_CONFIG): how long a step waits for the others '
+             'before stopping with an error')
     add('--checkpoint_dir', type=str, default='checkpoint',
         help='Where run folders of checkpoints go')
     add('--sample_dir', type=str, default='samples', help='Where run folders of samples go')

@@ -37,12 +37,16 @@ def write_atomic(path, text):
 
 
 class RunDirectory:
-    def __init__(self, path, config):
-        self.path, self.config = path, config
+    def __init__(self, path, config, writer=True):
+        # Only the writer (the chief, with several workers) changes anything on disk;
+        # the others read the checkpoints it writes.
+        self.path, self.config, self.writer = path, config, writer
         self.saver = self.summary = self._lock_file = None
 
     def lock(self):
         """One writer per run: a second train.py on the same run stops here."""
+        if not self.writer:
+            return
         os.makedirs(self.path, exist_ok=True)
         self._lock_file = open(os.path.join(self.path, '.lock'), 'a')
         try:
@@ -61,6 +65,8 @@ class RunDirectory:
     def clean(self):
         """Remove what a killed save leaves: TensorFlow's temporary shards, our .partial
         files, and state files whose checkpoint never completed."""
+        if not self.writer:
+            return
         for name in os.listdir(self.path):
             path = os.path.join(self.path, name)
             if name.startswith('model-') and ('_temp' in name or '.tempstate' in name):
@@ -92,7 +98,7 @@ class RunDirectory:
     def saved_steps(self):
         """Steps with checkpoint files in the run folder, newest first (complete or not)."""
         steps = set()
-        for name in os.listdir(self.path):
+        for name in os.listdir(self.path) if os.path.isdir(self.path) else []:
             match = re.fullmatch(r'model-(\d+)\.(index|data-\d+-of-\d+)', name)
             if match:
                 steps.add(int(match.group(1)))
@@ -131,7 +137,8 @@ class RunDirectory:
             if state is not None:
                 self._warn_changes(state)
                 trainer_state.load_state(state['trainer'])
-            write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
+            if self.writer:
+                write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
             return step
         raise UserError(f'{self.path}: no checkpoint could be loaded (tried '
                         f'{", ".join(skipped)}); pass --restore_from fresh to start over')
@@ -172,6 +179,8 @@ class RunDirectory:
         """Checkpoint `step`. Order matters for a kill at any moment: the state file first
         (an orphan is removed later), then TensorFlow's files, which become `latest` only
         once complete, then the counter, which a restart rewrites from what it loaded."""
+        if not self.writer:
+            return
         prefix = os.path.join(self.path, f'model-{step}')
         print('Saving', prefix)
         state = {'step': step, 'config': dataclasses.asdict(self.config),
@@ -215,6 +224,8 @@ class RunDirectory:
             return float('inf')
 
     def save_best(self, sess, step, val_loss, hparams, vocab_dir):
+        if not self.writer:
+            return
         best = os.path.join(self.path, 'best')
         print(f'Saving {best} (validation loss {val_loss:.4f} at step {step})')
         model_dir.save(sess, best, hparams, vocab_dir)
@@ -222,6 +233,8 @@ class RunDirectory:
                      json.dumps({'step': step, 'val_loss': val_loss}) + '\n')
 
     def log_scalars(self, step, **values):
+        if not self.writer:
+            return
         if self.summary is None:
             with tf.Graph().as_default():  # FileWriter refuses eager mode
                 self.summary = tf1.summary.FileWriter(self.path)

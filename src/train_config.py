@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int | None = None
     pack: bool = False
     precision: str = 'auto'  # auto: bfloat16 products where the hardware has bf16 units
+    collective_timeout: float = 300.0  # seconds a worker waits for the others each step
     checkpoint_dir: str = 'checkpoint'
     sample_dir: str = 'samples'
 

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import distributed
 import model
 import model_dir
 import sample
@@ -37,7 +38,8 @@ class TrainGraph:
     context_in: tf.Tensor
     loss_mask: tf.Tensor
     lr: tf.Tensor
-    loss: tf.Tensor
+    loss: tf.Tensor  # of the batch fed
+    step_loss: tf.Tensor  # of the whole step: all micro-batches, all workers
     train_op: tf.Operation
     grad_norm: tf.Tensor
     accumulate: tf.Operation | None
@@ -53,7 +55,10 @@ def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def build_train_graph(hparams, c, recompute, dtype=tf.float32):
+def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
+    """The step's graph; with several workers, gradients and the reported loss are
+    averaged across them (see distributed.py)."""
+    cluster = cluster or distributed.Cluster()
     context = tf1.placeholder(tf.int32, [None, None], 'context')
     context_in = tf1.placeholder_with_default(context, [None, None], 'context_in')
     loss_mask = tf1.placeholder_with_default(tf.ones_like(context, tf.float32),
@@ -66,15 +71,19 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32):
     grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, train_vars)]
     global_step = tf1.train.get_or_create_global_step()
     accumulate = reset = None
+    step_loss = loss
     if c.accumulate_gradients > 1:
         sums = [tf1.Variable(tf.zeros(v.shape), trainable=False, name='accum',
-                             collections=[tf1.GraphKeys.LOCAL_VARIABLES]) for v in train_vars]
+                             collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+                for v in train_vars + [loss]]
         reset = tf.group([s.assign(tf.zeros_like(s)) for s in sums])
-        accumulate = tf.group([s.assign_add(g) for s, g in zip(sums, grads, strict=True)])
-        grads = [s / c.accumulate_gradients for s in sums]
+        accumulate = tf.group([s.assign_add(g)
+                               for s, g in zip(sums, grads + [loss], strict=True)])
+        *grads, step_loss = [s / c.accumulate_gradients for s in sums]
+    *grads, step_loss = distributed.all_mean(grads + [step_loss], cluster, first_key=1)
     train_op, grad_norm = apply_gradients(c, grads, train_vars, lr, global_step)
-    return TrainGraph(context, context_in, loss_mask, lr, loss, train_op, grad_norm,
-                      accumulate, reset, global_step)
+    return TrainGraph(context, context_in, loss_mask, lr, loss, step_loss, train_op,
+                      grad_norm, accumulate, reset, global_step)
 
 
 def apply_gradients(c, grads, train_vars, lr, global_step):
@@ -134,7 +143,12 @@ class Trainer:
                             'token')
         for path in filter(None, (c.dataset, c.val_dataset)):
             expand_paths(path)  # a missing dataset stops here, before the run folder is made
-        self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c)
+        self.cluster = distributed.from_environment(c.collective_timeout)
+        if self.cluster.n_workers > 1 and c.seed is None:
+            raise UserError('--seed: needed with several workers, which must all draw the '
+                            'same batches')
+        self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c,
+                                writer=self.cluster.is_chief)
         self.run.lock()
         self.run.clean()
         self.sampler, self.val_batches = load_data(c, self.enc, self.hparams)
@@ -144,22 +158,27 @@ class Trainer:
         dtype, reason = choose_precision(c)
         print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        with self.graph.as_default(), tf.device(self.cluster.device):
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
-            self.g = build_train_graph(self.hparams, c, recompute, dtype)
+            self.g = build_train_graph(self.hparams, c, recompute, dtype, self.cluster)
             self.gen = sample.Generator(self.hparams, c.batch_size, top_k=c.top_k,
                                         top_p=c.top_p, reuse=True)
-            self.sess = tf1.Session(graph=self.graph)
+            self.sess = tf1.Session(self.cluster.target, graph=self.graph,
+                                    config=self.cluster.config)
             self.sess.run([tf1.global_variables_initializer(),
                            tf1.local_variables_initializer()])
             self.step = self.run.restore(self.sess, c.restore_from, self.pretrained,
                                          self.hparams, self)
 
     def next_batch(self):
-        tokens, mask = self.sampler.batch(self.c.batch_size, self.hparams.n_ctx)
+        """This worker's share of the global batch, which every worker draws alike."""
+        n, i, b = self.cluster.n_workers, self.cluster.index, self.c.batch_size
+        tokens, mask = self.sampler.batch(b * n, self.hparams.n_ctx)
         noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.hparams.n_vocab)
-        return {self.g.context: tokens, self.g.context_in: noisy, self.g.loss_mask: mask}
+        mine = slice(i * b, (i + 1) * b)
+        return {self.g.context: tokens[mine], self.g.context_in: noisy[mine],
+                self.g.loss_mask: mask[mine]}
 
     def train_step(self):
         """One optimizer step; returns (loss, gradient norm, tokens trained on)."""
@@ -167,17 +186,17 @@ class Trainer:
         lr = learning_rate_at(c, self.step)
         if c.accumulate_gradients == 1:
             feed = self.next_batch()
-            _, loss, norm = self.sess.run((g.train_op, g.loss, g.grad_norm),
+            _, loss, norm = self.sess.run((g.train_op, g.step_loss, g.grad_norm),
                                           {**feed, g.lr: lr})
             return loss, norm, int(feed[g.loss_mask].sum())
         self.sess.run(g.reset)
-        losses, tokens = [], 0
+        tokens = 0
         for _ in range(c.accumulate_gradients):
             feed = self.next_batch()
-            losses.append(self.sess.run((g.accumulate, g.loss), feed)[1])
+            self.sess.run(g.accumulate, feed)
             tokens += int(feed[g.loss_mask].sum())
-        _, norm = self.sess.run((g.train_op, g.grad_norm), {g.lr: lr})
-        return float(np.mean(losses)), norm, tokens
+        _, loss, norm = self.sess.run((g.train_op, g.step_loss, g.grad_norm), {g.lr: lr})
+        return loss, norm, tokens
 
     def validation(self):
         print('Calculating validation loss...')
@@ -257,7 +276,7 @@ def train(c, stop=None):
     t = Trainer(c)
     stop = stop or StopFlag()
     best = t.run.best_loss()
-    if c.val_every:
+    if c.val_every and t.cluster.is_chief:
         best = t.validate(best)
     avg_loss = (0.0, 0.0)
     start_time = time.time()
@@ -265,7 +284,17 @@ def train(c, stop=None):
     with stop.installed(), t.graph.as_default():
         while not (c.steps and t.step >= c.steps) and not stop.requested:
             step_start = time.time()
-            loss, grad_norm, tokens = t.train_step()
+            try:
+                loss, grad_norm, tokens = t.train_step()
+            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                    tf.errors.CancelledError, tf.errors.AbortedError,
+                    tf.errors.InternalError) as e:
+                if t.cluster.n_workers == 1:
+                    raise
+                raise UserError(f'worker {t.cluster.index}: step {t.step + 1} failed, another '
+                                f'worker stopped or cannot be reached ({type(e).__name__}); '
+                                'restart every worker to resume from the last checkpoint') \
+                    from None
             t.step += 1
             if not np.isfinite(loss):
                 raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
@@ -282,9 +311,9 @@ def train(c, stop=None):
             if t.step % c.save_every == 0:
                 t.save()
                 saved = t.step
-            if t.step % c.sample_every == 0:
+            if t.step % c.sample_every == 0 and t.cluster.is_chief:
                 t.write_samples(t.generate_samples())
-            if c.val_every and t.step % c.val_every == 0:
+            if c.val_every and t.step % c.val_every == 0 and t.cluster.is_chief:
                 best = t.validate(best)
         if stop.requested:
             print('interrupted')

@@ -1,0 +1,88 @@
+"""Two workers on 127.0.0.1, as TF_CONFIG describes them, against one process."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, variables_of
+from launch_workers import free_ports
+from stress_resume import logged_losses
+
+
+def command(models_dir, corpus, checkpoint_dir, batch_size, *flags):
+    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
+            '--models_dir', models_dir, '--model_name', 'tiny', '--checkpoint_dir',
+            str(checkpoint_dir), '--sample_dir', str(checkpoint_dir / 'samples'),
+            '--batch_size', str(batch_size), '--seed', '1', '--learning_rate', '0.003',
+            '--precision', 'float32', '--sample_every', '1000', '--sample_length', '8',
+            '--noise', '0.05', *flags]
+
+
+def start_workers(cmd, n=2, timeout=60):
+    hosts = [f'127.0.0.1:{p}' for p in free_ports(n)]
+    procs = []
+    for index in range(n):
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), TF_CONFIG=json.dumps(
+            {'cluster': {'worker': hosts}, 'task': {'type': 'worker', 'index': index}}))
+        procs.append(subprocess.Popen(cmd + ['--collective_timeout', str(timeout)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    return procs
+
+
+def finish(procs):
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    return [out for out, _ in outs]
+
+
+def test_two_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir, corpus):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    subprocess.run(command(models_dir, corpus, tmp_path / 'one', 4, '--steps', '4',
+                           '--accumulate_gradients', '2'),
+                   env=env, check=True, capture_output=True)
+    outs = finish(start_workers(command(models_dir, corpus, tmp_path / 'two', 2, '--steps',
+                                        '4', '--accumulate_gradients', '2')))
+    one = logged_losses(str(tmp_path / 'one' / 'run1'))
+    two = logged_losses(str(tmp_path / 'two' / 'run1'))
+    assert sorted(two) == [1, 2, 3, 4]
+    for step in one:
+        assert two[step][0] == pytest.approx(one[step][0], abs=1e-5)
+    a = variables_of(str(tmp_path / 'one' / 'run1' / 'model-4'))
+    b = variables_of(str(tmp_path / 'two' / 'run1' / 'model-4'))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+    # Both workers trained; only the chief wrote files.
+    assert '[4 | ' in outs[0] and '[4 | ' in outs[1] and 'Saving' not in outs[1]
+    assert len([n for n in os.listdir(tmp_path / 'two' / 'run1') if 'events' in n]) == 1
+
+
+def test_a_dead_worker_stops_the_other_with_a_clear_message(tmp_path, models_dir, corpus):
+    procs = start_workers(command(models_dir, corpus, tmp_path, 2), timeout=10)
+    for line in procs[1].stdout:
+        if line.startswith('[2 |'):
+            break
+    procs[1].kill()
+    start = time.time()
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 2
+    assert time.time() - start < 60
+    assert 'another worker stopped or cannot be reached' in err
+    assert 'restart every worker to resume' in err
+
+
+def test_two_workers_resume_from_the_chiefs_checkpoint(tmp_path, models_dir, corpus):
+    flags = ['--save_every', '2']
+    finish(start_workers(command(models_dir, corpus, tmp_path, 2, '--steps', '2', *flags)))
+    outs = finish(start_workers(command(models_dir, corpus, tmp_path, 2, '--steps', '4',
+                                        *flags)))
+    for out in outs:
+        assert f'Loading checkpoint {tmp_path}/run1/model-2' in out
+        assert '\n[3 | ' in out
+    assert (tmp_path / 'run1' / 'counter').read_text() == '4\n'
