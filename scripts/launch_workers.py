@@ -2,6 +2,7 @@
 """Start N train.py workers on this machine, one per GPU, as a cluster on localhost.
 
     python scripts/launch_workers.py 4 --dataset input-text.txt.npz --seed 1 --steps 2000
+    python scripts/launch_workers.py --dataset input-text.txt.npz --seed 1   # N: the GPUs
 
 Each worker gets TF_CONFIG for its place in the cluster and CUDA_VISIBLE_DEVICES for its
 GPU; all other arguments go to train.py unchanged (--batch_size is per worker). If one
@@ -29,14 +30,34 @@ def free_ports(n):
     return ports
 
 
+def visible_gpus():
+    """GPUs nvidia-smi lists, narrowed by CUDA_VISIBLE_DEVICES when that is set."""
+    try:
+        listed = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True,
+                                check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    ids = [str(i) for i in range(len(listed))]
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    return [i for i in visible.split(',') if i in ids] if visible else ids
+
+
 def main():
-    if len(sys.argv) < 2 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
-        sys.exit('usage: launch_workers.py N [train.py arguments]')
-    n, args = int(sys.argv[1]), sys.argv[2:]
+    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+        n, args = int(sys.argv[1]), sys.argv[2:]
+        gpus = visible_gpus()[:n]
+    else:
+        gpus, args = visible_gpus(), sys.argv[1:]
+        n = len(gpus)
+    if n < 1:
+        sys.exit('launch_workers.py: no GPU found; give the number of workers: '
+                 'launch_workers.py N [train.py arguments]')
     hosts = [f'localhost:{port}' for port in free_ports(n)]
     procs = []
     for index in range(n):
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(index), TF_CONFIG=json.dumps(
+        # One GPU per worker; without GPUs (a CPU trial) the workers share the CPU.
+        gpu = gpus[index] if index < len(gpus) else ''
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu, TF_CONFIG=json.dumps(
             {'cluster': {'worker': hosts}, 'task': {'type': 'worker', 'index': index}}))
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [os.path.join(ROOT, 'src'),
                                                           env.get('PYTHONPATH')]))
