@@ -52,7 +52,7 @@ def parse_args(argv=None):
         help='Add noise to input training data to regularize against typos.')
     add('--top_k', type=int, default=40, help='K for top-k sampling.')
     add('--top_p', type=float, default=0.0,
-        help='P for top-p sampling. Overrides top_k if set > 0.')
+        help='P for top-p sampling of the training samples. Overrides top_k if set > 0.')
     add('--restore_from', type=str, default='latest',
         help='Either "latest", "fresh", or a path to a checkpoint file')
     add('--run_name', type=str, default='run1',

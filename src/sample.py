@@ -42,14 +42,15 @@ def top_p_logits(logits, p):
     return tf.where(logits < min_values[:, None], tf.fill(tf.shape(logits), -1e10), logits)
 
 
-def sample_logits(logits, *, temperature=1.0, top_k=0, top_p=1.0, seed=None):
+def sample_logits(logits, *, temperature=1.0, top_k=0, top_p=1.0):
     """Next tokens [batch] drawn from logits [batch, n_vocab]. top_p 1 (OpenAI's default)
     or 0 (nshepperd's) turns nucleus sampling off."""
     logits = logits / tf.cast(temperature, logits.dtype)
     logits = top_k_logits(logits, k=top_k)
     if 0 < top_p < 1:
         logits = top_p_logits(logits, p=top_p)
-    return tf.random.categorical(logits, num_samples=1, dtype=tf.int32, seed=seed)[:, 0]
+    # Seeded by the graph-level seed (tf1.set_random_seed), as the scripts' --seed sets.
+    return tf.random.categorical(logits, num_samples=1, dtype=tf.int32)[:, 0]
 
 
 def check_options(hparams, *, length, temperature, top_k, top_p):
@@ -68,14 +69,14 @@ class Generator:
     """The sampling graph: feed tokens at an offset, get the next token of each row."""
 
     def __init__(self, hparams, batch_size, *, temperature=1.0, top_k=0, top_p=1.0,
-                 seed=None, reuse=False):
+                 reuse=False):
         self.hparams = hparams
         self.tokens = tf1.placeholder(tf.int32, [batch_size, None], 'tokens')
         self.cache = model.KVCache(hparams, batch_size)
         results = model.model(hparams, self.tokens, past=self.cache, reuse=reuse)
         self.logits = results['logits'][:, -1]  # [batch, n_vocab], of the last token fed
         self.next_token = sample_logits(self.logits, temperature=temperature, top_k=top_k,
-                                        top_p=top_p, seed=seed)
+                                        top_p=top_p)
 
     def stepper(self, sess, n_alloc, fetch=None):
         """step(tokens [batch, n], offset) -> the fetched value (default: next tokens), for

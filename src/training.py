@@ -162,7 +162,9 @@ class Trainer:
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
             self.g = build_train_graph(self.hparams, c, recompute, dtype, self.cluster)
-            self.gen = sample.Generator(self.hparams, c.batch_size, top_k=c.top_k,
+            # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
+            self.gen = sample.Generator(self.hparams, c.batch_size,
+                                        top_k=0 if c.top_p > 0 else c.top_k,
                                         top_p=c.top_p, reuse=True)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
