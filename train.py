@@ -47,7 +47,8 @@ def parse_args(argv=None):
              'from the model size and the machine\'s memory)')
     add('--only_train_transformer_layers', action='store_true',
         help='Restrict training to the transformer blocks.')
-    add('--optimizer', type=str, default='adam', help='Optimizer. <adam|sgd>.')
+    add('--optimizer', type=str, default='adam',
+        help='Optimizer. <adam|adafactor|sgd>. adafactor keeps almost no state (for 1558M).')
     add('--noise', type=float, default=0.0,
         help='Add noise to input training data to regularize against typos.')
     add('--top_k', type=int, default=40, help='K for top-k sampling.')

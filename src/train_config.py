@@ -11,8 +11,10 @@ import dataclasses
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
+import model_dir
 from cli import UserError
 
 
@@ -67,8 +69,8 @@ def check_config(c):
     for name in ('steps', 'val_every', 'warmup_steps', 'combine'):
         if getattr(c, name) < 0:
             raise UserError(f'--{name} {getattr(c, name)}: must be 0 or more')
-    if c.optimizer not in ('adam', 'sgd'):
-        raise UserError(f'--optimizer {c.optimizer}: choose adam or sgd')
+    if c.optimizer not in ('adam', 'adafactor', 'sgd'):
+        raise UserError(f'--optimizer {c.optimizer}: choose adam, adafactor or sgd')
     if c.lr_schedule not in ('constant', 'cosine', 'linear'):
         raise UserError(f'--lr_schedule {c.lr_schedule}: choose constant, cosine or linear')
     if c.lr_schedule != 'constant' and c.steps <= c.warmup_steps:
@@ -81,8 +83,9 @@ def check_config(c):
                         '--min_lr 0 or more')
     if c.precision not in ('auto', 'float32', 'bfloat16'):
         raise UserError(f'--precision {c.precision}: choose auto, float32 or bfloat16')
-    if c.weight_decay and c.optimizer != 'adam':
-        raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam')
+    if c.weight_decay and c.optimizer == 'sgd':
+        raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam or '
+                        'adafactor')
 
 
 def learning_rate_at(c, step):
@@ -110,11 +113,32 @@ def choose_memory_saving(c, hparams):
     # width, plus 5 per token and head for each attended position (Korthikanti et al.).
     per_layer = 4 * tokens * (34 * hparams.n_embd + 5 * hparams.n_head * hparams.n_ctx) / 2
     activations = hparams.n_layer * per_layer + 12 * tokens * hparams.n_vocab
-    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    memory = physical_memory()
     if tf.config.list_physical_devices('GPU'):
         memory = 8 << 30  # a conservative guess: TensorFlow cannot tell before allocating
     choice = activations > memory / 4
     return choice, f'activations about {activations / 2**30:.1f} GB, memory {memory / 2**30:.0f} GB'
+
+
+def physical_memory():
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_optimizer_memory(c, hparams):
+    """Refuse, before loading anything, a CPU run whose float32 weights, gradients and
+    optimizer state alone exceed this machine's memory (1558M with Adam on 24 GB)."""
+    if tf.config.list_physical_devices('GPU'):
+        return
+    n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
+    state = {'adam': 2, 'adafactor': 0, 'sgd': 0}[c.optimizer]  # copies of the weights
+    copies = 2 + state + (c.accumulate_gradients > 1)  # weights, gradients (and their sums)
+    memory = physical_memory()
+    if 4 * n_params * copies > memory:
+        raise UserError(
+            f'--optimizer {c.optimizer}: {n_params / 1e6:.0f}M parameters need about '
+            f'{4 * n_params * copies / 2**30:.1f} GB for weights, gradients and optimizer '
+            f'state, more than this machine\'s {memory / 2**30:.1f} GB; use --optimizer '
+            f'adafactor (about {4 * n_params * (copies - state) / 2**30:.1f} GB)')
 
 
 def cpu_has_bfloat16():

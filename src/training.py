@@ -19,6 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import adafactor
 import distributed
 import model
 import model_dir
@@ -27,7 +28,13 @@ from checkpoints import RunDirectory
 from cli import UserError
 from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
 from load_dataset import expand_paths, load_dataset
-from train_config import check_config, choose_memory_saving, choose_precision, learning_rate_at
+from train_config import (
+    check_config,
+    check_optimizer_memory,
+    choose_memory_saving,
+    choose_precision,
+    learning_rate_at,
+)
 
 tf1 = tf.compat.v1
 
@@ -93,14 +100,15 @@ def apply_gradients(c, grads, train_vars, lr, global_step):
         grads, _ = tf.clip_by_global_norm(grads, c.grad_clip, use_norm=grad_norm)
     decays = [v.assign_sub(lr * c.weight_decay * v) for v in train_vars
               if c.weight_decay and v.shape.rank >= 2]
-    if c.optimizer == 'adam':
-        opt = tf1.train.AdamOptimizer(learning_rate=lr)
-    else:
-        opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
     with tf.control_dependencies(decays):
-        train_op = opt.apply_gradients(zip(grads, train_vars, strict=True),
-                                       global_step=global_step)
-    return train_op, grad_norm
+        pairs = list(zip(grads, train_vars, strict=True))
+        if c.optimizer == 'adafactor':
+            return adafactor.apply_gradients(pairs, lr, global_step), grad_norm
+        if c.optimizer == 'adam':
+            opt = tf1.train.AdamOptimizer(learning_rate=lr)
+        else:
+            opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
+        return opt.apply_gradients(pairs, global_step=global_step), grad_norm
 
 
 def load_data(c, enc, hparams):
@@ -135,6 +143,7 @@ class Trainer:
         self.c = c
         self.hparams, self.enc, self.pretrained = model_dir.load(
             c.model_name, c.models_dir, allow_special=not c.endoftext_as_text)
+        check_optimizer_memory(c, self.hparams)
         self.sample_length = (self.hparams.n_ctx - 1 if c.sample_length is None
                               else c.sample_length)
         if not 0 < self.sample_length < self.hparams.n_ctx:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import train_config
 import training
 from cli import UserError
 from conftest import ROOT, run_script, variables_of
@@ -23,8 +24,9 @@ def losses_of(capsys):
     return [float(x) for x in re.findall(r'\] loss=(\S+) ', out)], out
 
 
-def test_loss_falls_on_a_repeated_corpus(tmp_path, models_dir, corpus, capsys):
-    training.train(config(tmp_path, models_dir, corpus, steps=40))
+@pytest.mark.parametrize('optimizer', ['adam', 'adafactor'])
+def test_loss_falls_on_a_repeated_corpus(tmp_path, models_dir, corpus, capsys, optimizer):
+    training.train(config(tmp_path, models_dir, corpus, steps=40, optimizer=optimizer))
     losses, _ = losses_of(capsys)
     assert len(losses) == 40
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
@@ -180,8 +182,10 @@ def test_copy_into_model_dir_then_sample(tmp_path, models_dir, corpus):
     assert 'Loading checkpoint models/117M/model-2' in result.stderr  # the fine-tuned one
 
 
-def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corpus, capsys):
-    common = dict(noise=0.1, save_every=3)
+@pytest.mark.parametrize('optimizer', ['adam', 'adafactor'])
+def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corpus, capsys,
+                                                      optimizer):
+    common = dict(noise=0.1, save_every=3, optimizer=optimizer)
     training.train(config(tmp_path / 'a', models_dir, corpus, steps=6, **common))
     whole, _ = losses_of(capsys)
     training.train(config(tmp_path / 'b', models_dir, corpus, steps=3, **common))
@@ -196,11 +200,20 @@ def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corp
     (dict(sample_length=64), '--sample_length 64: must be between 1 and n_ctx - 1 \\(63\\)'),
     (dict(model_name='nope'), 'nope: no such model directory'),
     (dict(lr_schedule='cosine', steps=0), '--lr_schedule cosine decays towards --steps'),
-    (dict(optimizer='adagrad'), '--optimizer adagrad: choose adam or sgd'),
+    (dict(optimizer='adagrad'), '--optimizer adagrad: choose adam, adafactor or sgd'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, message):
     with pytest.raises(UserError, match=message):
         training.train(config(tmp_path, models_dir, corpus, **overrides))
+    assert not (tmp_path / 'checkpoint').exists()
+
+
+def test_optimizer_state_beyond_memory_is_refused(tmp_path, models_dir, corpus,
+                                                  monkeypatch):
+    monkeypatch.setattr(train_config, 'physical_memory', lambda: 2 << 20)  # 2 MB
+    with pytest.raises(UserError, match='--optimizer adam: .* more than this machine\'s '
+                                        '0.0 GB; use --optimizer adafactor'):
+        training.train(config(tmp_path, models_dir, corpus))
     assert not (tmp_path / 'checkpoint').exists()
 
 
