@@ -42,7 +42,7 @@ def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=
         top_k=top_k, top_p=top_p, seed=seed)
     out_file = open(output_file, 'w', encoding='utf-8') if output_file else sys.stdout
     stop_token = enc.eot_token if stop_at_endoftext else None
-    start = [[enc.eot_token]] * gen.tokens.shape[0]
+    start = [[enc.eot_token]] * gen.batch_size
     generated = 0
     try:
         while nsamples == 0 or generated < nsamples:

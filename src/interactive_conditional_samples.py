@@ -48,7 +48,7 @@ def interact_model(model_name='117M', seed=None, nsamples=1, batch_size=1, lengt
             context_tokens = enc.encode(raw_text)
             generated = 0
             for _ in range(nsamples // batch_size):
-                out = gen.generate(sess, [context_tokens] * gen.tokens.shape[0], length,
+                out = gen.generate(sess, [context_tokens] * gen.batch_size, length,
                                    stop_token=stop_token)
                 for tokens in out:
                     generated += 1

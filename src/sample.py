@@ -66,27 +66,34 @@ def check_options(hparams, *, length, temperature, top_k, top_p):
 
 
 class Generator:
-    """The sampling graph: feed tokens at an offset, get the next token of each row."""
+    """The sampling graph: feed tokens at an offset, get the next token of each row.
+
+    Two graphs share one cache: one for prompts of any length and one for a single
+    token per row, whose attention has a faster form (model.attend_one)."""
 
     def __init__(self, hparams, batch_size, *, temperature=1.0, top_k=0, top_p=1.0,
                  reuse=False):
-        self.hparams = hparams
-        self.tokens = tf1.placeholder(tf.int32, [batch_size, None], 'tokens')
+        self.hparams, self.batch_size = hparams, batch_size
         self.cache = model.KVCache(hparams, batch_size)
-        results = model.model(hparams, self.tokens, past=self.cache, reuse=reuse)
-        self.logits = results['logits'][:, -1]  # [batch, n_vocab], of the last token fed
-        self.next_token = sample_logits(self.logits, temperature=temperature, top_k=top_k,
-                                        top_p=top_p)
+        self.tokens, self.logits, self.next_token = {}, {}, {}
+        for n, width in (('prompt', None), ('one', 1)):
+            self.tokens[n] = tf1.placeholder(tf.int32, [batch_size, width], f'tokens_{n}')
+            results = model.model(hparams, self.tokens[n], past=self.cache, reuse=reuse)
+            reuse = True
+            self.logits[n] = results['logits'][:, -1]  # [batch, n_vocab], of the last token
+            self.next_token[n] = sample_logits(self.logits[n], temperature=temperature,
+                                               top_k=top_k, top_p=top_p)
 
-    def stepper(self, sess, n_alloc, fetch=None):
-        """step(tokens [batch, n], offset) -> the fetched value (default: next tokens), for
-        sequences of at most n_alloc tokens; offset 0 starts a new batch of sequences."""
-        fetch = self.next_token if fetch is None else fetch
+    def stepper(self, sess, n_alloc, fetch='next_token'):
+        """step(tokens [batch, n], offset) -> the fetched value ('next_token' or 'logits'),
+        for sequences of at most n_alloc tokens; offset 0 starts a new batch of sequences."""
+        fetches = getattr(self, fetch)
 
         def step(tokens, offset):
             if offset == 0:
                 sess.run(self.cache.initializer, {self.cache.n_alloc: n_alloc})
-            return sess.run(fetch, {self.tokens: tokens, self.cache.offset: offset})
+            n = 'one' if np.shape(tokens)[1] == 1 else 'prompt'
+            return sess.run(fetches[n], {self.tokens[n]: tokens, self.cache.offset: offset})
         return step
 
     def generate(self, sess, context, length, *, stop_token=None):

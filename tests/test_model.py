@@ -66,6 +66,38 @@ def test_logits_match_numpy_forward_pass(tiny):
                                    atol=1e-5, rtol=0)
 
 
+def autodiff_attention(q, k, v):
+    """Causal attention as plain TensorFlow ops, differentiated automatically."""
+    n = q.shape[2]
+    w = tf.matmul(q, k, transpose_b=True) / np.sqrt(q.shape[-1])
+    w = w - 1e10 * (1 - np.tril(np.ones([n, n], np.float32)))
+    return tf.matmul(tf.nn.softmax(w), v)
+
+
+@pytest.mark.parametrize('dtype, tolerance', [(tf.float32, 1e-5), (tf.bfloat16, 5e-2)])
+def test_attention_gradient_equals_automatic_differentiation(dtype, tolerance):
+    rs = np.random.RandomState(0)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        q, k, v, da = (tf.constant(rs.normal(size=[2, 3, 6, 4]).astype(np.float32))
+                       for _ in range(4))
+        ours = model.attend(q, k, v, offset=0, dtype=dtype)
+        reference = autodiff_attention(q, k, v)
+        (ours, *ours_grads), (reference, *reference_grads) = sess.run([
+            [ours, *tf.gradients(ours, [q, k, v], da)],
+            [reference, *tf.gradients(reference, [q, k, v], da)]])
+    for got, want in zip([ours, *ours_grads], [reference, *reference_grads], strict=True):
+        np.testing.assert_allclose(got, want, atol=tolerance, rtol=tolerance)
+
+
+def test_gelu_gradient_equals_automatic_differentiation():
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        x = tf.constant(np.linspace(-6, 6, 1001, dtype=np.float32))
+        formula = 0.5 * x * (1 + tf.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+        ours, want = sess.run([tf.gradients(model.gelu(x), x), tf.gradients(formula, x)])
+        np.testing.assert_allclose(sess.run(model.gelu(x)), sess.run(formula), atol=1e-6)
+    np.testing.assert_allclose(ours[0], want[0], atol=1e-6)
+
+
 def test_cached_logits_equal_full_recompute(tiny):
     import sample
     hparams, ckpt = tiny
@@ -76,10 +108,12 @@ def test_cached_logits_equal_full_recompute(tiny):
         full = model.model(hparams, X, reuse=True)['logits']
         model_dir.restore(sess, ckpt)
         expected = sess.run(full, {X: tokens})
-        step = gen.stepper(sess, n_alloc=12, fetch=gen.logits)
-        cached = [step(tokens[:, :5], 0)]  # a 5-token prompt, then one token at a time
-        cached += [step(tokens[:, t:t + 1], t) for t in range(5, 12)]
-    np.testing.assert_allclose(np.stack(cached, 1), expected[:, 4:], atol=1e-5, rtol=0)
+        step = gen.stepper(sess, n_alloc=12, fetch='logits')
+        # A 5-token prompt, 3 more at once, then one token at a time.
+        cached = [step(tokens[:, :5], 0), step(tokens[:, 5:8], 5)]
+        cached += [step(tokens[:, t:t + 1], t) for t in range(8, 12)]
+    np.testing.assert_allclose(np.stack(cached, 1), expected[:, [4, 7, 8, 9, 10, 11]],
+                               atol=1e-5, rtol=0)
 
 
 def test_saved_checkpoint_is_exactly_the_release_contract(tiny):
