@@ -11,7 +11,7 @@ RUN ?= run1
 PROMPT ?= Why did the chicken cross the road?|
 TRAIN_FLAGS ?=
 
-.PHONY: jokes test bench venv
+.PHONY: jokes test bench bench-large venv
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,6 @@ jokes: $(VENV)/.runtime
 
 bench: $(VENV)/.dev
 	PYTHONPATH=src $(PY) bench/run_all.py
+
+bench-large: $(VENV)/.runtime
+	PYTHONPATH=src $(PY) bench/bench_large.py

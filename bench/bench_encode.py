@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from common import CACHE, ROOT, model_124m, report, vocab_dir
+from common import CACHE, ROOT, random_model, report, vocab_dir
 
 
 def jokes_text():
@@ -50,7 +50,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--large_mb', type=int, default=1024)
     args = parser.parse_args()
-    models_dir, name = model_124m()
+    models_dir, name = random_model()
     text = jokes_text()
     os.makedirs(CACHE, exist_ok=True)
     small = os.path.join(CACHE, 'jokes.txt')

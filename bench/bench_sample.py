@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from common import median_time, model_124m, report
+from common import median_time, random_model, report
 
 import model_dir
 import sample
@@ -36,7 +36,7 @@ def main():
     parser.add_argument('--length', type=int, default=512)
     parser.add_argument('--batch_sizes', default='1,8')
     args = parser.parse_args()
-    models_dir, name = model_124m()
+    models_dir, name = random_model()
     hparams, enc, ckpt = model_dir.load(name, models_dir)
     weight_gb = os.path.getsize(ckpt + '.data-00000-of-00001') / 1e9
     bound = stream_gb_per_s() / weight_gb

@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 import tensorflow as tf
-from common import median_time, model_124m, peak_rss_gb, report
+from common import median_time, peak_rss_gb, random_model, report
 
 import model_dir
 from train_config import TrainConfig, choose_memory_saving, choose_precision
@@ -58,7 +58,7 @@ def main():
     parser.add_argument('--batch_size', type=int, default=1)
     parser.add_argument('--precision', default='auto', choices=['auto', 'float32', 'bfloat16'])
     args = parser.parse_args()
-    models_dir, name = model_124m()
+    models_dir, name = random_model()
     hparams, _, ckpt = model_dir.load(name, models_dir)
     seconds, dtype, recompute = measure(hparams, ckpt, args.batch_size, args.steps,
                                         args.precision)

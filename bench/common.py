@@ -52,11 +52,14 @@ def vocab_dir():
     sys.exit('bench: set GPT2_VOCAB_DIR to a directory with GPT-2\'s encoder.json/vocab.bpe')
 
 
-def model_124m():
-    """(models_dir, name) of a 124M-shaped model with random weights, made once."""
-    name = 'random-124M'
+def random_model(size='124M'):
+    """(models_dir, name) of a model of a released shape with random weights, made once."""
+    name = f'random-{size}'
     if not os.path.isfile(os.path.join(CACHE, name, 'checkpoint')):
-        from init_model import init_model
+        from init_model import SIZES, init_model
         from model import HParams
-        init_model(os.path.join(CACHE, name), HParams(), vocab_dir())
+        n_embd, n_head, n_layer = SIZES[size]
+        print(f'bench: writing {name} into {CACHE}', file=sys.stderr)
+        init_model(os.path.join(CACHE, name),
+                   HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer), vocab_dir())
     return CACHE, name

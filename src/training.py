@@ -177,7 +177,11 @@ class Trainer:
                                         top_p=c.top_p, reuse=True)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
-            self.sess.run([tf1.global_variables_initializer(),
+            # The weights get their values from the checkpoint: initialising them too
+            # would hold two copies while restoring (12 GB for 1558M).
+            weights = {v.name for v in model_dir.model_variables()}
+            others = [v for v in tf1.global_variables() if v.name not in weights]
+            self.sess.run([tf1.variables_initializer(others),
                            tf1.local_variables_initializer()])
             self.step = self.run.restore(self.sess, c.restore_from, self.pretrained,
                                          self.hparams, self)

@@ -210,7 +210,7 @@ def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, m
 
 def test_optimizer_state_beyond_memory_is_refused(tmp_path, models_dir, corpus,
                                                   monkeypatch):
-    monkeypatch.setattr(train_config, 'physical_memory', lambda: 2 << 20)  # 2 MB
+    monkeypatch.setattr(train_config, 'physical_memory', lambda: 1 << 16)  # 64 KB
     with pytest.raises(UserError, match='--optimizer adam: .* more than this machine\'s '
                                         '0.0 GB; use --optimizer adafactor'):
         training.train(config(tmp_path, models_dir, corpus))
