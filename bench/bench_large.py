@@ -3,7 +3,7 @@
 (batch 1 x 1024, default precision and memory choice, final checkpoint saved), with its
 tokens/s and the peak RSS of the train.py process, per size and optimizer.
 
-    PYTHONPATH=src python bench/bench_large.py [--runs 774M:adam,1558M:adafactor] [--steps 3]
+    PYTHONPATH=src python bench/bench_large.py [--runs 774M:adafactor,774M:adam,...] [--steps 3]
 
 Slow (minutes per size; a random 3 GB / 6 GB model is written once into .bench-cache),
 so not part of `make bench`: run `make bench-large`.
@@ -22,24 +22,27 @@ from common import ROOT, random_model, report
 
 
 def run_train(models_dir, name, optimizer, steps, workdir):
-    """(output, peak RSS in GB) of train.py fine-tuning `name` for `steps` steps."""
+    """(output, peak RSS in GB, the error line if train.py refused) of train.py
+    fine-tuning `name` for `steps` steps."""
     dataset = os.path.join(workdir, 'tokens.npz')
     np.savez(dataset, np.random.RandomState(0).randint(0, 50256, 20000, dtype=np.int32))
     command = [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', dataset,
                '--models_dir', models_dir, '--model_name', name, '--optimizer', optimizer,
                '--steps', str(steps), '--sample_every', '1000000', '--run_name', 'large',
                '--checkpoint_dir', os.path.join(workdir, 'checkpoint'), '--seed', '0']
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status):
+    refusal = re.search(r'^error: (.*)$', output, re.MULTILINE)
+    if os.waitstatus_to_exitcode(status) and not refusal:
         sys.exit(f'bench: {" ".join(command)} failed:\n{output}')
-    return output, usage.ru_maxrss / 2**20  # Linux reports KiB
+    return output, usage.ru_maxrss / 2**20, refusal and refusal.group(1)  # ru_maxrss: KiB
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--runs', default='774M:adam,1558M:adafactor',
+    parser.add_argument('--runs', default='774M:adafactor,774M:adam,1558M:adafactor',
                         help='size:optimizer pairs, comma-separated')
     parser.add_argument('--steps', type=int, default=3)
     args = parser.parse_args()
@@ -47,13 +50,18 @@ def main():
         size, optimizer = run.split(':')
         models_dir, name = random_model(size)
         with tempfile.TemporaryDirectory(dir=models_dir) as workdir:
-            output, peak_rss = run_train(models_dir, name, optimizer, args.steps, workdir)
+            output, peak_rss, refusal = run_train(models_dir, name, optimizer, args.steps,
+                                                  workdir)
+        figure = f'finetune_{size}_{optimizer}_tokens_per_s'
+        if refusal:  # refused up front, as too big for this machine's memory
+            report(figure, 0, 'tokens/s', refused=refusal)
+            continue
         # The first step includes graph optimisation and memory warm-up: leave it out.
         rates = [float(x) for x in re.findall(r'\] loss=\S+ avg=\S+ tokens/s=(\d+)', output)]
         recompute = re.search(r'memory_saving_gradients: (\w+)', output).group(1)
         precision = re.search(r'precision: (\w+)', output).group(1)
         tokens_per_s = statistics.median(rates[1:] or rates)
-        report(f'finetune_{size}_{optimizer}_tokens_per_s', tokens_per_s, 'tokens/s',
+        report(figure, tokens_per_s, 'tokens/s',
                steps=len(rates), seconds_per_step=round(1024 / tokens_per_s, 1),
                peak_rss_gb=round(peak_rss, 2), memory_saving_gradients=recompute,
                precision=precision, batch='1x1024')

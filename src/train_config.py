@@ -124,21 +124,28 @@ def physical_memory():
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
+# Peak memory of a CPU training step in float32 weight copies, batch 1 x 1024, as
+# measured here (bench/bench_large.py): 774M with Adafactor peaked at 4.5 copies (13.9 GB);
+# with Adam it passed 7.9 (24.4 GB, killed), and 1558M with Adafactor passed 3.9.
+PEAK_WEIGHT_COPIES = {'adam': 8.5, 'adafactor': 4.5, 'sgd': 4.5}
+
+
 def check_optimizer_memory(c, hparams):
-    """Refuse, before loading anything, a CPU run whose float32 weights, gradients and
-    optimizer state alone exceed this machine's memory (1558M with Adam on 24 GB)."""
+    """Refuse, before loading anything, a CPU run that would run out of memory in its
+    first steps (774M with Adam, 1558M with anything, on 24 GB)."""
     if tf.config.list_physical_devices('GPU'):
         return
     n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
-    state = {'adam': 2, 'adafactor': 0, 'sgd': 0}[c.optimizer]  # copies of the weights
-    copies = 2 + state + (c.accumulate_gradients > 1)  # weights, gradients (and their sums)
+    need = {name: 4 * n_params * copies for name, copies in PEAK_WEIGHT_COPIES.items()}
     memory = physical_memory()
-    if 4 * n_params * copies > memory:
+    if need[c.optimizer] > memory:
+        advice = ('use --optimizer adafactor (about '
+                  f'{need["adafactor"] / 2**30:.1f} GB)' if need['adafactor'] <= memory
+                  else 'use a smaller model or a machine with more memory')
         raise UserError(
-            f'--optimizer {c.optimizer}: {n_params / 1e6:.0f}M parameters need about '
-            f'{4 * n_params * copies / 2**30:.1f} GB for weights, gradients and optimizer '
-            f'state, more than this machine\'s {memory / 2**30:.1f} GB; use --optimizer '
-            f'adafactor (about {4 * n_params * (copies - state) / 2**30:.1f} GB)')
+            f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters needs '
+            f'about {need[c.optimizer] / 2**30:.1f} GB, more than this machine\'s '
+            f'{memory / 2**30:.1f} GB; {advice}')
 
 
 def cpu_has_bfloat16():

@@ -208,11 +208,16 @@ def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, m
     assert not (tmp_path / 'checkpoint').exists()
 
 
-def test_optimizer_state_beyond_memory_is_refused(tmp_path, models_dir, corpus,
-                                                  monkeypatch):
-    monkeypatch.setattr(train_config, 'physical_memory', lambda: 1 << 16)  # 64 KB
-    with pytest.raises(UserError, match='--optimizer adam: .* more than this machine\'s '
-                                        '0.0 GB; use --optimizer adafactor'):
+@pytest.mark.parametrize('copies, advice', [(1, 'use a smaller model'),
+                                            (6, 'use --optimizer adafactor')])
+def test_training_beyond_memory_is_refused(tmp_path, models_dir, corpus, monkeypatch,
+                                           copies, advice):
+    import model_dir
+    hparams = model_dir.load('tiny', models_dir)[0]
+    n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
+    monkeypatch.setattr(train_config, 'physical_memory', lambda: 4 * n_params * copies)
+    with pytest.raises(UserError, match=f'--optimizer adam: .* more than this machine\'s '
+                                        f'.* GB; {advice}'):
         training.train(config(tmp_path, models_dir, corpus))
     assert not (tmp_path / 'checkpoint').exists()
 
