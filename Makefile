@@ -1,4 +1,5 @@
 # Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
+# Also: make test-fast (the tests not marked slow), make bench, make bench-large
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ RUN ?= run1
 PROMPT ?= Why did the chicken cross the road?|
 TRAIN_FLAGS ?=
 
-.PHONY: jokes test bench bench-large venv
+.PHONY: jokes test test-fast bench bench-large venv
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ venv: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m 'not slow'
 
 jokes: $(VENV)/.runtime
 	PYTHON=$(PY) MODEL='$(MODEL)' MODELS_DIR='$(MODELS_DIR)' JOKES='$(JOKES)' \

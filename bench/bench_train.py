@@ -12,7 +12,8 @@ import tensorflow as tf
 from common import median_time, peak_rss_gb, random_model, report
 
 import model_dir
-from train_config import TrainConfig, choose_memory_saving, choose_precision
+from resources import choose_memory_saving, choose_precision
+from train_config import PRECISIONS, TrainConfig
 from training import build_train_graph
 
 tf1 = tf.compat.v1
@@ -40,7 +41,7 @@ def measure(hparams, ckpt, batch_size, steps, precision):
     """Seconds per step and peak RSS of training in a fresh process state."""
     c = TrainConfig(dataset='-', batch_size=batch_size, precision=precision)
     recompute, _ = choose_memory_saving(c, hparams)
-    dtype, _ = choose_precision(c)
+    dtype, _ = choose_precision(precision)
     with tf.Graph().as_default(), tf1.Session() as sess:
         g = build_train_graph(hparams, c, recompute, dtype)
         sess.run(tf1.global_variables_initializer())
@@ -56,11 +57,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--batch_size', type=int, default=1)
-    parser.add_argument('--precision', default='auto', choices=['auto', 'float32', 'bfloat16'])
+    parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     args = parser.parse_args()
     models_dir, name = random_model()
-    hparams, _, ckpt = model_dir.load(name, models_dir)
-    seconds, dtype, recompute = measure(hparams, ckpt, args.batch_size, args.steps,
+    loaded = model_dir.load(name, models_dir)
+    hparams = loaded.hparams
+    seconds, dtype, recompute = measure(hparams, loaded.checkpoint, args.batch_size, args.steps,
                                         args.precision)
     peak = matmul_peak_flops(dtype)
     tokens_per_s = args.batch_size * hparams.n_ctx / seconds

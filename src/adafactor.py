@@ -1,7 +1,7 @@
 """Adafactor (Shazeer & Stern, 2018, arXiv:1804.04235): Adam's per-weight step size
 from second moments kept factored, one average per row and one per column of each
 matrix, and no first moment. For GPT-2 1558M its state is about 2 MB where Adam's is
-12.5 GB: what lets 1558M fine-tune on a 24 GB machine.
+12.5 GB.
 
     train_op = adafactor.apply_gradients(zip(grads, variables), lr, global_step)
 

@@ -7,6 +7,7 @@
       hparams.json, encoder.json, vocab.bpe          so the folder is a model directory
       best/                     the model with the lowest validation loss (release layout)
       events.out.tfevents.*     TensorBoard summaries
+    samples/run1/samples-<step>
 """
 
 import dataclasses
@@ -36,37 +37,36 @@ def write_atomic(path, text):
     os.replace(partial, path)
 
 
-class RunDirectory:
-    def __init__(self, path, config, writer=True):
-        # Only the writer (the chief, with several workers) changes anything on disk;
-        # the others read the checkpoints it writes.
-        self.path, self.config, self.writer = path, config, writer
-        self.saver = self.summary = self._lock_file = None
+class RunFolder:
+    """The chief's run folder: checkpoint/<run> and samples/<run>, written by one
+    train.py at a time. Training sees save(sess, step, state) and restore(sess) ->
+    (step, state); `state` is the trainer's own (data order, noise), stored as JSON."""
+    writes = True
+
+    def __init__(self, config, model):
+        self.config, self.model = config, model  # a TrainConfig and a model_dir.ModelDir
+        self.path = os.path.join(model_dir.user_path(config.checkpoint_dir), config.run_name)
+        self.samples_path = os.path.join(model_dir.user_path(config.sample_dir),
+                                         config.run_name)
+        self.saver = self.summary = self._lock_fd = None
 
     def lock(self):
-        """One writer per run: a second train.py on the same run stops here."""
-        if not self.writer:
-            return
+        """One writer per run: a second train.py on an existing run stops here, before
+        anything is loaded. A new run's folder is made and locked by `open`."""
+        if os.path.isdir(self.path):
+            self._lock_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f'{self.path}: another train.py is writing to this run; '
+                                'stop it or choose another --run_name') from None
+
+    def open(self):
+        """Make the folder (checked and loaded by now) and remove what a killed save left:
+        TensorFlow's temporary shards, .partial files, states of unfinished checkpoints."""
         os.makedirs(self.path, exist_ok=True)
-        self._lock_file = open(os.path.join(self.path, '.lock'), 'a')
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f'{self.path}: another train.py is writing to this run; stop it '
-                            'or choose another --run_name') from None
-
-    def _make_saver(self):
-        self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=5,
-                                     keep_checkpoint_every_n_hours=2,
-                                     save_relative_paths=True)
-        # Retention counts the checkpoints of earlier sessions of this run.
-        self.saver.recover_last_checkpoints(self._listed_checkpoints())
-
-    def clean(self):
-        """Remove what a killed save leaves: TensorFlow's temporary shards, our .partial
-        files, and state files whose checkpoint never completed."""
-        if not self.writer:
-            return
+        if self._lock_fd is None:
+            self.lock()
         for name in os.listdir(self.path):
             path = os.path.join(self.path, name)
             if name.startswith('model-') and ('_temp' in name or '.tempstate' in name):
@@ -75,25 +75,39 @@ class RunDirectory:
                 os.remove(path)
         self._remove_orphan_states()
 
-    def restore(self, sess, restore_from, pretrained, hparams, trainer_state):
-        """Load weights (and, resuming a run, optimizer and data state); returns the step."""
-        self._make_saver()
-        steps = self.saved_steps()
+    def close(self):
+        """Release the run: summaries flushed, lock let go."""
+        if self.summary is not None:
+            self.summary.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self.summary = self._lock_fd = None
+
+    def restore(self, sess):
+        """Load weights (and, resuming this run, optimizer state) into sess. Returns (step,
+        trainer state), the state None when starting from a model or a 2019 checkpoint."""
+        self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=5,
+                                     keep_checkpoint_every_n_hours=2,
+                                     save_relative_paths=True)
+        # Retention counts the checkpoints of earlier sessions of this run.
+        self.saver.recover_last_checkpoints(self._listed_checkpoints())
+        restore_from, steps = self.config.restore_from, self.saved_steps()
         if restore_from == 'latest' and steps:
-            self._check_vocabulary(pretrained)
-            return self._resume(sess, steps, hparams, trainer_state)
+            self._check_vocabulary()
+            return self._resume(sess, steps)
         if restore_from == 'latest' and self.counter() > 0:
             raise UserError(f'{self.path}/counter says step {self.counter()} but no checkpoint '
                             'is left to resume from; pass --restore_from fresh to start over')
+        pretrained = self.model.checkpoint
         if restore_from not in ('latest', 'fresh'):
-            pretrained = model_dir.find_checkpoint(restore_from)
+            pretrained = model_dir.find_checkpoint(model_dir.user_path(restore_from))
         elif restore_from == 'fresh' and steps:
             print(f'warning: --restore_from fresh: starting at step 0; the checkpoints in '
                   f'{self.path} will be replaced as new ones are saved')
-        model_dir.check_checkpoint(pretrained, hparams)
+        model_dir.check_checkpoint(pretrained, self.model.hparams)
         print('Loading checkpoint', pretrained)
         model_dir.restore(sess, pretrained)
-        return 0
+        return 0, None
 
     def saved_steps(self):
         """Steps with checkpoint files in the run folder, newest first (complete or not)."""
@@ -111,13 +125,13 @@ class RunDirectory:
         except (FileNotFoundError, ValueError):
             return 0
 
-    def _resume(self, sess, steps, hparams, trainer_state):
+    def _resume(self, sess, steps):
         """Restore the newest checkpoint that loads whole; say what was skipped."""
         skipped = []
         for step in steps:
             prefix = os.path.join(self.path, f'model-{step}')
             try:
-                model_dir.check_checkpoint(prefix, hparams)
+                model_dir.check_checkpoint(prefix, self.model.hparams)
                 state = self._read_state(prefix)
                 print('Loading checkpoint', prefix)
                 if state is None:  # written by the 2019 train.py: weights only
@@ -134,12 +148,10 @@ class RunDirectory:
                 continue
             if skipped:
                 print(f'Resuming from {prefix} (step {step}); skipped {", ".join(skipped)}')
-            if state is not None:
-                self._warn_changes(state)
-                trainer_state.load_state(state['trainer'])
-            if self.writer:
-                write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
-            return step
+            if state is None:
+                return step, None
+            self._warn_changes(state)
+            return step, state['trainer']
         raise UserError(f'{self.path}: no checkpoint could be loaded (tried '
                         f'{", ".join(skipped)}); pass --restore_from fresh to start over')
 
@@ -165,35 +177,31 @@ class RunDirectory:
             if name in saved and saved[name] != value:
                 print(f'warning: --{name} was {saved[name]!r} in this run, now {value!r}')
 
-    def _check_vocabulary(self, pretrained):
+    def _check_vocabulary(self):
         """A run continues with the vocabulary it was trained with, or not at all."""
-        source = os.path.dirname(pretrained)
         for name in model_dir.VOCAB_FILES:
-            ours = os.path.join(self.path, name)
-            if os.path.isfile(ours) and not filecmp.cmp(ours, os.path.join(source, name),
-                                                        shallow=False):
-                raise UserError(f'{ours} differs from {os.path.join(source, name)}: this run '
-                                'was trained with another vocabulary')
+            ours, source = os.path.join(self.path, name), os.path.join(self.model.path, name)
+            if os.path.isfile(ours) and not filecmp.cmp(ours, source, shallow=False):
+                raise UserError(f'{ours} differs from {source}: this run was trained with '
+                                'another vocabulary')
 
-    def save(self, sess, step, hparams, vocab_dir, trainer_state):
-        """Checkpoint `step`. Order matters for a kill at any moment: the state file first
-        (an orphan is removed later), then TensorFlow's files, which become `latest` only
-        once complete, then the counter, which a restart rewrites from what it loaded."""
-        if not self.writer:
-            return
+    def save(self, sess, step, state):
+        """Checkpoint `step` with the trainer's `state`. Order matters for a kill at any
+        moment: the state file first (an orphan is removed later), then TensorFlow's
+        files, which become `latest` only once complete, then the counter."""
         prefix = os.path.join(self.path, f'model-{step}')
         print('Saving', prefix)
-        state = {'step': step, 'config': dataclasses.asdict(self.config),
-                 'trainer': trainer_state.state()}
+        record = {'step': step, 'config': dataclasses.asdict(self.config), 'trainer': state}
         try:
-            write_atomic(f'{prefix}.state.json', json.dumps(state))
+            write_atomic(f'{prefix}.state.json', json.dumps(record))
             self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
             write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
             if not os.path.exists(os.path.join(self.path, 'hparams.json')):
-                write_atomic(os.path.join(self.path, 'hparams.json'), hparams.to_json())
-                model_dir.copy_vocabulary(vocab_dir, self.path)
+                model_dir.copy_vocabulary(self.model.path, self.path)
+                write_atomic(os.path.join(self.path, 'hparams.json'),
+                             self.model.hparams.to_json())
         except (OSError, tf.errors.OpError) as e:
-            self.clean()
+            self.open()  # removes the partial files
             latest = tf.train.latest_checkpoint(self.path)
             reason = (getattr(e, 'strerror', None) or getattr(e, 'message', None)
                       or str(e)).strip().splitlines()[0][:200]
@@ -223,18 +231,14 @@ class RunDirectory:
         except FileNotFoundError:
             return float('inf')
 
-    def save_best(self, sess, step, val_loss, hparams, vocab_dir):
-        if not self.writer:
-            return
+    def save_best(self, sess, step, val_loss):
         best = os.path.join(self.path, 'best')
         print(f'Saving {best} (validation loss {val_loss:.4f} at step {step})')
-        model_dir.save(sess, best, hparams, vocab_dir)
+        model_dir.save(sess, best, self.model.hparams, self.model.path)
         write_atomic(os.path.join(best, 'best.json'),
                      json.dumps({'step': step, 'val_loss': val_loss}) + '\n')
 
     def log_scalars(self, step, **values):
-        if not self.writer:
-            return
         if self.summary is None:
             with tf.Graph().as_default():  # FileWriter refuses eager mode
                 self.summary = tf1.summary.FileWriter(self.path)
@@ -242,3 +246,31 @@ class RunDirectory:
             tf1.Summary.Value(tag=tag, simple_value=float(value))
             for tag, value in values.items()]), step)
         self.summary.flush()  # a killed run keeps the curve up to its last step
+
+    def write_samples(self, step, texts):
+        os.makedirs(self.samples_path, exist_ok=True)
+        write_atomic(os.path.join(self.samples_path, f'samples-{step}'), '\n'.join(texts))
+
+
+class ReadOnlyRunFolder(RunFolder):
+    """The chief's run folder as the other workers see it: they restore from its
+    checkpoints and write nothing."""
+    writes = False
+
+    def lock(self):
+        pass
+
+    def open(self):
+        pass
+
+    def save(self, sess, step, state):
+        pass
+
+    def save_best(self, sess, step, val_loss):
+        pass
+
+    def log_scalars(self, step, **values):
+        pass
+
+    def write_samples(self, step, texts):
+        pass

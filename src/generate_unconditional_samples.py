@@ -12,12 +12,13 @@ import sys
 import fire
 
 import cli
-from sample import load_generator
+import sample_files
+from generation import open_model
 
 
 def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=None,
                  temperature=1, top_k=0, top_p=1, models_dir='models', checkpoint=None,
-                 stop_at_endoftext=True, output_file=None):
+                 stop_at_endoftext=True, output_file=None, stop=(), repetition_penalty=1.0):
     """Run the sample_model.
 
     :model_name=117M : String, which model to use
@@ -26,7 +27,7 @@ def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=
      indefinately.
     :batch_size=1 : Number of batches (only affects speed/memory).
     :length=None : Number of tokens in generated text, if None (default), is determined by
-     model hyperparameters
+     model hyperparameters; beyond the context window the window slides
     :temperature=1 : Float value controlling randomness in boltzmann distribution.
     :top_k=0 : Integer value controlling diversity: keep the k most likely tokens (0: all)
     :top_p=1 : Float, nucleus sampling: keep the most likely tokens up to this probability
@@ -34,29 +35,30 @@ def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=
     :models_dir : path to parent folder containing model subfolders
     :checkpoint=None : a training run's folder or checkpoint prefix for the weights
     :stop_at_endoftext=True : end each sample at <|endoftext|>
-    :output_file=None : write the samples to this file instead of standard output
+    :output_file=None : write the samples to this file (.jsonl: one record each)
+    :stop=() : end a sample before this text (repeatable; \\n is a newline)
+    :repetition_penalty=1.0 : CTRL's penalty on tokens already in the sample (1: off)
     """
-    sess, gen, enc, length = load_generator(
+    if output_file:
+        sample_files.check_output(output_file)
+    gpt2, options, _ = open_model(
         model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
-        batch_size=batch_size, nsamples=nsamples, length=length, temperature=temperature,
-        top_k=top_k, top_p=top_p, seed=seed)
-    out_file = open(output_file, 'w', encoding='utf-8') if output_file else sys.stdout
-    stop_token = enc.eot_token if stop_at_endoftext else None
-    start = [[enc.eot_token]] * gen.batch_size
+        batch_size=batch_size, nsamples=nsamples, seed=seed, length=length,
+        temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
+        repetition_penalty=repetition_penalty, stop_at_endoftext=stop_at_endoftext)
     generated = 0
     try:
-        while nsamples == 0 or generated < nsamples:
-            for tokens in gen.generate(sess, start, length, stop_token=stop_token):
-                generated += 1
-                print('=' * 40 + ' SAMPLE ' + str(generated) + ' ' + '=' * 40, file=out_file)
-                print(enc.decode(tokens), file=out_file, flush=True)
+        with sample_files.SampleWriter(output_file) as out:
+            while nsamples == 0 or generated < nsamples:
+                for s in gpt2.samples('', nsamples=gpt2.batch_size, options=options):
+                    generated += 1
+                    out.write(0, '', s.text, len(s.tokens))
     except KeyboardInterrupt:
         pass
     finally:
-        sess.close()
-        if out_file is not sys.stdout:
-            out_file.close()
+        gpt2.close()
 
 
 if __name__ == '__main__':
-    cli.run(fire.Fire, sample_model)
+    cli.run(fire.Fire, sample_model, command=sample_files.fire_argv(sys.argv[1:]),
+            name='generate_unconditional_samples.py')

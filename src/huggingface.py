@@ -50,8 +50,9 @@ def export(model_path, out_dir, checkpoint=None):
     """Write `out_dir` for transformers from a model directory (or a training run's weights
     with `checkpoint`)."""
     models_dir, name = os.path.split(os.path.normpath(model_path))
-    hparams, enc, ckpt = model_dir.load(name, models_dir or '.', checkpoint)
-    arrays = model_dir.load_arrays(ckpt, hparams)
+    loaded = model_dir.load(name, models_dir or '.', checkpoint)
+    hparams, enc = loaded.hparams, loaded.encoder
+    arrays = model_dir.load_arrays(loaded.checkpoint, hparams)
     tensors = {hf_name(n): (a[0] if n.endswith('/w') else a) for n, a in arrays.items()}
     os.makedirs(out_dir, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
@@ -73,10 +74,10 @@ def export(model_path, out_dir, checkpoint=None):
     for filename, content in files.items():
         with open(os.path.join(out_dir, filename), 'w', encoding='utf-8') as f:
             json.dump(content, f, indent=2)
-    source = os.path.join(models_dir or '.', name)
+    source = loaded.path
     shutil.copyfile(os.path.join(source, 'encoder.json'), os.path.join(out_dir, 'vocab.json'))
     shutil.copyfile(os.path.join(source, 'vocab.bpe'), os.path.join(out_dir, 'merges.txt'))
-    print(f'{out_dir}: GPT2LMHeadModel with {hparams}, from {ckpt}')
+    print(f'{out_dir}: GPT2LMHeadModel with {hparams}, from {loaded.checkpoint}')
 
 
 def read_config(hf_dir):

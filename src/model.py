@@ -131,20 +131,26 @@ def attention_mask(nd, ns, *, offset):
 class KVCache:
     """Keys and values of every position seen so far, for sampling one token at a time.
 
-    One variable per layer and kind, [n_alloc, batch, heads, features], allocated once
-    per generated batch (run `initializer` feeding `n_alloc`) and written in place at
-    `offset`. Positions come first so that the positions filled so far are one
+    One variable per layer and kind, [n_alloc, batch, heads, features], allocated per
+    batch of samples (run `initializer` feeding `n_alloc` and `batch`) and written in place
+    at `offset`. Positions come first so that the positions filled so far are one
     contiguous block, read by a gather of whole positions: a plain read of a variable
     written by slices copies all of it (TensorFlow's copy-on-read), and OpenAI's sampler
     concatenated, copying everything before each new token.
+
+    Rows of different lengths share a batch left-padded: `start` [batch] is each row's
+    first real position; the model numbers a row's tokens from there and no position
+    attends to the padding, so each row computes what it would alone.
     """
 
-    def __init__(self, hparams, batch_size):
+    def __init__(self, hparams):
         self.offset = tf1.placeholder(tf.int32, [], 'offset')  # position of the first new token
+        self.start = tf1.placeholder(tf.int32, [None], 'start')
         self.n_alloc = tf1.placeholder(tf.int32, [], 'n_alloc')
+        self.batch = tf1.placeholder(tf.int32, [], 'batch')
         head_dim = hparams.n_embd // hparams.n_head
-        zeros = tf.zeros([self.n_alloc, batch_size, hparams.n_head, head_dim])
-        shape = tf.TensorShape([None, batch_size, hparams.n_head, head_dim])
+        zeros = tf.zeros([self.n_alloc, self.batch, hparams.n_head, head_dim])
+        shape = tf.TensorShape([None, None, hparams.n_head, head_dim])
         # In no standard collection: never saved, never touched by the usual initializers.
         self.keys, self.values = [
             [tf1.Variable(zeros, trainable=False, shape=shape, use_resource=True,
@@ -152,6 +158,10 @@ class KVCache:
              for layer in range(hparams.n_layer)]
             for kind in ('k', 'v')]
         self.initializer = tf.group([v.initializer for v in self.keys + self.values])
+
+    def positions(self, sequence):
+        """Position of each new token in its own row: [batch, sequence]."""
+        return tf.maximum(self.offset + tf.range(sequence)[None] - self.start[:, None], 0)
 
     def update(self, layer, k, v):
         """Write this step's k, v [batch, heads, n_new, features]; return the keys and
@@ -173,35 +183,35 @@ def attn(x, scope, n_state, *, past, hparams, layer, dtype):
     with tf1.variable_scope(scope):
         c = conv1d(x, 'c_attn', n_state * 3, dtype=dtype)
         q, k, v = map(split_heads, tf.split(c, 3, axis=2))
-        present = tf.stack([k, v], axis=1)
         if past is None:
             a = attend(q, k, v, offset=0, dtype=dtype)
         else:
             k, v = past.update(layer, k, v)  # [sequence, batch, heads, features]
             if q.shape[2] == 1:
-                a = attend_one(q, k, v)
+                a = attend_one(q, k, v, start=past.start)
             else:
                 k, v = (tf.transpose(x, [1, 2, 0, 3]) for x in (k, v))
-                a = attend(q, k, v, offset=past.offset, dtype=dtype)
+                a = attend(q, k, v, offset=past.offset, dtype=dtype, start=past.start)
         a = tf.transpose(a, [0, 2, 1, 3])
-        a = conv1d(merge_states(a), 'c_proj', n_state, dtype=dtype)
-        return a, present
+        return conv1d(merge_states(a), 'c_proj', n_state, dtype=dtype)
 
 
-def attend_one(q, k, v):
+def attend_one(q, k, v, *, start):
     """Attention of one new position q [batch, heads, 1, features] over the cached
-    positions k, v [sequence, batch, heads, features], all of which it may see: sums of
-    elementwise products, with no transpose of the cache. On CPU oneDNN's batched matrix
-    product is slow for a single row (124M, batch 1, 320 cached positions: about 4.2 ms per
-    token for these products and sums against 7.4 ms for the batched products)."""
+    positions k, v [sequence, batch, heads, features], those from each row's `start` on:
+    sums of elementwise products, with no transpose of the cache, because on CPU oneDNN's
+    batched matrix product is slow for a single row (the README has the figures)."""
     w = tf.reduce_sum(q[None, :, :, 0] * k, axis=-1)  # [sequence, batch, heads]
-    w = tf.nn.softmax(w * tf.math.rsqrt(tf.cast(q.shape[-1], q.dtype)), axis=0)
+    w = w * tf.math.rsqrt(tf.cast(q.shape[-1], q.dtype))
+    visible = tf.range(tf.shape(k)[0])[:, None] >= start[None, :]  # [sequence, batch]
+    w = tf.nn.softmax(tf.where(visible[..., None], w, tf.cast(-1e10, w.dtype)), axis=0)
     return tf.reduce_sum(w[..., None] * v, axis=0)[:, :, None]
 
 
-def attend(q, k, v, *, offset, dtype):
+def attend(q, k, v, *, offset, dtype, start=None):
     """Causal attention of q [batch, heads, dst_sequence, features] (at positions offset
-    and after) over k, v [batch, heads, src_sequence, features].
+    and after) over k, v [batch, heads, src_sequence, features]; with `start` [batch],
+    row b sees only the positions from start[b] on (the rest is padding).
 
     The gradient is written out so that the backward pass keeps only the attention
     weights in `dtype` (half of float32's bytes with bfloat16 products) besides q, k, v:
@@ -215,9 +225,11 @@ def attend(q, k, v, *, offset, dtype):
         # w: [batch, heads, dst_sequence, src_sequence]
         w = matmul(q, k, transpose_b=True, dtype=dtype) * scale
         _, _, nd, ns = shape_list(w)
-        # One select and the fused softmax: twice as fast on CPU as OpenAI's
+        # One select and the fused softmax: faster on CPU than OpenAI's
         # w * b - 1e10 * (1 - b) with a hand-written softmax, forward and backward.
         b = attention_mask(nd, ns, offset=offset)
+        if start is not None:
+            b = b[None, None] & (tf.range(ns)[None, :] >= start[:, None])[:, None, None]
         w = tf.cast(tf.nn.softmax(tf.where(b, w, tf.cast(-1e10, w.dtype))), dtype)
         v_low = tf.cast(v, dtype)
 
@@ -236,7 +248,7 @@ def attend(q, k, v, *, offset, dtype):
     return core(q, k, v)
 
 
-def mlp(x, scope, n_state, *, hparams, dtype):
+def mlp(x, scope, n_state, *, dtype):
     with tf1.variable_scope(scope):
         nx = x.shape[-1]
         h = gelu(conv1d(x, 'c_fc', n_state, dtype=dtype))
@@ -246,20 +258,21 @@ def mlp(x, scope, n_state, *, hparams, dtype):
 def block(x, scope, *, past, hparams, layer, dtype=tf.float32):
     with tf1.variable_scope(scope):
         nx = x.shape[-1]
-        a, present = attn(norm(x, 'ln_1'), 'attn', nx, past=past, hparams=hparams,
-                          layer=layer, dtype=dtype)
+        a = attn(norm(x, 'ln_1'), 'attn', nx, past=past, hparams=hparams, layer=layer,
+                 dtype=dtype)
         x = x + a
-        m = mlp(norm(x, 'ln_2'), 'mlp', nx * 4, hparams=hparams, dtype=dtype)
-        return x + m, present
+        m = mlp(norm(x, 'ln_2'), 'mlp', nx * 4, dtype=dtype)
+        return x + m
 
 
 def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
-          dtype=tf.float32):
-    """Logits [batch, sequence, n_vocab] and present [batch, layer, 2, heads, sequence,
-    features] for tokens X [batch, sequence]; `past` is a KVCache when sampling.
-    `recompute` keeps only each block's input for the backward pass and recomputes the
-    rest (less memory, about a third more compute); it returns no present. `dtype` is
-    the precision of the matrix products (tf.bfloat16 for mixed precision)."""
+          dtype=tf.float32, last_only=False):
+    """Logits [batch, sequence, n_vocab] for tokens X [batch, sequence]; `past` is a
+    KVCache when sampling, and `last_only` keeps the last position's logits alone
+    ([batch, 1, n_vocab]: a prompt's other logits are never used). `recompute` keeps only
+    each block's input for the backward pass and recomputes the rest (less memory, about
+    a third more compute). `dtype` is the precision of the matrix products (tf.bfloat16
+    for mixed precision)."""
     with tf1.variable_scope(scope, reuse=reuse):
         wpe = tf1.get_variable('wpe', [hparams.n_ctx, hparams.n_embd],
                                initializer=tf1.random_normal_initializer(stddev=0.01))
@@ -269,24 +282,21 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
         # variable switches it to copy-on-read, and each step then copied all of wte.
         wte, wpe = wte.value(), wpe.value()
         batch, sequence = shape_list(X)
-        offset = 0 if past is None else past.offset
-        h = tf.gather(wte, X) + tf.gather(wpe, offset + tf.range(sequence))[None]
-        presents = []
+        positions = tf.range(sequence)[None] if past is None else past.positions(sequence)
+        h = tf.gather(wte, X) + tf.gather(wpe, positions)
         for layer in range(hparams.n_layer):
             if recompute:
                 h = tf.recompute_grad(_recomputed_block(layer, hparams, dtype))(h)
             else:
-                h, present = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer,
-                                   dtype=dtype)
-                presents.append(present)
+                h = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer,
+                          dtype=dtype)
+        if last_only:
+            h, sequence = h[:, -1:], 1
         h = norm(h, 'ln_f')
         # The output projection is the token embedding, transposed.
         h_flat = tf.reshape(h, [batch * sequence, hparams.n_embd])
         logits = matmul(h_flat, wte, transpose_b=True, dtype=dtype)
-        results = {'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
-        if presents:
-            results['present'] = tf.stack(presents, axis=1)
-        return results
+        return {'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
 
 
 def _recomputed_block(layer, hparams, dtype):
@@ -296,7 +306,7 @@ def _recomputed_block(layer, hparams, dtype):
     def fn(h):
         with tf1.variable_scope(outer, reuse=tf1.AUTO_REUSE):
             return block(h, f'h{layer}', past=None, hparams=hparams, layer=layer,
-                         dtype=dtype)[0]
+                         dtype=dtype)
     return fn
 
 

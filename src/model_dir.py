@@ -8,6 +8,7 @@
 Every script that loads a model goes through `load` and `restore` here.
 """
 
+import dataclasses
 import os
 import shutil
 
@@ -73,10 +74,26 @@ def check_checkpoint(ckpt, hparams):
                             f'hparams.json implies {shape}')
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelDir:
+    """A model directory, resolved and checked: where it is, its shape, its vocabulary
+    and the checkpoint prefix its weights come from."""
+    path: str
+    hparams: HParams
+    encoder: encoder.Encoder
+    checkpoint: str
+
+
+def user_path(path):
+    """A path as the user wrote it, with `~` and `$VARS` expanded: every path from a flag
+    goes through here."""
+    return os.path.expanduser(os.path.expandvars(path))
+
+
 def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True):
-    """(hparams, encoder, checkpoint prefix) of `models_dir/model_name`; `checkpoint` (a
-    training run's folder or a prefix) overrides where the weights come from."""
-    directory = os.path.join(os.path.expanduser(os.path.expandvars(models_dir)), model_name)
+    """The ModelDir of `models_dir/model_name`; `checkpoint` (a training run's folder or
+    a prefix) overrides where the weights come from."""
+    directory = os.path.join(user_path(models_dir), model_name)
     if not os.path.isdir(directory):
         raise UserError(f'{directory}: no such model directory; `sh download_model.sh '
                         f'{model_name}` downloads a released model')
@@ -89,15 +106,14 @@ def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True
     if enc.n_vocab > hparams.n_vocab:
         raise UserError(f'{directory}: encoder.json has {enc.n_vocab} tokens but hparams.json '
                         f'n_vocab is {hparams.n_vocab}')
-    ckpt = find_checkpoint(checkpoint or directory)
+    ckpt = find_checkpoint(user_path(checkpoint) if checkpoint else directory)
     check_checkpoint(ckpt, hparams)
-    return hparams, enc, ckpt
+    return ModelDir(directory, hparams, enc, ckpt)
 
 
-def model_variables(scope='model'):
+def model_variables():
     """The release checkpoint's variables in this graph (not optimizer slots)."""
-    return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + '/')
-
+    return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope='model/')
 
 
 def restore(sess, ckpt):
@@ -136,6 +152,10 @@ def save_arrays(directory, arrays, hparams, vocab_dir):
 
 
 def copy_vocabulary(source, directory):
+    """Each file appears whole or not at all (a copy is made aside, then renamed)."""
+    if os.path.abspath(source) == os.path.abspath(directory):
+        return
     for name in VOCAB_FILES:
-        if os.path.abspath(source) != os.path.abspath(directory):
-            shutil.copyfile(os.path.join(source, name), os.path.join(directory, name))
+        target = os.path.join(directory, name)
+        shutil.copyfile(os.path.join(source, name), f'{target}.partial')
+        os.replace(f'{target}.partial', target)

@@ -1,152 +1,196 @@
-"""Sampling from GPT-2: temperature, top-k, nucleus (top-p), a key/value cache, and a
-stop at <|endoftext|>.
+"""Sampling: the options, the choice of each next token (repetition penalty, temperature,
+top-k, nucleus), where a sample ends (<|endoftext|>, stop texts), and the decode loop,
+with a sliding window past the model's context. NumPy only: the model is a function.
 
-    gen = Generator(hparams, batch_size=2, temperature=0.7, top_k=40)
-    ... restore weights into sess ...
-    samples = generate(gen.stepper(sess), [[50256]] * 2, length=100, stop_token=50256)
+    options = SamplingOptions(length=100, temperature=0.7, top_k=40).checked(hparams)
+    samples = generate(decoder, prompts, options, np.random.default_rng(1),
+                       Stopper(enc, options))
 
-`generate` drives any `step(tokens, offset) -> next tokens` function, so the loop can be
-tested with a fake model.
+`generate` drives any decoder with `n_ctx`, `prefill(rows) -> logits [batch, n_vocab]`
+(rows: token lists of any lengths, a new batch) and `extend(tokens [batch]) -> logits`
+(one more token per row), so the loop is tested with a fake model.
 """
 
-import sys
+import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
-import model
-import model_dir
 from cli import UserError
 
-tf1 = tf.compat.v1
+# Candidates tried before sorting the whole vocabulary for nucleus sampling.
+NUCLEUS_POOL = 1024
 
 
-def top_k_logits(logits, k):
-    """Keep the k largest logits of each row [batch, n_vocab]; k == 0 keeps all."""
-    if k == 0:
-        return logits
-    values, _ = tf.nn.top_k(logits, k=k)
-    min_values = values[:, -1, None]
-    return tf.where(logits < min_values, tf.fill(tf.shape(logits), -1e10), logits)
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    length: int | None = None  # new tokens per sample; None: half the context, as OpenAI's
+    temperature: float = 1.0
+    top_k: int = 0  # keep the k most likely tokens; 0: all
+    top_p: float = 1.0  # keep the most likely tokens up to this probability; 0 or 1: off
+    repetition_penalty: float = 1.0  # CTRL's penalty on tokens already in the row; 1: off
+    stop: tuple[str, ...] = ()  # texts that end a sample (not kept), besides <|endoftext|>
+    stop_at_endoftext: bool = True
+
+    def checked(self, hparams, flags=None):
+        """These options with `length` resolved, or a UserError naming the flag; `flags`
+        renames a field's flag (train.py's --sample_length)."""
+        def flag(name):
+            return (flags or {}).get(name, f'--{name}')
+        length = hparams.n_ctx // 2 if self.length is None else self.length
+        if not isinstance(length, int) or length < 1:
+            raise UserError(f'{flag("length")} {length}: must be a whole number, at least 1')
+        if not self.temperature > 0:
+            raise UserError(f'{flag("temperature")} {self.temperature}: must be above 0')
+        if not 0 <= self.top_k <= hparams.n_vocab:
+            raise UserError(f'{flag("top_k")} {self.top_k}: must be between 0 (off) and '
+                            f'n_vocab {hparams.n_vocab}')
+        if not 0 <= self.top_p <= 1:
+            raise UserError(f'{flag("top_p")} {self.top_p}: must be between 0 and 1 (0 and 1 '
+                            'are off)')
+        if not self.repetition_penalty > 0:
+            raise UserError(f'{flag("repetition_penalty")} {self.repetition_penalty}: must '
+                            'be above 0 (1 is off, 1.2 is common)')
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        if not all(isinstance(s, str) and s for s in stop):
+            raise UserError(f'{flag("stop")}: each stop text must be a non-empty string')
+        return dataclasses.replace(self, length=length, stop=stop)
 
 
-def top_p_logits(logits, p):
-    """Nucleus sampling: keep the smallest set of largest logits whose probability
-    reaches p (always at least the largest)."""
-    batch = tf.shape(logits)[0]
-    sorted_logits = tf.sort(logits, direction='DESCENDING', axis=-1)
-    cumulative_probs = tf.cumsum(tf.nn.softmax(sorted_logits, axis=-1), axis=-1)
-    n_kept = tf.reduce_sum(tf.cast(cumulative_probs < p, tf.int32), axis=-1) + 1
-    last = tf.minimum(n_kept, tf.shape(logits)[1]) - 1
-    min_values = tf.gather_nd(sorted_logits, tf.stack([tf.range(batch), last], axis=-1))
-    return tf.where(logits < min_values[:, None], tf.fill(tf.shape(logits), -1e10), logits)
+def penalize(logits, seen, penalty):
+    """CTRL's repetition penalty (Keskar et al., 2019): the logits [batch, n_vocab] of
+    tokens already in the row (seen [batch, n_vocab] bool) are divided by `penalty` where
+    positive and multiplied by it where negative, so they always become less likely."""
+    return np.where(seen, np.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
-def sample_logits(logits, *, temperature=1.0, top_k=0, top_p=1.0):
-    """Next tokens [batch] drawn from logits [batch, n_vocab]. top_p 1 (OpenAI's default)
-    or 0 (nshepperd's) turns nucleus sampling off."""
-    logits = logits / tf.cast(temperature, logits.dtype)
-    logits = top_k_logits(logits, k=top_k)
-    if 0 < top_p < 1:
-        logits = top_p_logits(logits, p=top_p)
-    # Seeded by the graph-level seed (tf1.set_random_seed), as the scripts' --seed sets.
-    return tf.random.categorical(logits, num_samples=1, dtype=tf.int32)[:, 0]
+def _kept(row, top_k, top_p):
+    """Candidate tokens of one row of logits, most likely first, and their logits."""
+    if top_k:
+        pool = np.argpartition(-row, top_k - 1)[:top_k]
+        pool = pool[np.argsort(-row[pool], kind='stable')]
+    elif 0 < top_p < 1 and len(row) > NUCLEUS_POOL:
+        pool = np.argpartition(-row, NUCLEUS_POOL - 1)[:NUCLEUS_POOL]
+    else:
+        pool = np.arange(len(row))
+    if not 0 < top_p < 1:
+        return pool, row[pool]
+    normalizer = np.logaddexp.reduce(row[pool] if top_k else row)
+    if not top_k:
+        pool = pool[np.argsort(-row[pool], kind='stable')]
+    cumulative = np.cumsum(np.exp(row[pool] - normalizer))
+    if cumulative[-1] < top_p and len(pool) < len(row):  # the pool was too small
+        return _kept_sorted(row, np.argsort(-row, kind='stable'), normalizer, top_p)
+    return _kept_sorted(row, pool, normalizer, top_p, cumulative)
 
 
-def check_options(hparams, *, length, temperature, top_k, top_p):
-    if not 0 < length <= hparams.n_ctx:
-        raise UserError(f'length {length}: must be between 1 and the model\'s n_ctx '
-                        f'{hparams.n_ctx}')
-    if temperature <= 0:
-        raise UserError(f'temperature {temperature}: must be above 0')
-    if not 0 <= top_k <= hparams.n_vocab:
-        raise UserError(f'top_k {top_k}: must be between 0 (off) and n_vocab {hparams.n_vocab}')
-    if not 0 <= top_p <= 1:
-        raise UserError(f'top_p {top_p}: must be between 0 and 1 (0 and 1 are off)')
+def _kept_sorted(row, order, normalizer, top_p, cumulative=None):
+    """The smallest prefix of `order` whose probability reaches top_p (at least one)."""
+    if cumulative is None:
+        cumulative = np.cumsum(np.exp(row[order] - normalizer))
+    n_kept = min(int(np.sum(cumulative < top_p)) + 1, len(order))
+    return order[:n_kept], row[order[:n_kept]]
 
 
-class Generator:
-    """The sampling graph: feed tokens at an offset, get the next token of each row.
-
-    Two graphs share one cache: one for prompts of any length and one for a single
-    token per row, whose attention has a faster form (model.attend_one)."""
-
-    def __init__(self, hparams, batch_size, *, temperature=1.0, top_k=0, top_p=1.0,
-                 reuse=False):
-        self.hparams, self.batch_size = hparams, batch_size
-        self.cache = model.KVCache(hparams, batch_size)
-        self.tokens, self.logits, self.next_token = {}, {}, {}
-        for n, width in (('prompt', None), ('one', 1)):
-            self.tokens[n] = tf1.placeholder(tf.int32, [batch_size, width], f'tokens_{n}')
-            results = model.model(hparams, self.tokens[n], past=self.cache, reuse=reuse)
-            reuse = True
-            self.logits[n] = results['logits'][:, -1]  # [batch, n_vocab], of the last token
-            self.next_token[n] = sample_logits(self.logits[n], temperature=temperature,
-                                               top_k=top_k, top_p=top_p)
-
-    def stepper(self, sess, n_alloc, fetch='next_token'):
-        """step(tokens [batch, n], offset) -> the fetched value ('next_token' or 'logits'),
-        for sequences of at most n_alloc tokens; offset 0 starts a new batch of sequences."""
-        fetches = getattr(self, fetch)
-
-        def step(tokens, offset):
-            if offset == 0:
-                sess.run(self.cache.initializer, {self.cache.n_alloc: n_alloc})
-            n = 'one' if np.shape(tokens)[1] == 1 else 'prompt'
-            return sess.run(fetches[n], {self.tokens[n]: tokens, self.cache.offset: offset})
-        return step
-
-    def generate(self, sess, context, length, *, stop_token=None):
-        """Sample `length` tokens after context [batch, n] (see `generate`)."""
-        context = np.asarray(context)
-        n_total = context.shape[1] + length
-        if n_total > self.hparams.n_ctx:
-            raise UserError(f'prompt of {context.shape[1]} tokens plus length {length} is '
-                            f'{n_total} tokens, more than the model\'s n_ctx '
-                            f'{self.hparams.n_ctx}: shorten the prompt or lower --length')
-        return generate(self.stepper(sess, n_total), context, length, stop_token=stop_token)
+def choose(logits, options, rng, seen=None):
+    """The next token of each row of logits [batch, n_vocab]: repetition penalty,
+    temperature, top-k, then nucleus among what top-k kept; one uniform draw per row."""
+    logits = np.asarray(logits, np.float64)
+    if options.repetition_penalty != 1 and seen is not None:
+        logits = penalize(logits, seen, options.repetition_penalty)
+    logits = logits / options.temperature
+    tokens = np.empty(len(logits), np.int64)
+    for b, row in enumerate(logits):
+        candidates, values = _kept(row, options.top_k, options.top_p)
+        weights = np.cumsum(np.exp(values - values.max()))
+        index = np.searchsorted(weights, rng.random() * weights[-1], side='right')
+        tokens[b] = candidates[min(index, len(candidates) - 1)]
+    return tokens
 
 
-def generate(step, context, length, *, stop_token=None):
-    """Up to `length` new tokens per row of context [batch, n]; a row ends before its
-    first `stop_token`, and the loop ends once every row has ended."""
-    tokens = np.asarray(context, dtype=np.int32)
-    batch = tokens.shape[0]
-    out = np.zeros([batch, length], dtype=np.int32)
-    ends = np.full(batch, length)
-    offset = 0
-    for i in range(length):
-        next_tokens = np.asarray(step(tokens, offset))
-        out[:, i] = next_tokens
-        offset += tokens.shape[1]
-        tokens = next_tokens[:, None]
-        if stop_token is not None:
-            ends = np.where((next_tokens == stop_token) & (ends == length), i, ends)
-            if (ends < length).all():
-                break
-    return [out[b, :ends[b]].tolist() for b in range(batch)]
+class Stopper:
+    """Where a sample ends: before <|endoftext|> (unless turned off) or before the first
+    of the stop texts."""
+
+    def __init__(self, enc, options):
+        self.enc = enc
+        self.eot = enc.eot_token if options.stop_at_endoftext else None
+        self.stop = options.stop
+
+    def cut(self, tokens):
+        """(tokens kept, text) once `tokens` hold an end, else None. A stop text may
+        begin inside a token: the text is cut exactly, the ids before that token."""
+        if tokens and tokens[-1] == self.eot:
+            return len(tokens) - 1, self.enc.decode(tokens[:-1])
+        if not self.stop:
+            return None
+        text = self.enc.decode(tokens)
+        found = [i for i in (text.find(s) for s in self.stop) if i >= 0]
+        if not found:
+            return None
+        end = min(found)
+        kept = len(tokens)
+        while kept and len(self.enc.decode(tokens[:kept])) > end:
+            kept -= 1
+        return kept, text[:end]
+
+    def finish(self, tokens):
+        """(tokens kept, text) of a sample, ended or not."""
+        return self.cut(tokens) or (len(tokens), self.enc.decode(tokens))
 
 
-def load_generator(*, model_name, models_dir, checkpoint, batch_size, nsamples, length,
-                   temperature, top_k, top_p, seed):
-    """What both sampling scripts start with: check the options, load the model, build the
-    graph and restore the weights. Returns (session, generator, encoder, length)."""
-    if batch_size is None:
-        batch_size = 1
-    if batch_size < 1:
-        raise UserError(f'batch_size {batch_size}: must be at least 1')
-    if nsamples % batch_size:
-        raise UserError(f'nsamples {nsamples} is not a multiple of batch_size {batch_size}')
-    hparams, enc, ckpt = model_dir.load(model_name, models_dir, checkpoint)
-    length = hparams.n_ctx // 2 if length is None else length
-    check_options(hparams, length=length, temperature=temperature, top_k=top_k, top_p=top_p)
-    np.random.seed(seed)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf1.set_random_seed(seed)
-        gen = Generator(hparams, batch_size, temperature=temperature, top_k=top_k,
-                        top_p=top_p)
-        sess = tf1.Session(graph=graph)
-        print('Loading checkpoint', ckpt, file=sys.stderr)
-        model_dir.restore(sess, ckpt)
-    return sess, gen, enc, length
+@dataclasses.dataclass
+class Sample:
+    prompt: list  # token ids the sample continues
+    tokens: list  # generated token ids, up to where the sample ended
+    text: str  # generated text, cut exactly at a stop text
+
+
+def decode_steps(decoder, prompts, options, rng, stopper):
+    """Sample after each prompt (token lists, lengths may differ), yielding (new tokens,
+    ends) per row after each token, both lists updated in place; an end is the
+    (tokens kept, text) of stopper.cut. Up to options.length tokens; stops once every
+    row has ended.
+
+    Past the context window the window slides: the newest n_ctx // 2 tokens of each row
+    (prompt and sample alike) are fed again as a new prompt, and generation goes on."""
+    rows = [list(p) for p in prompts]
+    new = [[] for _ in rows]
+    ended = [None] * len(rows)
+    seen = None
+    logits = decoder.prefill(rows)
+    if options.repetition_penalty != 1:
+        seen = np.zeros(np.shape(logits), bool)
+        for b, row in enumerate(rows):
+            seen[b, row] = True
+    filled = max(len(r) for r in rows)
+    for i in range(options.length):
+        tokens = choose(logits, options, rng, seen)
+        for b, token in enumerate(tokens.tolist()):
+            if ended[b] is None:
+                new[b].append(token)
+                ended[b] = stopper.cut(new[b])
+        if seen is not None:
+            seen[np.arange(len(rows)), tokens] = True
+        yield new, ended
+        if all(e is not None for e in ended) or i == options.length - 1:
+            return
+        if filled == decoder.n_ctx:
+            window = [(row + sampled)[-(decoder.n_ctx // 2):] for row, sampled in zip(
+                rows, new, strict=True)]
+            logits, filled = decoder.prefill(window), max(len(w) for w in window)
+        else:
+            logits, filled = decoder.extend(tokens), filled + 1
+
+
+def generate(decoder, prompts, options, rng, stopper, *, on_step=None):
+    """A Sample after each prompt (see decode_steps); `on_step(new, ended)` is called
+    after each token."""
+    new = ended = None
+    for new, ended in decode_steps(decoder, prompts, options, rng, stopper):
+        if on_step:
+            on_step(new, ended)
+    results = []
+    for prompt, sampled, end in zip(prompts, new, ended, strict=True):
+        kept, text = end or stopper.finish(sampled)
+        results.append(Sample(list(prompt), sampled[:kept], text))
+    return results

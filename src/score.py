@@ -47,12 +47,13 @@ def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
 def score(path, model_name='117M', models_dir='models', checkpoint=None, batch_size=1,
           combine=50000, encoding='utf-8'):
     """Print the mean loss per token (nats) and perplexity of `path` (text or .npz)."""
-    hparams, enc, ckpt = model_dir.load(model_name, models_dir, checkpoint)
-    chunks = load_dataset(enc, path, combine, encoding=encoding)
+    loaded = model_dir.load(model_name, models_dir, checkpoint)
+    hparams = loaded.hparams
+    chunks = load_dataset(loaded.encoder, model_dir.user_path(path), combine, encoding=encoding)
     with tf1.Session(graph=tf.Graph()) as sess:
         X = tf1.placeholder(tf.int32, [None, None])
         losses = model.token_losses(model.model(hparams, X)['logits'], X)
-        model_dir.restore(sess, ckpt)
+        model_dir.restore(sess, loaded.checkpoint)
         total, count = 0.0, 0
         for tokens in chunks:
             chunk_total, chunk_count = score_tokens(sess, X, losses, tokens.astype(np.int32),

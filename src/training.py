@@ -1,8 +1,9 @@
-"""Fine-tuning GPT-2: the training graph and the loop behind train.py.
+"""Fine-tuning GPT-2: the training graph, the learning-rate schedule and the loop behind
+train.py.
 
     train(TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250))
 
-(TrainConfig is in train_config.py.)
+(TrainConfig is in train_config.py, the run folder in checkpoints.py.)
 
 Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
 optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
@@ -12,7 +13,6 @@ directory), TensorBoard summaries, and samples/<run>/samples-<step>.
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import time
 
@@ -20,21 +20,17 @@ import numpy as np
 import tensorflow as tf
 
 import adafactor
+import checkpoints
 import distributed
+import generation
 import model
 import model_dir
+import resources
 import sample
-from checkpoints import RunDirectory
 from cli import UserError
 from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
-from load_dataset import expand_paths, load_dataset
-from train_config import (
-    check_config,
-    check_optimizer_memory,
-    choose_memory_saving,
-    choose_precision,
-    learning_rate_at,
-)
+from load_dataset import load_dataset
+from train_config import check_config
 
 tf1 = tf.compat.v1
 
@@ -111,10 +107,26 @@ def apply_gradients(c, grads, train_vars, lr, global_step):
         return opt.apply_gradients(pairs, global_step=global_step), grad_norm
 
 
+def learning_rate_at(c, step):
+    """The learning rate of step `step` (0 for the first): linear warm-up, then constant,
+    cosine or linear decay to min_lr at c.steps."""
+    if step < c.warmup_steps:
+        return c.learning_rate * (step + 1) / c.warmup_steps
+    if c.lr_schedule == 'constant':
+        return c.learning_rate
+    progress = min(1.0, (step - c.warmup_steps) / (c.steps - c.warmup_steps))
+    if c.lr_schedule == 'cosine':
+        factor = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        factor = 1 - progress
+    return c.min_lr + (c.learning_rate - c.min_lr) * factor
+
+
 def load_data(c, enc, hparams):
-    chunks = load_dataset(enc, c.dataset, c.combine, encoding=c.encoding)
-    val_chunks = (load_dataset(enc, c.val_dataset, c.combine, encoding=c.encoding)
-                  if c.val_dataset else chunks)
+    """The training sampler and the validation batches, each checked against n_ctx."""
+    chunks = load_dataset(enc, model_dir.user_path(c.dataset), c.combine, encoding=c.encoding)
+    val_chunks = (load_dataset(enc, model_dir.user_path(c.val_dataset), c.combine,
+                               encoding=c.encoding) if c.val_dataset else chunks)
     for what, data in (('--dataset', chunks), ('--val_dataset', val_chunks)):
         for tokens in data:
             if len(tokens) and tokens.max() >= hparams.n_vocab:
@@ -136,45 +148,63 @@ def load_data(c, enc, hparams):
 
 
 class Trainer:
-    """One training run: session, graph, data and run directory."""
+    """One training run, set up in three stages: resolve and check everything, then load
+    (data, graph, weights), then touch disk. A refused run writes nothing."""
 
     def __init__(self, c):
-        check_config(c)
         self.c = c
-        self.hparams, self.enc, self.pretrained = model_dir.load(
-            c.model_name, c.models_dir, allow_special=not c.endoftext_as_text)
-        check_optimizer_memory(c, self.hparams)
-        self.sample_length = (self.hparams.n_ctx - 1 if c.sample_length is None
-                              else c.sample_length)
-        if not 0 < self.sample_length < self.hparams.n_ctx:
-            raise UserError(f'--sample_length {self.sample_length}: must be between 1 and '
-                            f'n_ctx - 1 ({self.hparams.n_ctx - 1}); samples start after one '
-                            'token')
-        for path in filter(None, (c.dataset, c.val_dataset)):
-            expand_paths(path)  # a missing dataset stops here, before the run folder is made
+        self.run = self.sess = None
+        try:
+            self._check()
+            self._load()
+            self.run.open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.sess is not None:
+            self.sess.close()
+        if self.run is not None:
+            self.run.close()
+
+    def _check(self):
+        """Settings, model, sampling options, memory, workers, data: nothing written."""
+        c = self.c
+        check_config(c)
+        self.model = model_dir.load(c.model_name, c.models_dir,
+                                    allow_special=not c.endoftext_as_text)
+        hparams = self.model.hparams
+        # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
+        self.sampling = sample.SamplingOptions(
+            length=hparams.n_ctx - 1 if c.sample_length is None else c.sample_length,
+            top_k=0 if c.top_p > 0 else c.top_k, top_p=c.top_p).checked(
+            hparams, {'length': '--sample_length'})
+        resources.check_optimizer_memory(c, hparams)
         self.cluster = distributed.from_environment(c.collective_timeout)
         if self.cluster.n_workers > 1 and c.seed is None:
             raise UserError('--seed: needed with several workers, which must all draw the '
                             'same batches')
-        self.run = RunDirectory(os.path.join(c.checkpoint_dir, c.run_name), c,
-                                writer=self.cluster.is_chief)
+        folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
+        self.run = folder(c, self.model)
         self.run.lock()
-        self.run.clean()
-        self.sampler, self.val_batches = load_data(c, self.enc, self.hparams)
+        self.sampler, self.val_batches = load_data(c, self.model.encoder, hparams)
+
+    def _load(self):
+        """The graph and session; weights, optimizer and data state restored."""
+        c, hparams = self.c, self.model.hparams
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
-        recompute, reason = choose_memory_saving(c, self.hparams)
+        self.sample_rng = np.random.default_rng(c.seed)
+        recompute, reason = resources.choose_memory_saving(c, hparams)
         print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
-        dtype, reason = choose_precision(c)
+        dtype, reason = resources.choose_precision(c.precision)
         print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
         self.graph = tf.Graph()
         with self.graph.as_default(), tf.device(self.cluster.device):
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
-            self.g = build_train_graph(self.hparams, c, recompute, dtype, self.cluster)
-            # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
-            self.gen = sample.Generator(self.hparams, c.batch_size,
-                                        top_k=0 if c.top_p > 0 else c.top_k,
-                                        top_p=c.top_p, reuse=True)
+            self.g = build_train_graph(hparams, c, recompute, dtype, self.cluster)
+            self.gen = generation.SamplingGraph(hparams, reuse=True)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
             # The weights get their values from the checkpoint: initialising them too
@@ -183,20 +213,39 @@ class Trainer:
             others = [v for v in tf1.global_variables() if v.name not in weights]
             self.sess.run([tf1.variables_initializer(others),
                            tf1.local_variables_initializer()])
-            self.step = self.run.restore(self.sess, c.restore_from, self.pretrained,
-                                         self.hparams, self)
+            self.step, state = self.run.restore(self.sess)
+            if state is not None:
+                self.sampler.load_state(state['sampler'])
+                set_rng_state(self.noise_rs, state['noise'])
+
+    def state(self):
+        """What a checkpoint needs besides the variables to resume exactly."""
+        return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs)}
 
     def next_batch(self):
         """This worker's share of the global batch, which every worker draws alike."""
         n, i, b = self.cluster.n_workers, self.cluster.index, self.c.batch_size
-        tokens, mask = self.sampler.batch(b * n, self.hparams.n_ctx)
-        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.hparams.n_vocab)
+        tokens, mask = self.sampler.batch(b * n, self.model.hparams.n_ctx)
+        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.model.hparams.n_vocab)
         mine = slice(i * b, (i + 1) * b)
         return {self.g.context: tokens[mine], self.g.context_in: noisy[mine],
                 self.g.loss_mask: mask[mine]}
 
     def train_step(self):
         """One optimizer step; returns (loss, gradient norm, tokens trained on)."""
+        try:
+            return self._train_step()
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+                tf.errors.CancelledError, tf.errors.AbortedError,
+                tf.errors.InternalError) as e:
+            if self.cluster.n_workers == 1:
+                raise
+            raise UserError(f'worker {self.cluster.index}: step {self.step + 1} failed, '
+                            'another worker stopped or cannot be reached '
+                            f'({type(e).__name__}); restart every worker to resume from '
+                            'the last checkpoint') from None
+
+    def _train_step(self):
         g, c = self.g, self.c
         lr = learning_rate_at(c, self.step)
         if c.accumulate_gradients == 1:
@@ -213,53 +262,36 @@ class Trainer:
         _, loss, norm = self.sess.run((g.train_op, g.step_loss, g.grad_norm), {g.lr: lr})
         return loss, norm, tokens
 
-    def validation(self):
-        print('Calculating validation loss...')
-        losses = [self.sess.run(self.g.loss, {self.g.context: batch})
-                  for batch in self.val_batches]
-        return float(np.mean(losses))
-
-    def generate_samples(self):
-        print('Generating samples...')
-        texts = []
-        while len(texts) < self.c.sample_num:
-            start = [[self.enc.eot_token]] * self.c.batch_size
-            for tokens in self.gen.generate(self.sess, start, self.sample_length,
-                                            stop_token=self.enc.eot_token):
-                if len(texts) < self.c.sample_num:
-                    texts.append(f'======== SAMPLE {len(texts) + 1} ========\n'
-                                 f'{self.enc.decode(tokens)}\n')
-        print(texts[-1])
-        return texts
-
-    def state(self):
-        return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs)}
-
-    def load_state(self, state):
-        self.sampler.load_state(state['sampler'])
-        set_rng_state(self.noise_rs, state['noise'])
-
     def save(self):
-        vocab_dir = os.path.join(self.c.models_dir, self.c.model_name)
-        self.run.save(self.sess, self.step, self.hparams, vocab_dir, self)
+        self.run.save(self.sess, self.step, self.state())
 
-    def write_samples(self, texts):
-        directory = os.path.join(self.c.sample_dir, self.c.run_name)
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, f'samples-{self.step}'), 'w',
-                  encoding='utf-8') as f:
-            f.write('\n'.join(texts))
+    def write_samples(self):
+        """--sample_num samples, each starting after <|endoftext|>, into samples/<run>."""
+        print('Generating samples...')
+        enc = self.model.encoder
+        prompts = [[enc.eot_token]] * self.c.sample_num
+        samples = self.gen.generate(self.sess, prompts, self.sampling, self.sample_rng,
+                                    sample.Stopper(enc, self.sampling),
+                                    batch_size=self.c.batch_size)
+        texts = [f'======== SAMPLE {i + 1} ========\n{enc.decode(s.tokens)}\n'
+                 for i, s in enumerate(samples)]
+        print(texts[-1])
+        self.run.write_samples(self.step, texts)
+
+    def validation_loss(self):
+        return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})
+                              for batch in self.val_batches]))
 
     def validate(self, best):
         """Validation loss and perplexity; keeps the best model apart. Returns the best."""
-        val_loss = self.validation()
+        print('Calculating validation loss...')
+        val_loss = self.validation_loss()
         print(f'[{self.step} | validation] loss={val_loss:.4f} '
               f'perplexity={math.exp(min(val_loss, 700)):.2f}')
         self.run.log_scalars(self.step, val_loss=val_loss,
                              val_perplexity=math.exp(min(val_loss, 700)))
         if val_loss < best and self.step > 0:
-            vocab_dir = os.path.join(self.c.models_dir, self.c.model_name)
-            self.run.save_best(self.sess, self.step, val_loss, self.hparams, vocab_dir)
+            self.run.save_best(self.sess, self.step, val_loss)
             return val_loss
         return best
 
@@ -287,52 +319,49 @@ class StopFlag:
 
 
 def train(c, stop=None):
-    """Train until c.steps (0: until SIGINT/SIGTERM), then save. `stop` is a StopFlag."""
+    """Train until c.steps (0: until SIGINT/SIGTERM), then save. `stop` is a StopFlag.
+    Returns the step reached."""
     t = Trainer(c)
-    stop = stop or StopFlag()
+    try:
+        with (stop or StopFlag()).installed() as stop, t.graph.as_default():
+            return loop(t, stop)
+    finally:
+        t.close()
+
+
+def loop(t, stop):
+    c = t.c
     best = t.run.best_loss()
-    if c.val_every and t.cluster.is_chief:
+    if c.val_every and t.run.writes:
         best = t.validate(best)
     avg_loss = (0.0, 0.0)
     start_time = time.time()
     saved = t.step
-    with stop.installed(), t.graph.as_default():
-        while not (c.steps and t.step >= c.steps) and not stop.requested:
-            step_start = time.time()
-            try:
-                loss, grad_norm, tokens = t.train_step()
-            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
-                    tf.errors.CancelledError, tf.errors.AbortedError,
-                    tf.errors.InternalError) as e:
-                if t.cluster.n_workers == 1:
-                    raise
-                raise UserError(f'worker {t.cluster.index}: step {t.step + 1} failed, another '
-                                f'worker stopped or cannot be reached ({type(e).__name__}); '
-                                'restart every worker to resume from the last checkpoint') \
-                    from None
-            t.step += 1
-            if not np.isfinite(loss):
-                raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
-                                f'saved (newest checkpoint: step {saved}). Lower '
-                                '--learning_rate or set --grad_clip')
-            tokens_per_second = tokens / (time.time() - step_start)
-            avg_loss = (avg_loss[0] * 0.99 + loss, avg_loss[1] * 0.99 + 1.0)
-            print(f'[{t.step} | {time.time() - start_time:2.2f}] loss={loss:2.2f} '
-                  f'avg={avg_loss[0] / avg_loss[1]:2.2f} tokens/s={tokens_per_second:.0f}',
-                  flush=True)
-            t.run.log_scalars(t.step, loss=loss,
-                              learning_rate=learning_rate_at(c, t.step - 1),
-                              grad_norm=grad_norm, tokens_per_second=tokens_per_second)
-            if t.step % c.save_every == 0:
-                t.save()
-                saved = t.step
-            if t.step % c.sample_every == 0 and t.cluster.is_chief:
-                t.write_samples(t.generate_samples())
-            if c.val_every and t.step % c.val_every == 0 and t.cluster.is_chief:
-                best = t.validate(best)
-        if stop.requested:
-            print('interrupted')
-        if saved != t.step:
+    while not (c.steps and t.step >= c.steps) and not stop.requested:
+        step_start = time.time()
+        loss, grad_norm, tokens = t.train_step()
+        t.step += 1
+        if not np.isfinite(loss):
+            raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
+                            f'saved (newest checkpoint: step {saved}). Lower '
+                            '--learning_rate or set --grad_clip')
+        tokens_per_second = tokens / (time.time() - step_start)
+        avg_loss = (avg_loss[0] * 0.99 + loss, avg_loss[1] * 0.99 + 1.0)
+        print(f'[{t.step} | {time.time() - start_time:2.2f}] loss={loss:2.2f} '
+              f'avg={avg_loss[0] / avg_loss[1]:2.2f} tokens/s={tokens_per_second:.0f}',
+              flush=True)
+        t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
+                          grad_norm=grad_norm, tokens_per_second=tokens_per_second)
+        if t.step % c.save_every == 0:
             t.save()
-    t.sess.close()
+            saved = t.step
+        # Samples and validation are the chief's: the other workers would discard them.
+        if t.step % c.sample_every == 0 and t.run.writes:
+            t.write_samples()
+        if c.val_every and t.step % c.val_every == 0 and t.run.writes:
+            best = t.validate(best)
+    if stop.requested:
+        print('interrupted')
+    if saved != t.step:
+        t.save()
     return t.step

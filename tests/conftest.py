@@ -2,14 +2,10 @@
 one trained here), tiny random models in the release layout, and joke files."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 import fixtures
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='session')
@@ -64,33 +60,3 @@ def corpus(tmp_path_factory):
              'I told my wife she drew her eyebrows too high.|She looked surprised.']
     path.write_text('<|endoftext|>'.join(jokes * 40), encoding='utf-8')
     return str(path)
-
-
-def train_config(tmp_path, models_dir, corpus, **overrides):
-    """A TrainConfig for the tiny model, writing under tmp_path."""
-    from train_config import TrainConfig
-    values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
-                  learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
-                  sample_length=8, seed=1, precision='float32',
-                  checkpoint_dir=str(tmp_path / 'checkpoint'),
-                  sample_dir=str(tmp_path / 'samples'))
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def variables_of(ckpt):
-    import tensorflow as tf
-    reader = tf.train.load_checkpoint(ckpt)
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
-
-
-def run_script(script, *args, stdin=None, env=None, cwd=ROOT, check=True):
-    """Run one of the project's scripts (path from the repository root) as a user would,
-    with PYTHONPATH=src."""
-    full_env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), **(env or {}))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], input=stdin,
-                            capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f'{script} {args} exited {result.returncode}:\n'
-                             f'{result.stderr[-3000:]}')
-    return result

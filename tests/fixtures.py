@@ -1,11 +1,18 @@
-"""Test data built on the fly: a small byte-level BPE vocabulary and joke files."""
+"""What tests share: data built on the fly (a small byte-level BPE vocabulary, joke
+files), the tiny model's training config, and the project's scripts run as a user would."""
 
 import collections
 import json
+import os
+import subprocess
+import sys
 
+import numpy as np
 import regex
 
 from encoder import PAT_STR, bytes_to_unicode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SAMPLE_TEXT = """Why did the chicken cross the road? To get to the other side!
 I told my wife she was drawing her eyebrows too high. She looked surprised.
@@ -58,3 +65,133 @@ def write_stupidstuff(path, n=60):
     jokes = [{'body': f'Joke number {i}: why did the chicken cross road {i}? To get away.',
               'category': 'Animal', 'id': i, 'rating': 1 + i % 5} for i in range(n)]
     path.write_text(json.dumps(jokes), encoding='utf-8')
+
+
+def train_config(tmp_path, models_dir, corpus, **overrides):
+    """A TrainConfig for the tiny model, writing under tmp_path."""
+    from train_config import TrainConfig
+    values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
+                  learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
+                  sample_length=8, seed=1, precision='float32',
+                  checkpoint_dir=str(tmp_path / 'checkpoint'),
+                  sample_dir=str(tmp_path / 'samples'))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def variables_of(ckpt):
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(ckpt)
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
+
+
+def run_script(script, *args, stdin=None, env=None, cwd=ROOT, check=True):
+    """Run one of the project's scripts (path from the repository root) as a user would,
+    with PYTHONPATH=src."""
+    full_env = script_env(**(env or {}))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], input=stdin,
+                            capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{script} {args} exited {result.returncode}:\n'
+                             f'{result.stderr[-3000:]}')
+    return result
+
+
+def script_env(**extra):
+    return dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), **extra)
+
+
+def train_command(models_dir, corpus, *flags, checkpoint_dir=None, model_name='tiny'):
+    """train.py as a user types it, with the tiny model's settings of train_config; later
+    flags override earlier ones."""
+    command = [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
+               '--models_dir', models_dir, '--model_name', model_name, '--batch_size', '2',
+               '--learning_rate', '0.003', '--sample_every', '1000', '--sample_length', '8',
+               '--seed', '1', '--precision', 'float32']
+    if checkpoint_dir:
+        command += ['--checkpoint_dir', str(checkpoint_dir),
+                    '--sample_dir', os.path.join(str(checkpoint_dir), 'samples')]
+    return command + list(flags)
+
+
+MIXED_TEXTS = [
+    'Hello world',
+    "Why did the chicken cross the road?|To get to the other side!<|endoftext|>",
+    'Café naïve résumé — “quotes” and ‘single’ ones',
+    '日本語のテキストと中文文本，한국어 텍스트',
+    'emoji 😀👍🏽 family 👨‍👩‍👧‍👦 flags 🇺🇸🇫🇷',
+    'combining: e\u0301 a\u0308 n\u0303 and Z̷̢͎a̸l̵g̶o̷',
+    'runs   of    spaces\t\ttabs\n\n\nnewlines \n \n  \t mixed   ',
+    "I'm you're he's they'll we've I'd can't WON'T I'M YOU'RE HE'S THEY'LL WE'VE",
+    'digits 123 4567 3.14159 1,000,000 0x1F 2nd 3rd',
+    'sep<|endoftext|>word<|endoftext|> <|endoftext|>\n<|endoftext|>x<|endoftext|>',
+    '<|endoftext|><|endoftext|>a <|endoftext|>b',
+    '   leading spaces and trailing   ',
+    'symbols !@#$%^&*()_+-=[]{};\':",./<>?`~ \\ |',
+    '\u00a0non-breaking\u2003em space\u200bzero width',
+]
+
+
+def reference_tokenizer(vocab_dir, special=True):
+    """Hugging Face's byte-level BPE (independent code) on the same vocabulary; with
+    `special` it treats <|endoftext|> as GPT-2's special token, as ours does, else as text
+    (as the 2019 encoder did)."""
+    import tokenizers
+    with open(f'{vocab_dir}/encoder.json', encoding='utf-8') as f:
+        vocab = json.load(f)
+    with open(f'{vocab_dir}/vocab.bpe', encoding='utf-8') as f:
+        merges = [tuple(line.split(' ')) for line in f.read().split('\n')[1:] if line]
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    if special:
+        tok.add_special_tokens(['<|endoftext|>'])
+    return tok
+
+
+def numpy_gpt2(weights, hparams, tokens):
+    """GPT-2's forward pass written independently in NumPy: logits [sequence, n_vocab]."""
+    def layer_norm(x, prefix):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-5) * weights[f'{prefix}/g'] + weights[f'{prefix}/b']
+
+    def dense(x, prefix):
+        return x @ weights[f'{prefix}/w'][0] + weights[f'{prefix}/b']
+
+    def gelu(x):
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+    n, heads = len(tokens), hparams.n_head
+    x = weights['model/wte'][tokens] + weights['model/wpe'][:n]
+    causal = np.tril(np.ones([n, n], bool))
+    for i in range(hparams.n_layer):
+        p = f'model/h{i}'
+        q, k, v = np.split(dense(layer_norm(x, f'{p}/ln_1'), f'{p}/attn/c_attn'), 3, axis=-1)
+        q, k, v = (t.reshape(n, heads, -1).transpose(1, 0, 2) for t in (q, k, v))
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+        scores = np.where(causal, scores, -np.inf)
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        a = (probs @ v).transpose(1, 0, 2).reshape(n, -1)
+        x = x + dense(a, f'{p}/attn/c_proj')
+        h = gelu(dense(layer_norm(x, f'{p}/ln_2'), f'{p}/mlp/c_fc'))
+        x = x + dense(h, f'{p}/mlp/c_proj')
+    return layer_norm(x, 'model/ln_f') @ weights['model/wte'].T
+
+
+def logged_losses(run_dir):
+    """step -> every loss TensorBoard got for it (a step redone after a kill logs twice)."""
+    import glob
+
+    import tensorflow as tf
+    losses = {}
+    for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == 'loss':
+                        losses.setdefault(event.step, []).append(value.simple_value)
+        except tf.errors.DataLossError:  # the last record of a killed run may be cut
+            pass
+    return losses

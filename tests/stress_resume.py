@@ -8,7 +8,6 @@ uninterrupted run's, bit for bit. The test suite runs 20 rounds; run more by han
 """
 
 import argparse
-import glob
 import os
 import random
 import re
@@ -18,23 +17,7 @@ import sys
 import tempfile
 import time
 
-import tensorflow as tf
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def logged_losses(run_dir):
-    """step -> every loss TensorBoard got for it (a step redone after a kill logs twice)."""
-    losses = {}
-    for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
-        try:
-            for event in tf.compat.v1.train.summary_iterator(path):
-                for value in event.summary.value:
-                    if value.tag == 'loss':
-                        losses.setdefault(event.step, []).append(value.simple_value)
-        except tf.errors.DataLossError:  # the last record of a killed run may be cut
-            pass
-    return losses
+from fixtures import logged_losses, script_env, train_command
 
 
 def complete_steps(run_dir):
@@ -45,19 +28,18 @@ def complete_steps(run_dir):
 
 
 def command(args, workdir, steps):
-    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', args.dataset,
-            '--models_dir', args.models_dir, '--model_name', args.model_name,
-            '--checkpoint_dir', os.path.join(workdir, 'checkpoint'), '--sample_every',
-            '1000000', '--save_every', '1', '--steps', str(steps), '--seed', '1',
-            '--batch_size', '2', '--noise', '0.05', '--accumulate_gradients', '2',
-            '--learning_rate', '0.001']
+    return train_command(args.models_dir, args.dataset, '--save_every', '1', '--steps',
+                         str(steps), '--noise', '0.05', '--accumulate_gradients', '2',
+                         '--learning_rate', '0.001',
+                         checkpoint_dir=os.path.join(workdir, 'checkpoint'),
+                         model_name=args.model_name)
 
 
 def one_round(args, workdir, rng, steps):
     """Start (resume) training and SIGKILL it: one time in five during start-up, otherwise
     a random moment after its first step, when saves (every step) are under way. Returns
     what it printed."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    env = script_env()
     with tempfile.NamedTemporaryFile('w+') as out:
         proc = subprocess.Popen(command(args, workdir, steps), stdout=out,
                                 stderr=subprocess.DEVNULL, env=env)
@@ -99,7 +81,7 @@ def stress(args):
         check_round(printed, before)
     reached = complete_steps(run_dir)[-1]
     reference_dir = tempfile.mkdtemp(prefix='reference-')
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    env = script_env()
     subprocess.run(command(args, reference_dir, reached), check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reference = logged_losses(os.path.join(reference_dir, 'checkpoint', 'run1'))

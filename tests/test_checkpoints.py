@@ -5,7 +5,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +13,12 @@ import tensorflow as tf
 import stress_resume
 import training
 from cli import UserError
-from conftest import ROOT, variables_of
-from conftest import train_config as config
+from fixtures import logged_losses, script_env, train_command, variables_of
+from fixtures import train_config as config
 
 tf1 = tf.compat.v1
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 
 def run_dir(tmp_path):
@@ -146,7 +147,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
     whole = tmp_path / 'whole'
     args = stress_resume.parse_args(['--models_dir', models_dir, '--model_name', 'tiny',
                                      '--dataset', corpus])
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    env = script_env()
     subprocess.run(stress_resume.command(args, str(whole), 8) + flags, env=env,
                    check=True, capture_output=True)
     parts = tmp_path / 'parts'
@@ -163,8 +164,8 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
     assert 3 <= stopped < 8
     subprocess.run(stress_resume.command(args, str(parts), 8) + flags, env=env,
                    check=True, capture_output=True)
-    expected = stress_resume.logged_losses(str(whole / 'checkpoint' / 'run1'))
-    got = stress_resume.logged_losses(str(parts / 'checkpoint' / 'run1'))
+    expected = logged_losses(str(whole / 'checkpoint' / 'run1'))
+    got = logged_losses(str(parts / 'checkpoint' / 'run1'))
     assert sorted(got) == list(range(1, 9))
     assert {s: v[-1] for s, v in got.items()} == {s: v[0] for s, v in expected.items()}
     a = variables_of(str(whole / 'checkpoint' / 'run1' / 'model-8'))
@@ -189,14 +190,10 @@ def test_a_save_that_cannot_be_written_keeps_the_previous_checkpoint(
     def limit_file_size():  # a full disk, as a process sees it: writes fail past a size
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
-    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
-           '--models_dir', models_dir, '--model_name', 'tiny', '--checkpoint_dir',
-           str(tmp_path / 'checkpoint'), '--steps', '6', '--save_every', '2', '--seed', '1',
-           '--batch_size', '2', '--learning_rate', '0.003', '--sample_every', '1000',
-           '--sample_length', '8']
+    cmd = train_command(models_dir, corpus, '--checkpoint_dir', str(tmp_path / 'checkpoint'),
+                        '--steps', '6', '--save_every', '2')
     result = subprocess.run(cmd, preexec_fn=limit_file_size, capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src')),
-                            timeout=300)
+                            env=script_env(), timeout=300)
     assert result.returncode == 2
     error = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(error) == 1 and 'model-6: saving failed' in error[0]

@@ -3,31 +3,27 @@
 import json
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, variables_of
+from fixtures import logged_losses, script_env, train_command, variables_of
 from launch_workers import free_ports
-from stress_resume import logged_losses
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 
 def command(models_dir, corpus, checkpoint_dir, batch_size, *flags):
-    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
-            '--models_dir', models_dir, '--model_name', 'tiny', '--checkpoint_dir',
-            str(checkpoint_dir), '--sample_dir', str(checkpoint_dir / 'samples'),
-            '--batch_size', str(batch_size), '--seed', '1', '--learning_rate', '0.003',
-            '--precision', 'float32', '--sample_every', '1000', '--sample_length', '8',
-            '--noise', '0.05', *flags]
+    return train_command(models_dir, corpus, '--batch_size', str(batch_size), '--noise',
+                         '0.05', *flags, checkpoint_dir=checkpoint_dir)
 
 
 def start_workers(cmd, n=2, timeout=60):
     hosts = [f'127.0.0.1:{p}' for p in free_ports(n)]
     procs = []
     for index in range(n):
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), TF_CONFIG=json.dumps(
+        env = script_env(TF_CONFIG=json.dumps(
             {'cluster': {'worker': hosts}, 'task': {'type': 'worker', 'index': index}}))
         procs.append(subprocess.Popen(cmd + ['--collective_timeout', str(timeout)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -43,7 +39,7 @@ def finish(procs):
 
 
 def test_two_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir, corpus):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'))
+    env = script_env()
     subprocess.run(command(models_dir, corpus, tmp_path / 'one', 4, '--steps', '4',
                            '--accumulate_gradients', '2'),
                    env=env, check=True, capture_output=True)

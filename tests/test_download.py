@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT
+from fixtures import ROOT
 
 FILES = ['checkpoint', 'encoder.json', 'hparams.json', 'model.ckpt.data-00000-of-00001',
          'model.ckpt.index', 'model.ckpt.meta', 'vocab.bpe']

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import encoder
-from conftest import run_script
+from fixtures import run_script
 
 
 @pytest.fixture

@@ -4,42 +4,11 @@ import hypothesis
 import hypothesis.strategies as st
 import numpy as np
 import pytest
-import tokenizers
 
 import encoder
 import load_dataset
 from cli import UserError
-
-MIXED_TEXTS = [
-    'Hello world',
-    "Why did the chicken cross the road?|To get to the other side!<|endoftext|>",
-    'Café naïve résumé — “quotes” and ‘single’ ones',
-    '日本語のテキストと中文文本，한국어 텍스트',
-    'emoji 😀👍🏽 family 👨‍👩‍👧‍👦 flags 🇺🇸🇫🇷',
-    'combining: e\u0301 a\u0308 n\u0303 and Z̷̢͎a̸l̵g̶o̷',
-    'runs   of    spaces\t\ttabs\n\n\nnewlines \n \n  \t mixed   ',
-    "I'm you're he's they'll we've I'd can't WON'T I'M YOU'RE HE'S THEY'LL WE'VE",
-    'digits 123 4567 3.14159 1,000,000 0x1F 2nd 3rd',
-    'sep<|endoftext|>word<|endoftext|> <|endoftext|>\n<|endoftext|>x<|endoftext|>',
-    '<|endoftext|><|endoftext|>a <|endoftext|>b',
-    '   leading spaces and trailing   ',
-    'symbols !@#$%^&*()_+-=[]{};\':",./<>?`~ \\ |',
-    '\u00a0non-breaking\u2003em space\u200bzero width',
-]
-
-
-def reference_tokenizer(vocab_dir):
-    """Hugging Face's byte-level BPE (independent code) on the same vocabulary; it treats
-    <|endoftext|> as GPT-2's special token, as ours does."""
-    with open(f'{vocab_dir}/encoder.json', encoding='utf-8') as f:
-        vocab = json.load(f)
-    with open(f'{vocab_dir}/vocab.bpe', encoding='utf-8') as f:
-        merges = [tuple(line.split(' ')) for line in f.read().split('\n')[1:] if line]
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = tokenizers.decoders.ByteLevel()
-    tok.add_special_tokens(['<|endoftext|>'])
-    return tok
+from fixtures import MIXED_TEXTS, reference_tokenizer
 
 
 @pytest.fixture(scope='module')
@@ -76,9 +45,11 @@ def test_endoftext_is_one_token(enc):
 
 def test_endoftext_as_text_keeps_original_behaviour(vocab_dir):
     legacy = encoder.load_encoder(vocab_dir, allow_special=False)
+    reference = reference_tokenizer(vocab_dir, special=False)
+    for text in MIXED_TEXTS:
+        assert legacy.encode(text) == reference.encode(text).ids, text
     ids = legacy.encode('a<|endoftext|>b')
     assert legacy.eot_token not in ids
-    assert len(ids) > 3
     assert legacy.decode(ids) == 'a<|endoftext|>b'
 
 

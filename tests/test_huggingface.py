@@ -10,8 +10,7 @@ import huggingface
 import model
 import model_dir
 from cli import UserError
-from conftest import variables_of
-from test_encoder import MIXED_TEXTS
+from fixtures import MIXED_TEXTS, variables_of
 
 tf1 = tf.compat.v1
 
@@ -47,7 +46,8 @@ def test_transformers_logits_equal_ours(models_dir, exported):
     torch = pytest.importorskip('torch')
     transformers = pytest.importorskip('transformers')
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(exported)).eval()
-    hparams, _, ckpt = model_dir.load('tiny', models_dir)
+    loaded = model_dir.load('tiny', models_dir)
+    hparams, ckpt = loaded.hparams, loaded.checkpoint
     tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 30])
     with torch.no_grad():
         theirs = hf(torch.tensor(tokens)).logits.numpy()

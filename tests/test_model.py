@@ -5,39 +5,9 @@ import tensorflow as tf
 import model
 import model_dir
 from cli import UserError
+from fixtures import numpy_gpt2
 
 tf1 = tf.compat.v1
-
-
-def numpy_gpt2(weights, hparams, tokens):
-    """GPT-2's forward pass written independently in NumPy: logits [sequence, n_vocab]."""
-    def layer_norm(x, prefix):
-        mean = x.mean(-1, keepdims=True)
-        var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + 1e-5) * weights[f'{prefix}/g'] + weights[f'{prefix}/b']
-
-    def dense(x, prefix):
-        return x @ weights[f'{prefix}/w'][0] + weights[f'{prefix}/b']
-
-    def gelu(x):
-        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
-
-    n, heads = len(tokens), hparams.n_head
-    x = weights['model/wte'][tokens] + weights['model/wpe'][:n]
-    causal = np.tril(np.ones([n, n], bool))
-    for i in range(hparams.n_layer):
-        p = f'model/h{i}'
-        q, k, v = np.split(dense(layer_norm(x, f'{p}/ln_1'), f'{p}/attn/c_attn'), 3, axis=-1)
-        q, k, v = (t.reshape(n, heads, -1).transpose(1, 0, 2) for t in (q, k, v))
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
-        scores = np.where(causal, scores, -np.inf)
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        a = (probs @ v).transpose(1, 0, 2).reshape(n, -1)
-        x = x + dense(a, f'{p}/attn/c_proj')
-        h = gelu(dense(layer_norm(x, f'{p}/ln_2'), f'{p}/mlp/c_fc'))
-        x = x + dense(h, f'{p}/mlp/c_proj')
-    return layer_norm(x, 'model/ln_f') @ weights['model/wte'].T
 
 
 def load_weights(ckpt):
@@ -48,8 +18,8 @@ def load_weights(ckpt):
 
 @pytest.fixture(scope='module')
 def tiny(models_dir):
-    hparams, enc, ckpt = model_dir.load('tiny', models_dir)
-    return hparams, ckpt
+    loaded = model_dir.load('tiny', models_dir)
+    return loaded.hparams, loaded.checkpoint
 
 
 def test_logits_match_numpy_forward_pass(tiny):
@@ -98,22 +68,52 @@ def test_gelu_gradient_equals_automatic_differentiation():
     np.testing.assert_allclose(ours[0], want[0], atol=1e-6)
 
 
+def cached_logits(graph, sess, name, tokens, offset, start):
+    cache = graph.cache
+    return sess.run(graph.logits[name], {graph.tokens[name]: tokens, cache.offset: offset,
+                                         cache.start: start})
+
+
 def test_cached_logits_equal_full_recompute(tiny):
-    import sample
+    import generation
     hparams, ckpt = tiny
     tokens = np.random.RandomState(1).randint(0, hparams.n_vocab, size=[3, 12])
     with tf1.Session(graph=tf.Graph()) as sess:
-        gen = sample.Generator(hparams, batch_size=3)
+        graph = generation.SamplingGraph(hparams)
         X = tf1.placeholder(tf.int32, [None, None])
         full = model.model(hparams, X, reuse=True)['logits']
         model_dir.restore(sess, ckpt)
         expected = sess.run(full, {X: tokens})
-        step = gen.stepper(sess, n_alloc=12, fetch='logits')
+        sess.run(graph.cache.initializer, {graph.cache.n_alloc: 12, graph.cache.batch: 3})
+        start = np.zeros(3, np.int32)
         # A 5-token prompt, 3 more at once, then one token at a time.
-        cached = [step(tokens[:, :5], 0), step(tokens[:, 5:8], 5)]
-        cached += [step(tokens[:, t:t + 1], t) for t in range(8, 12)]
+        cached = [cached_logits(graph, sess, 'prompt', tokens[:, :5], 0, start),
+                  cached_logits(graph, sess, 'prompt', tokens[:, 5:8], 5, start)]
+        cached += [cached_logits(graph, sess, 'one', tokens[:, t:t + 1], t, start)
+                   for t in range(8, 12)]
     np.testing.assert_allclose(np.stack(cached, 1), expected[:, [4, 7, 8, 9, 10, 11]],
                                atol=1e-5, rtol=0)
+
+
+def test_left_padded_rows_compute_what_they_would_alone(tiny):
+    """Rows of 3, 7 and 5 tokens in one batch, padded on the left, then two tokens each
+    one at a time: every row's logits equal those of the row run by itself."""
+    import generation
+    hparams, ckpt = tiny
+    rs = np.random.RandomState(2)
+    rows = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (3, 7, 5)]
+    more = rs.randint(0, hparams.n_vocab, size=[3, 2])
+    with tf1.Session(graph=tf.Graph()) as sess:
+        graph = generation.SamplingGraph(hparams)
+        model_dir.restore(sess, ckpt)
+        batch = generation.SessionDecoder(graph, sess, length=2)
+        together = [batch.prefill(rows)] + [batch.extend(more[:, i]) for i in range(2)]
+        alone = []
+        for b, row in enumerate(rows):
+            one = generation.SessionDecoder(graph, sess, length=2)
+            alone.append([one.prefill([row])[0]] +
+                         [one.extend(more[b:b + 1, i])[0] for i in range(2)])
+    np.testing.assert_allclose(np.stack(together, 1), np.array(alone), atol=1e-5, rtol=0)
 
 
 def test_saved_checkpoint_is_exactly_the_release_contract(tiny):

@@ -1,159 +1,148 @@
+"""The sampler on fake logits: token choice, stops, the loop, the sliding window."""
+
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import model
-import model_dir
 import sample
 from cli import UserError
-from conftest import run_script
+from model import HParams
 
-tf1 = tf.compat.v1
 LOGITS = np.array([[1.0, 3.0, 2.0, 0.0, -1.0],
-                   [0.0, 0.0, 5.0, 4.9, 1.0]], np.float32)
+                   [0.0, 0.0, 5.0, 4.9, 1.0]])
+HPARAMS = HParams(n_vocab=5, n_ctx=8, n_embd=4, n_head=1, n_layer=1)
 
 
-def run(tensor):
-    with tf1.Session(graph=tensor.graph) as sess:
-        return sess.run(tensor)
+class ScriptedRng:
+    """Uniform draws given in advance, so a choice can be worked out by hand."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def random(self):
+        return self.draws.pop(0)
 
 
-def kept(filtered):
-    return (filtered > -1e9).astype(int).tolist()
+def options(**values):
+    return sample.SamplingOptions(**values).checked(HPARAMS)
 
 
-def test_top_k_keeps_the_k_largest():
-    with tf.Graph().as_default():
-        out = run(sample.top_k_logits(tf.constant(LOGITS), k=2))
-    assert kept(out) == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 0]]
-    np.testing.assert_array_equal(out[0, 1:3], LOGITS[0, 1:3])
+def test_top_k_draws_among_the_k_largest_by_probability():
+    # Row 0 keeps tokens 1 (logit 3) and 2 (logit 2): probabilities e/(e+1) = .731, .269.
+    # A draw of .72 falls in token 1's share, .74 in token 2's; row 1 keeps 2 and 3
+    # (.525, .475): .74 draws 3, .51 draws 2.
+    o = options(top_k=2)
+    assert sample.choose(LOGITS, o, ScriptedRng(0.72, 0.74)).tolist() == [1, 3]
+    assert sample.choose(LOGITS, o, ScriptedRng(0.74, 0.51)).tolist() == [2, 2]
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    # Row 0 probabilities: .665 .245 .090 .033 .012 (sorted); row 1: .52 .47 ...
-    with tf.Graph().as_default():
-        out = run(sample.top_p_logits(tf.constant(LOGITS), p=0.8))
-    assert kept(out) == [[0, 1, 1, 0, 0], [0, 0, 1, 1, 0]]
-    with tf.Graph().as_default():
-        out = run(sample.top_p_logits(tf.constant(LOGITS), p=0.5))
-    assert kept(out) == [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0]]
+    # Row 0 sorted probabilities: .665 .245 .090 ...; p .8 keeps tokens 1 and 2, p .5 only 1.
+    assert sample.choose(LOGITS[:1], options(top_p=0.8), ScriptedRng(0.99)).tolist() == [2]
+    assert sample.choose(LOGITS[:1], options(top_p=0.5), ScriptedRng(0.99)).tolist() == [1]
 
 
-def test_top_k_1_is_argmax():
-    with tf.Graph().as_default():
-        tokens = run(sample.sample_logits(tf.constant(LOGITS), top_k=1, temperature=0.7))
-    assert tokens.tolist() == [1, 2]
+def test_nucleus_past_the_candidate_pool_sorts_the_whole_vocabulary(monkeypatch):
+    monkeypatch.setattr(sample, 'NUCLEUS_POOL', 2)
+    # Flat logits: two candidates hold 2/5 of the mass, p .7 needs four tokens.
+    flat = np.zeros([1, 5])
+    hparams = HParams(n_vocab=5, n_ctx=8, n_embd=4, n_head=1, n_layer=1)
+    o = sample.SamplingOptions(top_p=0.7).checked(hparams)
+    assert sample.choose(flat, o, ScriptedRng(0.99)).tolist() == [3]
 
 
-def fake_step(script):
-    """A model that emits the given tokens, checking what the loop feeds it."""
-    calls = []
-
-    def step(tokens, offset):
-        calls.append((tokens.tolist(), offset))
-        return np.array(script[len(calls) - 1])
-    return step, calls
+def test_temperature_sharpens_before_the_draw():
+    # Logits [3, 2] at temperature .5 become [6, 4]: token 1 has e^2/(e^2+1) = .881.
+    assert sample.choose(LOGITS[:1], options(top_k=2, temperature=0.5),
+                         ScriptedRng(0.88)).tolist() == [1]
+    assert sample.choose(LOGITS[:1], options(top_k=2, temperature=1.0),
+                         ScriptedRng(0.88)).tolist() == [2]
 
 
-def test_generate_feeds_prompt_then_one_token_at_a_time():
-    step, calls = fake_step([[7, 8], [9, 10], [11, 12]])
-    out = sample.generate(step, [[1, 2, 3], [4, 5, 6]], length=3)
-    assert out == [[7, 9, 11], [8, 10, 12]]
-    assert calls == [([[1, 2, 3], [4, 5, 6]], 0), ([[7], [8]], 3), ([[9], [10]], 4)]
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
+    seen = np.array([[False, True, False, False, True], [False, False, True, False, False]])
+    got = sample.penalize(LOGITS, seen, 2.0)
+    np.testing.assert_array_equal(got, [[1.0, 1.5, 2.0, 0.0, -2.0],
+                                        [0.0, 0.0, 2.5, 4.9, 1.0]])
+    # Greedy choice moves from token 1 to 2 in row 0, from 2 to 3 in row 1.
+    o = options(top_k=1, repetition_penalty=2.0)
+    assert sample.choose(LOGITS, o, ScriptedRng(0, 0), seen).tolist() == [2, 3]
 
 
-def test_generate_stops_each_row_at_endoftext_and_ends_when_all_did():
-    step, calls = fake_step([[7, 99], [99, 8], [5, 9], [6, 6]])
-    out = sample.generate(step, [[1], [2]], length=4, stop_token=99)
-    assert out == [[7], []]
-    assert len(calls) == 2
+def test_bad_options_name_the_flag():
+    for values, message in [({'top_k': 6}, '--top_k 6: must be between 0'),
+                            ({'top_p': 1.5}, '--top_p 1.5'),
+                            ({'temperature': 0}, '--temperature 0: must be above 0'),
+                            ({'repetition_penalty': 0}, '--repetition_penalty 0'),
+                            ({'length': 0}, '--length 0'),
+                            ({'stop': ('',)}, '--stop: each stop text')]:
+        with pytest.raises(UserError, match=message):
+            options(**values)
+    with pytest.raises(UserError, match='--sample_length 0'):
+        sample.SamplingOptions(length=0).checked(HPARAMS, {'length': '--sample_length'})
+    assert options().length == HPARAMS.n_ctx // 2
 
 
-def test_generate_without_stop_runs_full_length():
-    step, _ = fake_step([[99], [5], [6]])
-    assert sample.generate(step, [[1]], length=3) == [[99, 5, 6]]
+class FakeEncoder:
+    """Token i decodes to the i-th letter; token 4 is <|endoftext|>."""
+    eot_token = 4
+
+    def decode(self, tokens):
+        return ''.join('abcd|'[t] for t in tokens)
 
 
-@pytest.fixture(scope='module')
-def tiny(models_dir):
-    return model_dir.load('tiny', models_dir)
+class FakeDecoder:
+    """Always prefers token script[row][position in the row], recording what it is fed."""
+
+    def __init__(self, script, n_ctx=8):
+        self.script, self.n_ctx, self.calls = script, n_ctx, []
+
+    def _logits(self):
+        logits = np.zeros([len(self.lengths), 5])
+        for b, n in enumerate(self.lengths):
+            logits[b, self.script[b][n % len(self.script[b])]] = 10.0
+        return logits
+
+    def prefill(self, rows):
+        self.calls.append(('prefill', [list(r) for r in rows]))
+        self.lengths = [len(r) for r in rows]
+        return self._logits()
+
+    def extend(self, tokens):
+        self.calls.append(('extend', tokens.tolist()))
+        self.lengths = [n + 1 for n in self.lengths]
+        return self._logits()
 
 
-def generate_with(tiny, *, seed, top_k=0, batch_size=2, length=10):
-    hparams, enc, ckpt = tiny
-    with tf.Graph().as_default():
-        tf1.set_random_seed(seed)
-        gen = sample.Generator(hparams, batch_size, top_k=top_k)
-        with tf1.Session() as sess:
-            model_dir.restore(sess, ckpt)
-            return gen.generate(sess, [[1, 2, 3]] * batch_size, length)
+def run(decoder, prompts, **values):
+    o = options(top_k=1, **values)
+    return sample.generate(decoder, prompts, o, ScriptedRng(*[0] * 100),
+                           sample.Stopper(FakeEncoder(), o))
 
 
-def test_fixed_seed_repeats_and_another_seed_differs(tiny):
-    first = generate_with(tiny, seed=5)
-    assert generate_with(tiny, seed=5) == first
-    assert generate_with(tiny, seed=6) != first
+def test_rows_of_different_lengths_end_at_endoftext_and_the_loop_ends_when_all_did():
+    decoder = FakeDecoder([[0, 0, 1, 4, 2, 2], [0, 2, 2, 2, 4, 3]])
+    out = run(decoder, [[0, 0], [0]], length=6)
+    assert [(s.tokens, s.text) for s in out] == [([1], 'b'), ([2, 2, 2], 'ccc')]
+    assert decoder.calls == [('prefill', [[0, 0], [0]]), ('extend', [1, 2]),
+                             ('extend', [4, 2]), ('extend', [2, 2])]
 
 
-def test_greedy_sampling_follows_argmax_of_full_recompute(tiny):
-    hparams, _, ckpt = tiny
-    out = generate_with(tiny, seed=1, top_k=1, batch_size=1, length=6)[0]
-    tokens = [1, 2, 3]
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [1, None])
-        logits = model.model(hparams, X)['logits']
-        model_dir.restore(sess, ckpt)
-        for _ in range(6):
-            tokens.append(int(np.argmax(sess.run(logits, {X: [tokens]})[0, -1])))
-    assert out == tokens[3:]
+def test_without_stop_the_sample_runs_the_full_length():
+    out = run(FakeDecoder([[4]]), [[0]], length=3, stop_at_endoftext=False)
+    assert out[0].tokens == [4, 4, 4] and out[0].text == '|||'
 
 
-def test_prompt_too_long_for_n_ctx_is_refused(tiny):
-    hparams, _, ckpt = tiny
-    with tf1.Session(graph=tf.Graph()) as sess:
-        gen = sample.Generator(hparams, 1)
-        with pytest.raises(UserError, match='more than the model\'s n_ctx 64'):
-            gen.generate(sess, [[1] * 60], length=5)
+def test_stop_text_cuts_the_text_exactly_and_the_ids_before_it():
+    decoder = FakeDecoder([[0, 1, 2, 3, 1, 2]])
+    out = run(decoder, [[0]], length=5, stop=('cd',))
+    assert out[0].text == 'b' and out[0].tokens == [1]
+    assert len(decoder.calls) == 3  # stopped as soon as 'cd' was complete
 
 
-def test_interactive_script_through_stdin(models_dir):
-    result = run_script('src/interactive_conditional_samples.py', '--models_dir', models_dir,
-                        '--model_name', 'tiny', '--nsamples', '2', '--length', '8',
-                        '--top_k', '40', '--temperature', '0.7', '--seed', '3',
-                        stdin='Why did the chicken cross the road?|\n')
-    out = result.stdout
-    assert out.startswith('Model prompt >>> ' + '=' * 40 + ' SAMPLE 1 ' + '=' * 40)
-    assert ' SAMPLE 2 ' in out and '=' * 80 in out
-    assert out.rstrip().endswith('Model prompt >>>')
-
-
-def test_interactive_empty_prompt_asks_again(models_dir):
-    result = run_script('src/interactive_conditional_samples.py', '--models_dir', models_dir,
-                        '--model_name', 'tiny', '--length', '4', stdin='\nhi\n')
-    assert 'Prompt should not be empty!' in result.stdout
-    assert ' SAMPLE 1 ' in result.stdout
-
-
-def test_nsamples_not_multiple_of_batch_size_is_one_clear_line(models_dir):
-    result = run_script('src/interactive_conditional_samples.py', '--models_dir', models_dir,
-                        '--model_name', 'tiny', '--nsamples', '3', '--batch_size', '2',
-                        stdin='', check=False)
-    assert result.returncode == 2
-    assert 'error: nsamples 3 is not a multiple of batch_size 2' in result.stderr
-
-
-def test_length_above_n_ctx_is_refused(models_dir):
-    result = run_script('src/generate_unconditional_samples.py', '--models_dir', models_dir,
-                        '--model_name', 'tiny', '--length', '65', '--nsamples', '1',
-                        check=False)
-    assert result.returncode == 2
-    assert "length 65: must be between 1 and the model's n_ctx 64" in result.stderr
-
-
-def test_unconditional_samples_to_a_file(models_dir, tmp_path):
-    out = tmp_path / 'samples.txt'
-    run_script('src/generate_unconditional_samples.py', '--models_dir', models_dir,
-               '--model_name', 'tiny', '--nsamples', '4', '--batch_size', '2',
-               '--length', '5', '--output_file', str(out), '--seed', '1')
-    text = out.read_text(encoding='utf-8')
-    assert [f' SAMPLE {i} ' in text for i in range(1, 6)] == [True] * 4 + [False]
+def test_window_slides_to_the_newest_half_past_the_context():
+    decoder = FakeDecoder([[1, 2, 3]], n_ctx=4)
+    out = run(decoder, [[0, 1, 2]], length=4, stop_at_endoftext=False)
+    assert out[0].tokens == [1, 2, 3, 1]
+    # The window is full at 4 positions: the newest 2 tokens (the sampled 1, 2) go again.
+    assert decoder.calls == [('prefill', [[0, 1, 2]]), ('extend', [1]),
+                             ('prefill', [[1, 2]]), ('extend', [3])]

@@ -3,20 +3,20 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import train_config
+import resources
 import training
 from cli import UserError
-from conftest import ROOT, run_script, variables_of
-from conftest import train_config as config
 from data_sampler import PackedSampler
-from train_config import TrainConfig, learning_rate_at
+from fixtures import logged_losses, numpy_gpt2, run_script, train_command, variables_of
+from fixtures import train_config as config
+from train_config import TrainConfig
+from training import learning_rate_at
 
 
 def losses_of(capsys):
@@ -24,6 +24,7 @@ def losses_of(capsys):
     return [float(x) for x in re.findall(r'\] loss=(\S+) ', out)], out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('optimizer', ['adam', 'adafactor'])
 def test_loss_falls_on_a_repeated_corpus(tmp_path, models_dir, corpus, capsys, optimizer):
     training.train(config(tmp_path, models_dir, corpus, steps=40, optimizer=optimizer))
@@ -51,6 +52,7 @@ def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
     assert {'hparams.json', 'encoder.json', 'vocab.bpe', 'checkpoint'} <= set(os.listdir(run))
 
 
+@pytest.mark.slow
 def test_accumulated_gradients_equal_one_bigger_batch(tmp_path, models_dir, corpus):
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1)
     training.train(config(tmp_path / 'a', models_dir, corpus, batch_size=4, **common))
@@ -64,8 +66,8 @@ def test_accumulated_gradients_equal_one_bigger_batch(tmp_path, models_dir, corp
         np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_bfloat16_products_track_float32(tmp_path, models_dir, corpus, capsys):
-    from stress_resume import logged_losses
     training.train(config(tmp_path / 'a', models_dir, corpus, steps=12))
     training.train(config(tmp_path / 'b', models_dir, corpus, steps=12, precision='bfloat16'))
     assert 'precision: bfloat16 matrix products, float32 weights (as asked)' in \
@@ -79,6 +81,7 @@ def test_bfloat16_products_track_float32(tmp_path, models_dir, corpus, capsys):
         'model/wte'].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_weight_decay_shrinks_matrices_not_biases_or_norms(tmp_path, models_dir, corpus):
     common = dict(steps=1, save_every=1, learning_rate=0.01)
     training.train(config(tmp_path / 'a', models_dir, corpus, **common))
@@ -94,6 +97,7 @@ def test_weight_decay_shrinks_matrices_not_biases_or_norms(tmp_path, models_dir,
                                        atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
     training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1,
                           optimizer='sgd', learning_rate=1.0, grad_clip=1e-3))
@@ -103,6 +107,7 @@ def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
     assert 0 < change <= 1e-3 * 1.001
 
 
+@pytest.mark.slow
 def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus):
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2)
@@ -117,19 +122,19 @@ def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus
 
 
 def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, corpus):
-    from test_model import numpy_gpt2
     c = config(tmp_path, models_dir, corpus, val_every=1, val_batch_count=2,
                val_batch_size=2)
     t = training.Trainer(c)
-    loss = t.validation()
-    t.sess.close()
-    weights = {name: tf.train.load_checkpoint(t.pretrained).get_tensor(name).astype(float)
-               for name, _ in tf.train.list_variables(t.pretrained)}
+    loss = t.validation_loss()
+    t.close()
+    ckpt = t.model.checkpoint
+    weights = {name: tf.train.load_checkpoint(ckpt).get_tensor(name).astype(float)
+               for name, _ in tf.train.list_variables(ckpt)}
     expected = []
     for batch in t.val_batches:
         row_losses = []
         for row in batch:
-            logits = numpy_gpt2(weights, t.hparams, row)[:-1]
+            logits = numpy_gpt2(weights, t.model.hparams, row)[:-1]
             logits -= logits.max(-1, keepdims=True)
             logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
             row_losses.append(-logp[np.arange(len(row) - 1), row[1:]].mean())
@@ -163,12 +168,43 @@ def test_packing_starts_windows_at_document_boundaries():
     assert seen.count(tuple(range(1, 9))) - seen.count((9, eot)) in (0, 1)
 
 
+def test_loss_counts_only_the_targets_the_mask_keeps(models_dir):
+    """Packing's loss: an independent forward pass, averaged over the targets whose
+    loss_mask is 1; what stands in the padding after them changes nothing."""
+    import model_dir
+    loaded = model_dir.load('tiny', models_dir)
+    hparams = loaded.hparams
+    rs = np.random.RandomState(4)
+    tokens = rs.randint(0, hparams.n_vocab, size=[2, 16]).astype(np.int32)
+    mask = np.zeros([2, 16], np.float32)
+    mask[0, :10], mask[1, :6] = 1, 1
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        context = tf.compat.v1.placeholder(tf.int32, [None, None])
+        loss_mask = tf.compat.v1.placeholder(tf.float32, [None, None])
+        loss = training.masked_loss(hparams, context, context, loss_mask, False, tf.float32)
+        model_dir.restore(sess, loaded.checkpoint)
+        ours = sess.run(loss, {context: tokens, loss_mask: mask})
+        padding = np.where(mask == 1, tokens, rs.randint(0, hparams.n_vocab, size=[2, 16]))
+        assert sess.run(loss, {context: padding, loss_mask: mask}) == pytest.approx(ours)
+    weights = {k: v.astype(float) for k, v in variables_of(loaded.checkpoint).items()}
+    kept = []
+    for row, row_mask in zip(tokens, mask, strict=True):
+        logits = numpy_gpt2(weights, hparams, row)[:-1]
+        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        losses = -logp[np.arange(15), row[1:]]
+        kept += losses[row_mask[1:] == 1].tolist()
+    assert len(kept) == 9 + 5
+    assert ours == pytest.approx(np.mean(kept), abs=1e-4)
+
+
+@pytest.mark.slow
 def test_packed_training_runs(tmp_path, models_dir, corpus, capsys):
     training.train(config(tmp_path, models_dir, corpus, pack=True, steps=2))
     losses, _ = losses_of(capsys)
     assert len(losses) == 2
 
 
+@pytest.mark.slow
 def test_copy_into_model_dir_then_sample(tmp_path, models_dir, corpus):
     training.train(config(tmp_path, models_dir, corpus, steps=2))
     target = tmp_path / 'models' / '117M'
@@ -182,6 +218,7 @@ def test_copy_into_model_dir_then_sample(tmp_path, models_dir, corpus):
     assert 'Loading checkpoint models/117M/model-2' in result.stderr  # the fine-tuned one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('optimizer', ['adam', 'adafactor'])
 def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corpus, capsys,
                                                       optimizer):
@@ -197,7 +234,9 @@ def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corp
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(dataset='/nonexistent.txt'), '/nonexistent.txt: no such file or directory'),
-    (dict(sample_length=64), '--sample_length 64: must be between 1 and n_ctx - 1 \\(63\\)'),
+    (dict(sample_length=0), '--sample_length 0: must be a whole number, at least 1'),
+    (dict(top_p=1.5), '--top_p 1.5: must be between 0 and 1'),
+    (dict(top_k=10 ** 6), '--top_k 1000000: must be between 0'),
     (dict(model_name='nope'), 'nope: no such model directory'),
     (dict(lr_schedule='cosine', steps=0), '--lr_schedule cosine decays towards --steps'),
     (dict(optimizer='adagrad'), '--optimizer adagrad: choose adam, adafactor or sgd'),
@@ -213,9 +252,9 @@ def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, m
 def test_training_beyond_memory_is_refused(tmp_path, models_dir, corpus, monkeypatch,
                                            copies, advice):
     import model_dir
-    hparams = model_dir.load('tiny', models_dir)[0]
+    hparams = model_dir.load('tiny', models_dir).hparams
     n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
-    monkeypatch.setattr(train_config, 'physical_memory', lambda: 4 * n_params * copies)
+    monkeypatch.setattr(resources, 'physical_memory', lambda: 4 * n_params * copies)
     with pytest.raises(UserError, match=f'--optimizer adam: .* more than this machine\'s '
                                         f'.* GB; {advice}'):
         training.train(config(tmp_path, models_dir, corpus))
@@ -240,14 +279,9 @@ def test_learning_rate_schedules():
     assert learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
 
 
-def train_command(tmp_path, models_dir, corpus, *flags):
-    return [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', corpus,
-            '--models_dir', models_dir, '--model_name', 'tiny', '--sample_length', '8',
-            '--seed', '1', *flags]
-
-
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
-    proc = subprocess.Popen(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+    proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         if line.startswith('[3 |'):
@@ -261,15 +295,16 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpu
     assert (tmp_path / 'checkpoint' / 'run1' / f'model-{step}.index').exists()
 
 
+@pytest.mark.slow
 def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
-    proc = subprocess.Popen(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+    proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stdout:
             if line.startswith('[2 |'):  # step 1 wrote its summary: the folder is settled
                 break
         before = sorted(os.listdir(tmp_path / 'checkpoint' / 'run1'))
-        second = subprocess.run(train_command(tmp_path, models_dir, corpus), cwd=tmp_path,
+        second = subprocess.run(train_command(models_dir, corpus), cwd=tmp_path,
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert 'another train.py is writing to this run' in second.stderr
@@ -279,6 +314,7 @@ def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
         proc.wait(timeout=120)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus):
     c = config(tmp_path, models_dir, corpus, steps=20, optimizer='sgd', learning_rate=1e12,
                save_every=1000)

@@ -1,0 +1,219 @@
+"""Text from a model loaded once: the Python API behind the sampling scripts, and the
+sampling graph that train.py's samples share.
+
+    import sys; sys.path.insert(0, 'src')   # or PYTHONPATH=src
+    from generation import GPT2
+
+    gpt2 = GPT2.load('models/117M')          # a model directory or a run folder
+    jokes = gpt2.generate(['Why did the chicken cross the road?|', 'A man walks into a bar|'],
+                          nsamples=3, length=60, top_k=40, temperature=0.7)
+    for piece in gpt2.stream('Knock knock|', length=40):
+        print(piece, end='', flush=True)
+    gpt2.close()
+
+Prompts of different lengths share a batch (left-padded, the padding masked), each row
+computing what it would alone.
+"""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+import model
+import model_dir
+import sample
+from cli import UserError
+
+tf1 = tf.compat.v1
+
+
+class SamplingGraph:
+    """Logits of the next token of each row, with a key/value cache. Two graphs share the
+    cache: one for prompts of any length, one for a single token per row, whose attention
+    has a faster form (model.attend_one)."""
+
+    def __init__(self, hparams, *, reuse=False):
+        self.hparams = hparams
+        self.cache = model.KVCache(hparams)
+        self.tokens, self.logits = {}, {}
+        for name, width in (('prompt', None), ('one', 1)):
+            self.tokens[name] = tf1.placeholder(tf.int32, [None, width], f'tokens_{name}')
+            logits = model.model(hparams, self.tokens[name], past=self.cache, reuse=reuse,
+                                 last_only=True)['logits']
+            self.logits[name] = logits[:, -1]  # [batch, n_vocab]
+            reuse = True
+
+    def generate(self, sess, prompts, options, rng, stopper, *, batch_size, on_step=None):
+        """sample.generate over prompts (token lists), batch_size rows at a time."""
+        samples = []
+        for i in range(0, len(prompts), batch_size):
+            decoder = SessionDecoder(self, sess, options.length)
+            samples += sample.generate(decoder, prompts[i:i + batch_size], options, rng,
+                                       stopper, on_step=on_step)
+        return samples
+
+
+class SessionDecoder:
+    """A SamplingGraph in a session, as sample.generate's decoder."""
+
+    def __init__(self, graph, sess, length):
+        self.graph, self.sess, self.length = graph, sess, length
+        self.n_ctx = graph.hparams.n_ctx
+        self.allocated = None  # (positions, batch) of the cache
+        self.offset, self.start = 0, None
+
+    def prefill(self, rows):
+        """Start new sequences: rows left-padded to one width, the padding masked."""
+        width = max(len(r) for r in rows)
+        tokens = np.zeros([len(rows), width], np.int32)
+        for b, row in enumerate(rows):
+            tokens[b, width - len(row):] = row
+        self.start = np.array([width - len(r) for r in rows], np.int32)
+        shape = (min(self.n_ctx, width + self.length), len(rows))
+        if self.allocated is None or shape[0] > self.allocated[0]:
+            cache = self.graph.cache
+            self.sess.run(cache.initializer, {cache.n_alloc: shape[0], cache.batch: shape[1]})
+            self.allocated = shape
+        self.offset = 0
+        return self._run('prompt', tokens)
+
+    def extend(self, tokens):
+        return self._run('one', np.asarray(tokens, np.int32)[:, None])
+
+    def _run(self, name, tokens):
+        cache = self.graph.cache
+        logits = self.sess.run(self.graph.logits[name], {
+            self.graph.tokens[name]: tokens, cache.offset: self.offset, cache.start: self.start})
+        self.offset += tokens.shape[1]
+        return logits
+
+
+class GPT2:
+    """A model and its session, loaded once; generate, stream and write as often as you
+    like. Sampling options are those of sample.SamplingOptions, as keywords."""
+
+    def __init__(self, loaded, *, batch_size=8, seed=None):
+        if batch_size < 1:
+            raise UserError(f'--batch_size {batch_size}: must be at least 1')
+        self.model, self.batch_size = loaded, batch_size
+        self.hparams, self.encoder = loaded.hparams, loaded.encoder
+        self.rng = np.random.default_rng(seed)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.sampling = SamplingGraph(self.hparams)
+            self.sess = tf1.Session(graph=self.graph)
+            model_dir.restore(self.sess, loaded.checkpoint)
+
+    @classmethod
+    def load(cls, path, *, checkpoint=None, batch_size=8, seed=None):
+        """`path`: a model directory (models/117M) or a training run's folder
+        (checkpoint/run1); `checkpoint` takes the weights from elsewhere."""
+        path = os.path.normpath(model_dir.user_path(path))
+        loaded = model_dir.load(os.path.basename(path), os.path.dirname(path) or '.',
+                                checkpoint)
+        return cls(loaded, batch_size=batch_size, seed=seed)
+
+    def options(self, **options):
+        """SamplingOptions from keywords, checked against this model."""
+        try:
+            return sample.SamplingOptions(**options).checked(self.hparams)
+        except TypeError as e:
+            raise UserError(str(e)) from None
+
+    def encode(self, text):
+        return encode_prompt(self.model, text)
+
+    def samples(self, prompts, *, nsamples=1, on_step=None, options=None, **keywords):
+        """sample.Sample objects: `nsamples` for each prompt (a text or a token list),
+        prompt by prompt; different prompts share batches. `options`: SamplingOptions
+        checked already, else from the keywords."""
+        options = options or self.options(**keywords)
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
+        rows = [t for t in tokens for _ in range(nsamples)]
+        return self.sampling.generate(self.sess, rows, options, self.rng,
+                                      sample.Stopper(self.encoder, options),
+                                      batch_size=self.batch_size, on_step=on_step)
+
+    def generate(self, prompts, *, nsamples=1, include_prefix=False, return_tokens=False,
+                 **options):
+        """Texts (or, with return_tokens, generated token id lists): `nsamples` for each
+        prompt, prompt by prompt. `include_prefix` puts each prompt before its sample."""
+        samples = self.samples(prompts, nsamples=nsamples, **options)
+        if return_tokens:
+            return [s.tokens for s in samples]
+        return [self.text(s, include_prefix) for s in samples]
+
+    def text(self, s, include_prefix=False):
+        prefix = self.encoder.decode(s.prompt) if include_prefix else ''
+        if s.prompt == [self.encoder.eot_token]:
+            prefix = ''
+        return prefix + s.text
+
+    def stream(self, prompt, *, options=None, **keywords):
+        """The text of one sample after `prompt` (a text or a token list), piece by piece
+        as it is generated."""
+        options = options or self.options(**keywords)
+        tokens = prompt if isinstance(prompt, list) else encode_prompt(self.model, prompt)
+        decoder = SessionDecoder(self.sampling, self.sess, options.length)
+        text = TextStream(self.encoder, options.stop)
+        steps = sample.decode_steps(decoder, [tokens], options, self.rng,
+                                    sample.Stopper(self.encoder, options))
+        for new, ended in steps:
+            piece = text.update(new[0], ended[0])
+            if piece:
+                yield piece
+
+    def close(self):
+        self.sess.close()
+
+
+def encode_prompt(loaded, text, where='prompt'):
+    """A prompt's tokens; an empty prompt starts after <|endoftext|>. One longer than the
+    context is refused, named by `where`."""
+    tokens = loaded.encoder.encode(text) if text else [loaded.encoder.eot_token]
+    if len(tokens) > loaded.hparams.n_ctx:
+        raise UserError(f'{where}: {len(tokens)} tokens, more than the model\'s context of '
+                        f'{loaded.hparams.n_ctx}')
+    return tokens
+
+
+def open_model(*, model_name, models_dir, checkpoint, batch_size, nsamples, seed,
+               prompts=(), **options):
+    """What both sampling scripts start with: options and prompts ([(where, text)])
+    checked against the model before its weights load. Returns (GPT2, checked
+    SamplingOptions, prompt token lists)."""
+    if batch_size is None:
+        batch_size = 1
+    if batch_size < 1:
+        raise UserError(f'--batch_size {batch_size}: must be at least 1')
+    if nsamples % batch_size:
+        raise UserError(f'--nsamples {nsamples} is not a multiple of --batch_size {batch_size}')
+    loaded = model_dir.load(model_name, models_dir, checkpoint)
+    options = sample.SamplingOptions(**options).checked(loaded.hparams)
+    tokens = [encode_prompt(loaded, text, where) for where, text in prompts]
+    print('Loading checkpoint', loaded.checkpoint, file=sys.stderr)
+    return GPT2(loaded, batch_size=batch_size, seed=seed), options, tokens
+
+
+class TextStream:
+    """The printable part of a growing sample: text not ending in a cut UTF-8 character,
+    and not yet possibly the beginning of a stop text."""
+
+    def __init__(self, enc, stop=()):
+        self.enc, self.printed = enc, 0
+        self.hold = max((len(s) - 1 for s in stop), default=0)
+
+    def update(self, tokens, end):
+        """What to print now: new text since the last call (the rest of it once ended)."""
+        if end is not None:
+            text = end[1]
+        else:
+            text = self.enc.decode(tokens).rstrip('\ufffd')
+            text = text[:max(len(text) - self.hold, 0)]
+        piece = text[self.printed:]
+        self.printed = max(self.printed, len(text))
+        return piece
