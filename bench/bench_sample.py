@@ -1,56 +1,104 @@
 #!/usr/bin/env python3
-"""Sampling speed of the 124M shape: tokens/s at batch 1 and 8 for 512 new tokens, against
-the float32 weight-streaming bound measured in the same process (batch-1 sampling reads
-every weight once per token).
+"""Sampling speed of the 124M shape, as ratios to baselines measured in the same process:
 
-    PYTHONPATH=src python bench/bench_sample.py [--length 512] [--batch_sizes 1,8]
+- batch 1, 512 new tokens, against the weight-streaming bound: the time of one float32
+  matrix-vector product over every weight matrix the decoder reads (NumPy/OpenBLAS, the
+  fastest reader measured here), i.e. reading every weight once;
+- batch 8 against batch 1;
+- a 500-token prompt (time to first token) against the time of 20 generated tokens;
+- a step's breakdown: weight products, attention and the rest of the model, the choice
+  of the next token; and TensorFlow's graph decoder (what a GPU uses) at batch 1.
+
+    PYTHONPATH=src python bench/bench_sample.py [--length 512]
 """
 
 import argparse
-import os
+import time
 
 import numpy as np
-import tensorflow as tf
 from common import median_time, random_model, report
 
+import cpu_decoder
+import generation
 import model_dir
 import sample
 
-tf1 = tf.compat.v1
+
+def weight_products_seconds(weights, batch):
+    """One step's products with every weight matrix, batch rows each."""
+    matrices = [w for name, w in weights.items()
+                if name.endswith('/w') or name == 'wte_t']
+    rows = {m.shape[0]: np.ones([batch, m.shape[0]], np.float32) for m in matrices}
+    return median_time(lambda: [rows[m.shape[0]] @ m for m in matrices], runs=10)
 
 
-def stream_gb_per_s():
-    """A float32 matrix-vector product over 256 MB of weights, in TensorFlow."""
-    with tf.Graph().as_default(), tf1.Session() as sess:
-        w = tf1.Variable(tf.random.normal([4096, 16384]))
-        x = tf1.placeholder(tf.float32, [1, 4096])
-        y = tf.reduce_sum(tf.matmul(x, w))
-        sess.run(w.initializer)
-        feed = {x: np.ones([1, 4096], np.float32)}
-        seconds = median_time(lambda: [sess.run(y, feed) for _ in range(20)], runs=5)
-    return 20 * 4096 * 16384 * 4 / seconds / 1e9
+def decode_seconds(new_decoder, enc, batch, length):
+    """Seconds for `length` tokens after <|endoftext|>, top-k 40, never stopping early."""
+    options = sample.SamplingOptions(length=length, top_k=40, stop_at_endoftext=False)
+    stopper = sample.Stopper(enc, options)
+    rng = np.random.default_rng(0)
+    sample.generate(new_decoder(8), [[enc.eot_token]] * batch,
+                    sample.SamplingOptions(length=8), rng, stopper)  # warm-up
+    start = time.perf_counter()
+    sample.generate(new_decoder(length), [[enc.eot_token]] * batch, options, rng, stopper)
+    return time.perf_counter() - start
+
+
+def first_token_seconds(new_decoder, prompt):
+    decoder = new_decoder(1)
+    decoder.prefill([[50256] * 8])
+    start = time.perf_counter()
+    decoder.prefill([[50256] * prompt])
+    return time.perf_counter() - start
+
+
+def choice_seconds(batch, n_vocab):
+    logits = np.random.default_rng(0).normal(size=[batch, n_vocab]).astype(np.float32)
+    options = sample.SamplingOptions(top_k=40)
+    rng = np.random.default_rng(0)
+    return median_time(lambda: sample.choose(logits, options, rng), runs=20)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--length', type=int, default=512)
-    parser.add_argument('--batch_sizes', default='1,8')
+    parser.add_argument('--tensorflow_length', type=int, default=128)
     args = parser.parse_args()
     models_dir, name = random_model()
-    hparams, enc, ckpt = model_dir.load(name, models_dir)
-    weight_gb = os.path.getsize(ckpt + '.data-00000-of-00001') / 1e9
-    bound = stream_gb_per_s() / weight_gb
-    for batch_size in map(int, args.batch_sizes.split(',')):
-        with tf.Graph().as_default(), tf1.Session() as sess:
-            gen = sample.Generator(hparams, batch_size, top_k=40)
-            model_dir.restore(sess, ckpt)
-            start = [[enc.eot_token]] * batch_size
-            seconds = median_time(lambda gen=gen, sess=sess, start=start: gen.generate(
-                sess, start, args.length), runs=3)
-        tokens_per_s = batch_size * args.length / seconds
-        report(f'sample_batch{batch_size}_tokens_per_s', tokens_per_s, 'tokens/s',
-               length=args.length, float32_stream_bound_tokens_per_s=round(bound, 1),
-               ratio_vs_stream_bound=round(tokens_per_s / batch_size / bound, 2))
+    loaded = model_dir.load(name, models_dir)
+    hparams, enc = loaded.hparams, loaded.encoder
+    arrays = model_dir.load_arrays(loaded.checkpoint, hparams)
+    weights = cpu_decoder.prepare(arrays)
+    new_decoder = generation.cpu_decoders(arrays, hparams)
+
+    bound = weight_products_seconds(weights, 1)
+    one = decode_seconds(new_decoder, enc, 1, args.length) / args.length
+    report('sample_batch1_tokens_per_s', 1 / one, 'tokens/s', length=args.length,
+           stream_bound_tokens_per_s=round(1 / bound, 1), ratio_vs_stream_bound=round(
+               bound / one, 2), target_ratio=0.8)
+    eight = decode_seconds(new_decoder, enc, 8, args.length) / args.length
+    report('sample_batch8_tokens_per_s', 8 / eight, 'tokens/s', length=args.length,
+           ratio_vs_batch1=round(one * 8 / eight, 2), target_ratio=5,
+           weight_products_ms=round(weight_products_seconds(weights, 8) * 1e3, 1))
+    first = first_token_seconds(new_decoder, 500)
+    report('sample_first_token_after_500_s', first, 's',
+           twenty_tokens_s=round(20 * one, 3), ratio_vs_twenty_tokens=round(
+               first / (20 * one), 2), target_ratio=1)
+    choose = choice_seconds(1, hparams.n_vocab)
+    report('sample_batch1_step_breakdown_ms', one * 1e3, 'ms',
+           weight_products_ms=round(bound * 1e3, 2),
+           next_token_choice_ms=round(choose * 1e3, 2),
+           attention_and_rest_ms=round((one - bound - choose) * 1e3, 2),
+           outside_weight_products=round(1 - bound / one, 3), target=0.1)
+
+    with generation.tf1.Session(graph=generation.tf.Graph()) as sess:
+        graph = generation.SamplingGraph(hparams)
+        model_dir.restore(sess, loaded.checkpoint)
+        tf_decoder = generation.decoders(sess, hparams, graph)
+        tf_one = decode_seconds(tf_decoder, enc, 1,
+                                args.tensorflow_length) / args.tensorflow_length
+    report('sample_batch1_tensorflow_graph_tokens_per_s', 1 / tf_one, 'tokens/s',
+           length=args.tensorflow_length, cpu_decoder_speedup=round(tf_one / one, 2))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Text from a model loaded once: the Python API behind the sampling scripts, and the
-sampling graph that train.py's samples share.
+decoders it and train.py's samples use (TensorFlow's SamplingGraph on a GPU, NumPy's
+cpu_decoder on a CPU).
 
     import sys; sys.path.insert(0, 'src')   # or PYTHONPATH=src
     from generation import GPT2
@@ -21,8 +22,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+import cpu_decoder
 import model
 import model_dir
+import resources
 import sample
 from cli import UserError
 
@@ -30,9 +33,10 @@ tf1 = tf.compat.v1
 
 
 class SamplingGraph:
-    """Logits of the next token of each row, with a key/value cache. Two graphs share the
-    cache: one for prompts of any length, one for a single token per row, whose attention
-    has a faster form (model.attend_one)."""
+    """Logits of the next token of each row, with a key/value cache, in TensorFlow: how a
+    GPU samples (a CPU uses cpu_decoder). Two graphs share the cache: one for prompts of
+    any length, one for a single token per row, whose attention has a faster form
+    (model.attend_one)."""
 
     def __init__(self, hparams, *, reuse=False):
         self.hparams = hparams
@@ -45,14 +49,6 @@ class SamplingGraph:
             self.logits[name] = logits[:, -1]  # [batch, n_vocab]
             reuse = True
 
-    def generate(self, sess, prompts, options, rng, stopper, *, batch_size, on_step=None):
-        """sample.generate over prompts (token lists), batch_size rows at a time."""
-        samples = []
-        for i in range(0, len(prompts), batch_size):
-            decoder = SessionDecoder(self, sess, options.length)
-            samples += sample.generate(decoder, prompts[i:i + batch_size], options, rng,
-                                       stopper, on_step=on_step)
-        return samples
 
 
 class SessionDecoder:
@@ -90,6 +86,29 @@ class SessionDecoder:
         return logits
 
 
+def decoders(sess, hparams, graph=None):
+    """A function length -> a new decoder for sample.generate: the SamplingGraph `graph`
+    in `sess` (on a GPU), else CpuDecoders over the weights of `sess`."""
+    if graph is not None:
+        return lambda length: SessionDecoder(graph, sess, length)
+    arrays = sess.run({v.op.name: v for v in model_dir.model_variables()})
+    return cpu_decoders(arrays, hparams)
+
+
+def cpu_decoders(arrays, hparams):
+    weights = cpu_decoder.prepare(arrays)
+    return lambda length: cpu_decoder.CpuDecoder(weights, hparams, length)
+
+
+def generate(new_decoder, prompts, options, rng, stopper, *, batch_size, on_step=None):
+    """sample.generate over prompts (token lists), batch_size rows at a time."""
+    samples = []
+    for i in range(0, len(prompts), batch_size):
+        samples += sample.generate(new_decoder(options.length), prompts[i:i + batch_size],
+                                   options, rng, stopper, on_step=on_step)
+    return samples
+
+
 class GPT2:
     """A model and its session, loaded once; generate, stream and write as often as you
     like. Sampling options are those of sample.SamplingOptions, as keywords."""
@@ -100,11 +119,16 @@ class GPT2:
         self.model, self.batch_size = loaded, batch_size
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
         self.rng = np.random.default_rng(seed)
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.sampling = SamplingGraph(self.hparams)
-            self.sess = tf1.Session(graph=self.graph)
-            model_dir.restore(self.sess, loaded.checkpoint)
+        self.sess = None
+        if resources.gpus():
+            with tf.Graph().as_default() as graph:
+                sampling = SamplingGraph(self.hparams)
+                self.sess = tf1.Session(graph=graph)
+                model_dir.restore(self.sess, loaded.checkpoint)
+            self.new_decoder = decoders(self.sess, self.hparams, sampling)
+        else:
+            self.new_decoder = cpu_decoders(
+                model_dir.load_arrays(loaded.checkpoint, self.hparams), self.hparams)
 
     @classmethod
     def load(cls, path, *, checkpoint=None, batch_size=8, seed=None):
@@ -134,9 +158,9 @@ class GPT2:
             prompts = [prompts]
         tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
         rows = [t for t in tokens for _ in range(nsamples)]
-        return self.sampling.generate(self.sess, rows, options, self.rng,
-                                      sample.Stopper(self.encoder, options),
-                                      batch_size=self.batch_size, on_step=on_step)
+        return generate(self.new_decoder, rows, options, self.rng,
+                        sample.Stopper(self.encoder, options), batch_size=self.batch_size,
+                        on_step=on_step)
 
     def generate(self, prompts, *, nsamples=1, include_prefix=False, return_tokens=False,
                  **options):
@@ -158,7 +182,7 @@ class GPT2:
         as it is generated."""
         options = options or self.options(**keywords)
         tokens = prompt if isinstance(prompt, list) else encode_prompt(self.model, prompt)
-        decoder = SessionDecoder(self.sampling, self.sess, options.length)
+        decoder = self.new_decoder(options.length)
         text = TextStream(self.encoder, options.stop)
         steps = sample.decode_steps(decoder, [tokens], options, self.rng,
                                     sample.Stopper(self.encoder, options))
@@ -168,7 +192,8 @@ class GPT2:
                 yield piece
 
     def close(self):
-        self.sess.close()
+        if self.sess is not None:
+            self.sess.close()
 
 
 def encode_prompt(loaded, text, where='prompt'):

@@ -204,7 +204,8 @@ class Trainer:
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
             self.g = build_train_graph(hparams, c, recompute, dtype, self.cluster)
-            self.gen = generation.SamplingGraph(hparams, reuse=True)
+            self.gen = (generation.SamplingGraph(hparams, reuse=True) if resources.gpus()
+                        else None)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
             # The weights get their values from the checkpoint: initialising them too
@@ -270,9 +271,10 @@ class Trainer:
         print('Generating samples...')
         enc = self.model.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        samples = self.gen.generate(self.sess, prompts, self.sampling, self.sample_rng,
-                                    sample.Stopper(enc, self.sampling),
-                                    batch_size=self.c.batch_size)
+        new_decoder = generation.decoders(self.sess, self.model.hparams, self.gen)
+        samples = generation.generate(new_decoder, prompts, self.sampling, self.sample_rng,
+                                      sample.Stopper(enc, self.sampling),
+                                      batch_size=self.c.batch_size)
         texts = [f'======== SAMPLE {i + 1} ========\n{enc.decode(s.tokens)}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])

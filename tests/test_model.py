@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,22 +97,50 @@ def test_cached_logits_equal_full_recompute(tiny):
                                atol=1e-5, rtol=0)
 
 
-def test_left_padded_rows_compute_what_they_would_alone(tiny):
+@contextlib.contextmanager
+def new_decoder(kind, hparams, ckpt):
+    """length -> a decoder: TensorFlow's SamplingGraph (what a GPU uses) or CpuDecoder
+    over the weights of a session (as train.py's samples read them)."""
+    import generation
+    with tf1.Session(graph=tf.Graph()) as sess:
+        graph = generation.SamplingGraph(hparams) if kind == 'graph' else None
+        if graph is None:
+            model.model(hparams, tf1.placeholder(tf.int32, [None, None]))
+        model_dir.restore(sess, ckpt)
+        yield generation.decoders(sess, hparams, graph)
+
+
+@pytest.mark.parametrize('kind', ['graph', 'cpu'])
+def test_decoder_logits_equal_the_models(tiny, kind):
+    """A 5-token prompt, then one token at a time: logits of model.model at each step."""
+    hparams, ckpt = tiny
+    tokens = np.random.RandomState(3).randint(0, hparams.n_vocab, size=[2, 12])
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        full = model.model(hparams, X)['logits']
+        model_dir.restore(sess, ckpt)
+        expected = sess.run(full, {X: tokens})
+    with new_decoder(kind, hparams, ckpt) as make:
+        decoder = make(7)
+        got = [decoder.prefill(tokens[:, :5].tolist())]
+        got += [decoder.extend(tokens[:, t]) for t in range(5, 12)]
+    np.testing.assert_allclose(np.stack(got, 1), expected[:, 4:], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('kind', ['graph', 'cpu'])
+def test_left_padded_rows_compute_what_they_would_alone(tiny, kind):
     """Rows of 3, 7 and 5 tokens in one batch, padded on the left, then two tokens each
     one at a time: every row's logits equal those of the row run by itself."""
-    import generation
     hparams, ckpt = tiny
     rs = np.random.RandomState(2)
     rows = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (3, 7, 5)]
     more = rs.randint(0, hparams.n_vocab, size=[3, 2])
-    with tf1.Session(graph=tf.Graph()) as sess:
-        graph = generation.SamplingGraph(hparams)
-        model_dir.restore(sess, ckpt)
-        batch = generation.SessionDecoder(graph, sess, length=2)
+    with new_decoder(kind, hparams, ckpt) as make:
+        batch = make(2)
         together = [batch.prefill(rows)] + [batch.extend(more[:, i]) for i in range(2)]
         alone = []
         for b, row in enumerate(rows):
-            one = generation.SessionDecoder(graph, sess, length=2)
+            one = make(2)
             alone.append([one.prefill([row])[0]] +
                          [one.extend(more[b:b + 1, i])[0] for i in range(2)])
     np.testing.assert_allclose(np.stack(together, 1), np.array(alone), atol=1e-5, rtol=0)
