@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+import sample
+
 # Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
 # float64 and every product into a copy of the weights.
 GELU_SCALE = math.sqrt(2 / math.pi)
@@ -81,12 +83,8 @@ class CpuDecoder:
 
     def prefill(self, rows):
         """Start new sequences: rows left-padded to one width, the padding masked."""
-        width = max(len(r) for r in rows)
-        tokens = np.zeros([len(rows), width], np.int64)
-        for b, row in enumerate(rows):
-            tokens[b, width - len(row):] = row
-        self.start = np.array([width - len(r) for r in rows])
-        n_alloc = min(self.n_ctx, width + self.length)
+        tokens, self.start = sample.left_pad(rows)
+        n_alloc = min(self.n_ctx, tokens.shape[1] + self.length)
         if self.keys is None or self.keys[0].shape[0] != len(rows) or \
                 self.keys[0].shape[2] < n_alloc:
             h = self.hparams

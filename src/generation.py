@@ -62,13 +62,10 @@ class SessionDecoder:
 
     def prefill(self, rows):
         """Start new sequences: rows left-padded to one width, the padding masked."""
-        width = max(len(r) for r in rows)
-        tokens = np.zeros([len(rows), width], np.int32)
-        for b, row in enumerate(rows):
-            tokens[b, width - len(row):] = row
-        self.start = np.array([width - len(r) for r in rows], np.int32)
-        shape = (min(self.n_ctx, width + self.length), len(rows))
-        if self.allocated is None or shape[0] > self.allocated[0]:
+        tokens, self.start = sample.left_pad(rows)
+        shape = (min(self.n_ctx, tokens.shape[1] + self.length), len(rows))
+        if self.allocated is None or shape[0] > self.allocated[0] or \
+                shape[1] != self.allocated[1]:
             cache = self.graph.cache
             self.sess.run(cache.initializer, {cache.n_alloc: shape[0], cache.batch: shape[1]})
             self.allocated = shape
@@ -109,13 +106,17 @@ def generate(new_decoder, prompts, options, rng, stopper, *, batch_size, on_step
     return samples
 
 
+def check_batch_size(batch_size):
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f'--batch_size {batch_size}: must be a whole number, at least 1')
+
+
 class GPT2:
-    """A model and its session, loaded once; generate, stream and write as often as you
-    like. Sampling options are those of sample.SamplingOptions, as keywords."""
+    """A model loaded once (`loaded`: a model_dir.ModelDir); generate and stream as often
+    as you like. Sampling options are those of sample.SamplingOptions, as keywords."""
 
     def __init__(self, loaded, *, batch_size=8, seed=None):
-        if batch_size < 1:
-            raise UserError(f'--batch_size {batch_size}: must be at least 1')
+        check_batch_size(batch_size)
         self.model, self.batch_size = loaded, batch_size
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
         self.rng = np.random.default_rng(seed)
@@ -171,11 +172,12 @@ class GPT2:
             return [s.tokens for s in samples]
         return [self.text(s, include_prefix) for s in samples]
 
-    def text(self, s, include_prefix=False):
-        prefix = self.encoder.decode(s.prompt) if include_prefix else ''
-        if s.prompt == [self.encoder.eot_token]:
-            prefix = ''
-        return prefix + s.text
+    def text(self, sampled, include_prefix=False):
+        """A Sample's text, after its prompt with include_prefix (not after the
+        <|endoftext|> an empty prompt starts from)."""
+        if not include_prefix or sampled.prompt == [self.encoder.eot_token]:
+            return sampled.text
+        return self.encoder.decode(sampled.prompt) + sampled.text
 
     def stream(self, prompt, *, options=None, **keywords):
         """The text of one sample after `prompt` (a text or a token list), piece by piece
@@ -211,10 +213,8 @@ def open_model(*, model_name, models_dir, checkpoint, batch_size, nsamples, seed
     """What both sampling scripts start with: options and prompts ([(where, text)])
     checked against the model before its weights load. Returns (GPT2, checked
     SamplingOptions, prompt token lists)."""
-    if batch_size is None:
-        batch_size = 1
-    if batch_size < 1:
-        raise UserError(f'--batch_size {batch_size}: must be at least 1')
+    batch_size = 1 if batch_size is None else batch_size
+    check_batch_size(batch_size)
     if nsamples % batch_size:
         raise UserError(f'--nsamples {nsamples} is not a multiple of --batch_size {batch_size}')
     loaded = model_dir.load(model_name, models_dir, checkpoint)

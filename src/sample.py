@@ -145,6 +145,17 @@ class Sample:
     text: str  # generated text, cut exactly at a stop text
 
 
+def left_pad(rows):
+    """Rows of different lengths as one batch for a decoder's prefill: (tokens [batch,
+    width], padded on the left with 0, and start [batch], each row's first real
+    position)."""
+    width = max(len(r) for r in rows)
+    tokens = np.zeros([len(rows), width], np.int32)
+    for b, row in enumerate(rows):
+        tokens[b, width - len(row):] = row
+    return tokens, np.array([width - len(r) for r in rows], np.int32)
+
+
 def decode_steps(decoder, prompts, options, rng, stopper):
     """Sample after each prompt (token lists, lengths may differ), yielding (new tokens,
     ends) per row after each token, both lists updated in place; an end is the

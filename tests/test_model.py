@@ -24,14 +24,18 @@ def tiny(models_dir):
     return loaded.hparams, loaded.checkpoint
 
 
-def test_logits_match_numpy_forward_pass(tiny):
-    hparams, ckpt = tiny
-    tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 20])
+def model_logits(hparams, ckpt, tokens):
     with tf1.Session(graph=tf.Graph()) as sess:
         X = tf1.placeholder(tf.int32, [None, None])
         logits = model.model(hparams, X)['logits']
         model_dir.restore(sess, ckpt)
-        ours = sess.run(logits, {X: tokens})
+        return sess.run(logits, {X: tokens})
+
+
+def test_logits_match_numpy_forward_pass(tiny):
+    hparams, ckpt = tiny
+    tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 20])
+    ours = model_logits(hparams, ckpt, tokens)
     weights = load_weights(ckpt)
     for row in range(2):
         np.testing.assert_allclose(ours[row], numpy_gpt2(weights, hparams, tokens[row]),
@@ -115,11 +119,7 @@ def test_decoder_logits_equal_the_models(tiny, kind):
     """A 5-token prompt, then one token at a time: logits of model.model at each step."""
     hparams, ckpt = tiny
     tokens = np.random.RandomState(3).randint(0, hparams.n_vocab, size=[2, 12])
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [None, None])
-        full = model.model(hparams, X)['logits']
-        model_dir.restore(sess, ckpt)
-        expected = sess.run(full, {X: tokens})
+    expected = model_logits(hparams, ckpt, tokens)
     with new_decoder(kind, hparams, ckpt) as make:
         decoder = make(7)
         got = [decoder.prefill(tokens[:, :5].tolist())]

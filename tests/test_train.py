@@ -1,8 +1,11 @@
+import dataclasses
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,7 +16,7 @@ import resources
 import training
 from cli import UserError
 from data_sampler import PackedSampler
-from fixtures import logged_losses, numpy_gpt2, run_script, train_command, variables_of
+from fixtures import ROOT, logged_losses, numpy_gpt2, run_script, train_command, variables_of
 from fixtures import train_config as config
 from train_config import TrainConfig
 from training import learning_rate_at
@@ -266,6 +269,21 @@ def test_corpus_too_short_for_the_context(tmp_path, models_dir):
     short.write_text('just a few words', encoding='utf-8')
     with pytest.raises(UserError, match='windows of 64 need more'):
         training.train(config(tmp_path, models_dir, str(short)))
+    assert not (tmp_path / 'checkpoint').exists()  # checked before the run folder is made
+
+
+def test_parser_is_built_from_the_config_and_print_config_needs_no_tensorflow():
+    result = subprocess.run(
+        [sys.executable, '-c', 'import sys, runpy; sys.argv = ["train.py", "--dataset", "x", '
+         '"--optimizer", "adafactor", "--no-memory_saving_gradients", "--print_config"]; '
+         'runpy.run_path("train.py", run_name="__main__"); '
+         'print("tensorflow" in sys.modules)'], capture_output=True, text=True, cwd=ROOT,
+        check=True)
+    printed, loaded_tf = result.stdout.rsplit('}', 1)
+    values = json.loads(printed + '}')
+    assert values == {**dataclasses.asdict(TrainConfig(dataset='x')), 'optimizer': 'adafactor',
+                      'memory_saving_gradients': False}
+    assert loaded_tf.strip() == 'False'
 
 
 def test_learning_rate_schedules():
