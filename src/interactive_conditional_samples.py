@@ -62,6 +62,9 @@ def interact_model(model_name='117M', seed=None, nsamples=1, batch_size=1, lengt
                 run_prompts(gpt2, options, prompt_list, tokens, nsamples, out, include_prefix)
             else:
                 prompt_loop(gpt2, options, nsamples, out, include_prefix)
+    except KeyboardInterrupt:  # while running a prompts file: finished samples are kept
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)
     finally:
         gpt2.close()
 

@@ -8,6 +8,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import termios
@@ -149,6 +150,28 @@ def test_bad_prompts_file_is_one_error_line_and_no_output(models_dir, tmp_path, 
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr
     assert not [n for n in os.listdir(tmp_path) if n.startswith('out')]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_running_prompts_keeps_the_finished_samples(models_dir, tmp_path):
+    out = tmp_path / 'jokes.jsonl'
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'src/interactive_conditional_samples.py'),
+         '--models_dir', models_dir, '--model_name', 'tiny', '--prompts', '-', '--output',
+         str(out), '--length', '30', '--nostop_at_endoftext'], stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=script_env(), text=True)
+    proc.stdin.write('\n'.join(PROMPTS * 200) + '\n')
+    proc.stdin.close()
+    partial = tmp_path / 'jokes.jsonl.partial'
+    deadline = time.time() + 120
+    while not (partial.exists() and partial.read_text().count('\n') >= 2):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert 'interrupted' in proc.stderr.read()
+    records = [json.loads(line) for line in out.read_text(encoding='utf-8').splitlines()]
+    assert 2 <= len(records) < 600 and not partial.exists()
 
 
 @pytest.mark.slow
