@@ -24,13 +24,13 @@ def set_rng_state(rs, state):
 
 
 class Sampler:
-    """Random windows of `length` tokens, each inside one chunk, uniform over positions."""
+    """Random windows of `length` tokens, each inside one chunk, uniform over the window
+    starts nshepperd's sampler allowed (a window never ends on a chunk's last token)."""
 
     def __init__(self, chunks, seed=None):
         self.chunks = chunks
-        self.total_size = sum(len(chunk) for chunk in chunks)
-        self.boundaries = np.cumsum([0] + [len(chunk) for chunk in chunks]).tolist()
         self.rs = np.random.RandomState(seed=seed)
+        self._starts = None  # (length, cumulative count of window starts per chunk)
 
     def check(self, length, what='dataset'):
         if not any(len(chunk) > length for chunk in self.chunks):
@@ -39,12 +39,15 @@ class Sampler:
                             f'{length} need more (add text, or raise --combine)')
 
     def sample(self, length):
-        while True:
-            index = self.rs.randint(0, self.total_size - length - 1)
-            i = bisect.bisect_right(self.boundaries, index) - 1
-            if self.boundaries[i + 1] > index + length:
-                within_chunk = index - self.boundaries[i]
-                return self.chunks[i][within_chunk:within_chunk + length]
+        """One window, drawn directly (no rejection loop, so rare windows cannot stall)."""
+        if self._starts is None or self._starts[0] != length:
+            counts = [max(len(chunk) - length, 0) for chunk in self.chunks]
+            self._starts = length, np.cumsum(counts).tolist()
+        cumulative = self._starts[1]
+        index = self.rs.randint(0, cumulative[-1])
+        i = bisect.bisect_right(cumulative, index)
+        within_chunk = index - (cumulative[i - 1] if i else 0)
+        return self.chunks[i][within_chunk:within_chunk + length]
 
     def batch(self, batch_size, length):
         """tokens [batch, length] and loss mask [batch, length] (all ones)."""

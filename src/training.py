@@ -13,6 +13,7 @@ directory), TensorBoard summaries, and samples/<run>/samples-<step>.
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import time
 
@@ -300,15 +301,33 @@ class Trainer:
 
 class StopFlag:
     """SIGINT (Ctrl-C) and SIGTERM (containers, schedulers) ask the loop to finish the
-    current step, save and exit 0; further signals during that save are only noted."""
+    current step, save and exit 0. A second one while the step runs exits at once, losing
+    what was trained since the last save; during the save it is only noted."""
 
     def __init__(self):
-        self.requested = False
+        self.requested = self.saving = False
+        self.saved = 0  # the newest step saved, for the message
 
     def _handle(self, signum, frame):
-        if self.requested:
-            print(f'{signal.Signals(signum).name}: already stopping, saving first', flush=True)
+        name = signal.Signals(signum).name
+        if self.requested and self.saving:
+            print(f'{name}: already stopping, saving first', flush=True)
+        elif self.requested:
+            print(f'{name} again: stopping now; training since step {self.saved} (the newest '
+                  'checkpoint) is lost', flush=True)
+            os._exit(130)
+        else:
+            print(f'{name}: stopping after this step and saving (send it again to stop at '
+                  'once)', flush=True)
         self.requested = True
+
+    @contextlib.contextmanager
+    def saving_now(self):
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
 
     @contextlib.contextmanager
     def installed(self):
@@ -338,14 +357,14 @@ def loop(t, stop):
         best = t.validate(best)
     avg_loss = (0.0, 0.0)
     start_time = time.time()
-    saved = t.step
+    stop.saved = t.step
     while not (c.steps and t.step >= c.steps) and not stop.requested:
         step_start = time.time()
         loss, grad_norm, tokens = t.train_step()
         t.step += 1
         if not np.isfinite(loss):
             raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
-                            f'saved (newest checkpoint: step {saved}). Lower '
+                            f'saved (newest checkpoint: step {stop.saved}). Lower '
                             '--learning_rate or set --grad_clip')
         tokens_per_second = tokens / (time.time() - step_start)
         avg_loss = (avg_loss[0] * 0.99 + loss, avg_loss[1] * 0.99 + 1.0)
@@ -355,8 +374,9 @@ def loop(t, stop):
         t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
                           grad_norm=grad_norm, tokens_per_second=tokens_per_second)
         if t.step % c.save_every == 0:
-            t.save()
-            saved = t.step
+            with stop.saving_now():
+                t.save()
+            stop.saved = t.step
         # Samples and validation are the chief's: the other workers would discard them.
         if t.step % c.sample_every == 0 and t.run.writes:
             t.write_samples()
@@ -364,6 +384,7 @@ def loop(t, stop):
             best = t.validate(best)
     if stop.requested:
         print('interrupted')
-    if saved != t.step:
-        t.save()
+    if stop.saved != t.step:
+        with stop.saving_now():
+            t.save()
     return t.step

@@ -15,8 +15,15 @@ import tensorflow as tf
 import resources
 import training
 from cli import UserError
-from data_sampler import PackedSampler
-from fixtures import ROOT, logged_losses, numpy_gpt2, run_script, train_command, variables_of
+from fixtures import (
+    ROOT,
+    logged_losses,
+    numpy_gpt2,
+    run_script,
+    script_env,
+    train_command,
+    variables_of,
+)
 from fixtures import train_config as config
 from train_config import TrainConfig
 from training import learning_rate_at
@@ -143,32 +150,6 @@ def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, 
             row_losses.append(-logp[np.arange(len(row) - 1), row[1:]].mean())
         expected.append(np.mean(row_losses))
     assert loss == pytest.approx(np.mean(expected), abs=1e-4)
-
-
-def test_packing_starts_windows_at_document_boundaries():
-    eot = 0
-    docs = [np.arange(1, n + 1) for n in (3, 5, 2, 9, 4)]
-    chunk = np.concatenate([np.append(d, eot) for d in docs])
-    sampler = PackedSampler([chunk], eot, seed=3)
-    # What may stand in a window: a whole document with its <|endoftext|>, or one of the
-    # two window-sized pieces of the 9-token document (10 tokens with its EOT).
-    units = [np.append(d, eot).tolist() for d in docs if len(d) < 8]
-    units += [list(range(1, 9)), [9, eot]]
-    seen = []
-    for _ in range(4):
-        tokens, mask = sampler.batch(batch_size=6, length=8)
-        for row, row_mask in zip(tokens, mask, strict=True):
-            kept = row[row_mask == 1].tolist()
-            assert (row[row_mask == 0] == eot).all() and row_mask[0] == 1
-            assert (row_mask[:len(kept)] == 1).all()  # padding only at the end
-            while kept:  # the window is units end to end, starting at its first token
-                unit = next((u for u in units if kept[:len(u)] == u), None)
-                assert unit is not None, kept
-                seen.append(tuple(unit))
-                kept = kept[len(unit):]
-    assert set(seen) == {tuple(u) for u in units}  # every document came round
-    # The second piece follows the first (it may still be pending at the very end).
-    assert seen.count(tuple(range(1, 9))) - seen.count((9, eot)) in (0, 1)
 
 
 def test_loss_counts_only_the_targets_the_mask_keeps(models_dir):
@@ -314,6 +295,27 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpu
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('saving, code, message', [
+    (False, 130, 'SIGINT again: stopping now; training since step 7 (the newest checkpoint) '
+                 'is lost'),
+    (True, 0, 'SIGINT: already stopping, saving first')])
+def test_a_second_signal_stops_at_once_unless_saving(saving, code, message):
+    program = ('import os, signal, training\n'
+               'stop = training.StopFlag()\n'
+               'stop.saved = 7\n'
+               'with stop.installed():\n'
+               f'    stop.saving = {saving}\n'
+               '    os.kill(os.getpid(), signal.SIGINT)\n'
+               '    os.kill(os.getpid(), signal.SIGINT)\n'
+               'print("requested", stop.requested)\n')
+    result = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True,
+                            env=script_env(), timeout=120)
+    assert result.returncode == code
+    assert 'SIGINT: stopping after this step and saving' in result.stdout
+    assert message in result.stdout
+    assert ('requested True' in result.stdout) == saving
+
+
 def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
     proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
