@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import tensorflow as tf
 from google.protobuf import text_format
@@ -28,13 +29,23 @@ tf1 = tf.compat.v1
 
 
 def write_atomic(path, text):
-    """Replace `path` with `text` so that a reader sees the old or the new file, whole."""
+    """Replace `path` with `text` so that a reader sees the old or the new file, whole,
+    also after a power loss (the file, then its directory entry, reach the disk)."""
     partial = f'{path}.partial'
     with open(partial, 'w', encoding='utf-8') as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
+    sync_directory(os.path.dirname(path) or '.')
+
+
+def sync_directory(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RunFolder:
@@ -49,6 +60,7 @@ class RunFolder:
         self.samples_path = os.path.join(model_dir.user_path(config.sample_dir),
                                          config.run_name)
         self.saver = self.summary = self._lock_fd = None
+        self.replacing = False  # a fresh start over an earlier run, whose files move aside
 
     def lock(self):
         """One writer per run: a second train.py on an existing run stops here, before
@@ -67,6 +79,8 @@ class RunFolder:
         os.makedirs(self.path, exist_ok=True)
         if self._lock_fd is None:
             self.lock()
+        if self.replacing:
+            self._move_aside()
         for name in os.listdir(self.path):
             path = os.path.join(self.path, name)
             if name.startswith('model-') and ('_temp' in name or '.tempstate' in name):
@@ -83,15 +97,29 @@ class RunFolder:
             os.close(self._lock_fd)
         self.summary = self._lock_fd = None
 
+    def _move_aside(self):
+        """Everything of the run being replaced goes into replaced-<time>/, so that
+        `latest` can only mean the new run and nothing is silently lost."""
+        names = [n for n in os.listdir(self.path) if not n.startswith('replaced-')]
+        if not names:
+            return
+        aside = os.path.join(self.path, time.strftime('replaced-%Y%m%d-%H%M%S'))
+        os.makedirs(aside)
+        for name in names:
+            os.replace(os.path.join(self.path, name), os.path.join(aside, name))
+        sync_directory(self.path)
+        print(f'{self.path}: the earlier run\'s files are in {aside}')
+
     def restore(self, sess):
         """Load weights (and, resuming this run, optimizer state) into sess. Returns (step,
         trainer state), the state None when starting from a model or a 2019 checkpoint."""
+        restore_from, steps = self.config.restore_from, self.saved_steps()
+        self.replacing = restore_from != 'latest' and bool(steps)
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=5,
                                      keep_checkpoint_every_n_hours=2,
                                      save_relative_paths=True)
-        # Retention counts the checkpoints of earlier sessions of this run.
-        self.saver.recover_last_checkpoints(self._listed_checkpoints())
-        restore_from, steps = self.config.restore_from, self.saved_steps()
+        if not self.replacing:  # retention counts the checkpoints of earlier sessions
+            self.saver.recover_last_checkpoints(self._listed_checkpoints())
         if restore_from == 'latest' and steps:
             self._check_vocabulary()
             return self._resume(sess, steps)
@@ -101,9 +129,9 @@ class RunFolder:
         pretrained = self.model.checkpoint
         if restore_from not in ('latest', 'fresh'):
             pretrained = model_dir.find_checkpoint(model_dir.user_path(restore_from))
-        elif restore_from == 'fresh' and steps:
-            print(f'warning: --restore_from fresh: starting at step 0; the checkpoints in '
-                  f'{self.path} will be replaced as new ones are saved')
+        if self.replacing:
+            print(f'warning: --restore_from {restore_from}: starting at step 0; the earlier '
+                  f'run in {self.path} (up to step {steps[0]}) moves into replaced-<time>/')
         model_dir.check_checkpoint(pretrained, self.model.hparams)
         print('Loading checkpoint', pretrained)
         model_dir.restore(sess, pretrained)

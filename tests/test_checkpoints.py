@@ -132,6 +132,25 @@ def test_changed_flags_warn_once_each(tmp_path, models_dir, corpus, two_checkpoi
     assert out.count('warning: --grad_clip was 0.0 in this run, now 1.0') == 1
 
 
+def test_a_fresh_start_moves_the_earlier_run_aside(tmp_path, models_dir, corpus, capsys):
+    """8 steps saved every 2, then --restore_from fresh for 2 steps, then `latest` to 4:
+    it resumes the new run's step 2, never the old step 8."""
+    training.train(config(tmp_path, models_dir, corpus, steps=8, save_every=2))
+    training.train(config(tmp_path, models_dir, corpus, steps=2, save_every=2,
+                          restore_from='fresh'))
+    assert training.train(config(tmp_path, models_dir, corpus, steps=4, save_every=2)) == 4
+    out = capsys.readouterr().out
+    assert 'the earlier run in' in out and '(up to step 8) moves into replaced-' in out
+    assert out.split('Loading checkpoint ')[-1].startswith(f'{run_dir(tmp_path)}/model-2\n')
+    assert '\n[3 | ' in out.split('Loading checkpoint ')[-1]
+    aside = [n for n in os.listdir(run_dir(tmp_path)) if n.startswith('replaced-')]
+    assert len(aside) == 1
+    old = set(os.listdir(run_dir(tmp_path) / aside[0]))
+    assert {'model-8.index', 'model-8.state.json', 'counter', 'hparams.json'} <= old
+    assert sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.index')) == [
+        'model-2.index', 'model-4.index']
+
+
 def test_retention_holds_over_ten_restarts(tmp_path, models_dir, corpus):
     for steps in range(1, 11):
         training.train(config(tmp_path, models_dir, corpus, steps=steps, save_every=1))
