@@ -49,6 +49,10 @@ def read_jokes(path, min_score):
             records = json.load(f)
     except FileNotFoundError:
         raise InputError(f'{path}: no such file') from None
+    except IsADirectoryError:
+        raise InputError(f'{path}: is a directory; give the joke files themselves') from None
+    except PermissionError:
+        raise InputError(f'{path}: not readable (permission denied)') from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f'{path}: not valid JSON ({e})') from None
     if not isinstance(records, list) or not records:

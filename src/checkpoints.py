@@ -189,7 +189,10 @@ class RunFolder:
         stored = dict(tf.train.list_variables(prefix))
         try:
             with open(f'{prefix}.state.json', encoding='utf-8') as f:
-                return json.load(f)
+                state = json.load(f)
+            if not isinstance(state, dict) or not isinstance(state.get('trainer'), dict):
+                raise UserError(f'{prefix}.state.json has no "trainer" record')
+            return state
         except FileNotFoundError:
             if 'global_step' in stored:
                 raise UserError(f'{prefix}.state.json is missing') from None

@@ -58,6 +58,9 @@ class Sampler:
         return {'rng': rng_state(self.rs)}
 
     def load_state(self, state):
+        if 'order' in state:
+            raise UserError('--pack: this run was trained with --pack; pass it again, or '
+                            '--restore_from fresh to start over')
         set_rng_state(self.rs, state['rng'])
 
 
@@ -121,6 +124,14 @@ class PackedSampler:
                 [piece.tolist() for piece in self.pending]}
 
     def load_state(self, state):
+        if 'order' not in state:
+            raise UserError('--pack: this run was trained without --pack; drop it, or '
+                            '--restore_from fresh to start over')
+        if state['order'] and max(state['order']) >= len(self.docs) or \
+                len(state['order']) not in (0, len(self.docs)):
+            raise UserError(f'--dataset: holds {len(self.docs)} documents, but this packed '
+                            f'run\'s data order has {len(state["order"])}; train on the '
+                            'same data, or --restore_from fresh to start over')
         set_rng_state(self.rs, state['rng'])
         self.order, self.position = state['order'], state['position']
         self.pending = None if state['pending'] is None else [

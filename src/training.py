@@ -217,12 +217,20 @@ class Trainer:
                            tf1.local_variables_initializer()])
             self.step, state = self.run.restore(self.sess)
             if state is not None:
-                self.sampler.load_state(state['sampler'])
-                set_rng_state(self.noise_rs, state['noise'])
+                self.load_state(state)
 
     def state(self):
         """What a checkpoint needs besides the variables to resume exactly."""
         return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs)}
+
+    def load_state(self, state):
+        try:
+            self.sampler.load_state(state['sampler'])
+            set_rng_state(self.noise_rs, state['noise'])
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f'step {self.step}: the saved data order or noise state is '
+                            f'incomplete ({type(e).__name__}: {e}); --restore_from fresh '
+                            'starts over') from None
 
     def next_batch(self):
         """This worker's share of the global batch, which every worker draws alike."""

@@ -49,8 +49,13 @@ def damage_missing_run_state(run):
     os.remove(run / 'model-4.state.json')
 
 
+def damage_run_state_without_trainer(run):
+    (run / 'model-4.state.json').write_text('{"step": 4}')
+
+
 @pytest.mark.parametrize('damage', [damage_truncated_data, damage_garbage_index,
-                                    damage_missing_index, damage_missing_run_state])
+                                    damage_missing_index, damage_missing_run_state,
+                                    damage_run_state_without_trainer])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(
         tmp_path, models_dir, corpus, two_checkpoints, capsys, damage):
     damage(two_checkpoints)
@@ -149,6 +154,25 @@ def test_a_fresh_start_moves_the_earlier_run_aside(tmp_path, models_dir, corpus,
     assert {'model-8.index', 'model-8.state.json', 'counter', 'hparams.json'} <= old
     assert sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.index')) == [
         'model-2.index', 'model-4.index']
+
+
+@pytest.mark.parametrize('first, then, message', [
+    (dict(), dict(pack=True), '--pack: this run was trained without --pack'),
+    (dict(pack=True), dict(), '--pack: this run was trained with --pack'),
+    (dict(pack=True), dict(pack=True, dataset='half'), '--dataset: holds 60 documents, but '
+                                                       'this packed run\'s data order has 120'),
+])
+def test_resuming_with_other_data_settings_is_one_clear_error(tmp_path, models_dir, corpus,
+                                                              first, then, message):
+    half = tmp_path / 'half.txt'
+    with open(corpus, encoding='utf-8') as f:
+        jokes = f.read().split('<|endoftext|>')
+    half.write_text('<|endoftext|>'.join(jokes[:60]), encoding='utf-8')
+    training.train(config(tmp_path, models_dir, corpus, steps=2, save_every=2, **first))
+    if then.get('dataset') == 'half':
+        then = {**then, 'dataset': str(half)}
+    with pytest.raises(UserError, match=message):
+        training.train(config(tmp_path, models_dir, corpus, steps=4, **then))
 
 
 def test_retention_holds_over_ten_restarts(tmp_path, models_dir, corpus):

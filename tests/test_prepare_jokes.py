@@ -78,6 +78,12 @@ def test_malformed_file_or_record_is_named(tmp_path, content, message):
     assert not (tmp_path / 'input-text.txt').exists()
 
 
+def test_a_directory_is_one_clear_error(tmp_path):
+    (tmp_path / 'jokes').mkdir()
+    with pytest.raises(UserError, match='jokes: is a directory'):
+        prepare(tmp_path, str(tmp_path / 'jokes'))
+
+
 def test_real_stupidstuff(tmp_path, jokes_json):
     text = prepare(tmp_path, jokes_json)
     with open(jokes_json, encoding='utf-8') as f:
