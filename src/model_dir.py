@@ -103,6 +103,9 @@ def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True
         raise UserError(f'{directory}: missing {", ".join(missing)}')
     hparams = HParams.from_json(os.path.join(directory, 'hparams.json'))
     enc = encoder.load_encoder(directory, allow_special=allow_special)
+    if enc.eot_token is None:
+        raise UserError(f'{directory}/encoder.json: has no <|endoftext|> token, which '
+                        'separates documents and ends samples; use a GPT-2 vocabulary')
     if enc.n_vocab > hparams.n_vocab:
         raise UserError(f'{directory}: encoder.json has {enc.n_vocab} tokens but hparams.json '
                         f'n_vocab is {hparams.n_vocab}')

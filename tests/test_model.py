@@ -1,4 +1,5 @@
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -144,6 +145,26 @@ def test_left_padded_rows_compute_what_they_would_alone(tiny, kind):
             alone.append([one.prefill([row])[0]] +
                          [one.extend(more[b:b + 1, i])[0] for i in range(2)])
     np.testing.assert_allclose(np.stack(together, 1), np.array(alone), atol=1e-5, rtol=0)
+
+
+def test_vocabulary_without_endoftext_is_one_clear_error(tmp_path, models_dir):
+    import json
+    import shutil
+    shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'm')
+    vocab = json.loads((tmp_path / 'm' / 'encoder.json').read_text(encoding='utf-8'))
+    del vocab['<|endoftext|>']
+    (tmp_path / 'm' / 'encoder.json').write_text(json.dumps(vocab), encoding='utf-8')
+    with pytest.raises(UserError, match='encoder.json: has no <\\|endoftext\\|> token'):
+        model_dir.load('m', str(tmp_path))
+
+
+def test_user_paths_expand_home_and_variables(tmp_path, models_dir, monkeypatch):
+    import shutil
+    shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'models' / 'tiny')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.setenv('MODELS', str(tmp_path / 'models'))
+    for written in ('~/models', '$MODELS'):
+        assert model_dir.load('tiny', written).path == str(tmp_path / 'models' / 'tiny')
 
 
 def test_saved_checkpoint_is_exactly_the_release_contract(tiny):

@@ -203,6 +203,18 @@ def test_copy_into_model_dir_then_sample(tmp_path, models_dir, corpus):
 
 
 @pytest.mark.slow
+def test_home_in_path_flags_is_expanded_everywhere(tmp_path, models_dir, corpus,
+                                                   monkeypatch):
+    shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'models' / 'tiny')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    training.train(config(tmp_path, '~/models', corpus, steps=1, save_every=1,
+                          checkpoint_dir='~/ck', sample_dir='~/samples', sample_every=1))
+    assert (tmp_path / 'ck' / 'run1' / 'model-1.index').exists()
+    assert (tmp_path / 'samples' / 'run1' / 'samples-1').exists()
+    assert not (tmp_path / '~').exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('optimizer', ['adam', 'adafactor'])
 def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corpus, capsys,
                                                       optimizer):
