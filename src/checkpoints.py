@@ -74,19 +74,22 @@ class RunFolder:
                                 'stop it or choose another --run_name') from None
 
     def open(self):
-        """Make the folder (checked and loaded by now) and remove what a killed save left:
-        TensorFlow's temporary shards, .partial files, states of unfinished checkpoints."""
+        """Make the folder (checked and loaded by now) and repair what a killed save left:
+        TensorFlow's temporary shards, .partial files and folders, states of unfinished
+        checkpoints, a best/ caught between its renames."""
         os.makedirs(self.path, exist_ok=True)
         if self._lock_fd is None:
             self.lock()
         if self.replacing:
             self._move_aside()
+        best = os.path.join(self.path, 'best')
+        if os.path.isdir(f'{best}.old') and not os.path.isdir(best):
+            os.replace(f'{best}.old', best)  # killed between save_best's two renames
         for name in os.listdir(self.path):
             path = os.path.join(self.path, name)
-            if name.startswith('model-') and ('_temp' in name or '.tempstate' in name):
+            killed_save = name.startswith('model-') and ('_temp' in name or '.tempstate' in name)
+            if killed_save or name.endswith('.partial') or name == 'best.old':
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-            elif name.endswith('.partial'):
-                os.remove(path)
         self._remove_orphan_states()
 
     def close(self):
@@ -263,11 +266,19 @@ class RunFolder:
             return float('inf')
 
     def save_best(self, sess, step, val_loss):
+        """Replace best/ whole: written as best.partial/, then swapped in by renames (a
+        kill between them leaves best.old/, which `open` puts back)."""
         best = os.path.join(self.path, 'best')
         print(f'Saving {best} (validation loss {val_loss:.4f} at step {step})')
-        model_dir.save(sess, best, self.model.hparams, self.model.path)
-        write_atomic(os.path.join(best, 'best.json'),
+        shutil.rmtree(f'{best}.partial', ignore_errors=True)
+        model_dir.save(sess, f'{best}.partial', self.model.hparams, self.model.path)
+        write_atomic(os.path.join(f'{best}.partial', 'best.json'),
                      json.dumps({'step': step, 'val_loss': val_loss}) + '\n')
+        if os.path.isdir(best):
+            os.replace(best, f'{best}.old')
+        os.replace(f'{best}.partial', best)
+        sync_directory(self.path)
+        shutil.rmtree(f'{best}.old', ignore_errors=True)
 
     def log_scalars(self, step, **values):
         if self.summary is None:

@@ -1,5 +1,6 @@
 """Training that never loses work: damaged checkpoints, kills, signals, retention, disk."""
 
+import json
 import os
 import resource
 import shutil
@@ -101,9 +102,24 @@ def test_stray_files_of_a_killed_save_are_cleaned(tmp_path, models_dir, corpus,
     (two_checkpoints / 'model-6_temp' / 'part-00000-of-00001.index').write_bytes(b'x')
     (two_checkpoints / 'counter.partial').write_text('6')
     (two_checkpoints / 'model-6.state.json').write_text('{}')
+    (two_checkpoints / 'best.partial').mkdir()  # a best/ being written
+    (two_checkpoints / 'best.old').mkdir()  # best/ moved out, the new one not yet in
+    (two_checkpoints / 'best.old' / 'best.json').write_text('{"step": 2, "val_loss": 5.0}')
     training.train(config(tmp_path, models_dir, corpus, steps=4))
     names = os.listdir(two_checkpoints)
-    assert not [n for n in names if 'model-6' in n or n.endswith('.partial')]
+    assert not [n for n in names if 'model-6' in n or n.endswith(('.partial', '.old'))]
+    assert (two_checkpoints / 'best' / 'best.json').read_text() == \
+        '{"step": 2, "val_loss": 5.0}'
+
+
+def test_best_model_is_replaced_whole(tmp_path, models_dir, corpus):
+    training.train(config(tmp_path, models_dir, corpus, steps=6, val_every=2,
+                          val_batch_count=2, learning_rate=1e-3))
+    best = run_dir(tmp_path) / 'best'
+    record = json.loads((best / 'best.json').read_text())
+    assert record['step'] in (2, 4, 6)
+    assert {'checkpoint', 'hparams.json', 'encoder.json', 'vocab.bpe'} <= set(os.listdir(best))
+    assert not [n for n in os.listdir(run_dir(tmp_path)) if n.startswith('best.')]
 
 
 def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
@@ -173,6 +189,34 @@ def test_resuming_with_other_data_settings_is_one_clear_error(tmp_path, models_d
         then = {**then, 'dataset': str(half)}
     with pytest.raises(UserError, match=message):
         training.train(config(tmp_path, models_dir, corpus, steps=4, **then))
+
+
+def write_2019_run(run, models_dir, step):
+    """A run folder as nshepperd's 2019 train.py left it: model variables only (no
+    optimizer slots, no global_step), model-<step>.*, the state file and `counter`."""
+    import model
+    import model_dir
+    loaded = model_dir.load('tiny', models_dir)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        model.model(loaded.hparams, tf1.placeholder(tf.int32, [None, None]))
+        model_dir.restore(sess, loaded.checkpoint)
+        all_vars = [v for v in tf1.trainable_variables() if 'model' in v.name]
+        saver = tf1.train.Saver(var_list=all_vars, max_to_keep=5,
+                                keep_checkpoint_every_n_hours=2)
+        run.mkdir(parents=True)
+        saver.save(sess, str(run / 'model'), global_step=step)
+    (run / 'counter').write_text(f'{step}\n')
+
+
+def test_a_2019_run_resumes_with_a_fresh_optimizer(tmp_path, models_dir, corpus, capsys):
+    write_2019_run(run_dir(tmp_path), models_dir, 5)
+    assert training.train(config(tmp_path, models_dir, corpus, steps=7, save_every=1)) == 7
+    out = capsys.readouterr().out
+    assert 'model-5 has no optimizer or data state (written by the 2019 train.py?): ' \
+        'loading its weights, the optimizer starts afresh' in out
+    assert '\n[6 | ' in out and '\n[7 | ' in out and '\n[1 | ' not in out
+    stored = dict(tf.train.list_variables(str(run_dir(tmp_path) / 'model-7')))
+    assert stored['global_step'] == [] and 'model/wte/Adam' in stored
 
 
 def test_retention_holds_over_ten_restarts(tmp_path, models_dir, corpus):
