@@ -95,8 +95,11 @@ def apply_gradients(c, grads, train_vars, lr, global_step):
     grad_norm = tf.linalg.global_norm(grads)
     if c.grad_clip:
         grads, _ = tf.clip_by_global_norm(grads, c.grad_clip, use_norm=grad_norm)
-    decays = [v.assign_sub(lr * c.weight_decay * v) for v in train_vars
-              if c.weight_decay and v.shape.rank >= 2]
+    # The decay writes the weights: only after the gradients exist, that is after the
+    # forward pass has read them, or the step would depend on the order TF picks.
+    with tf.control_dependencies(grads):
+        decays = [v.assign_sub(lr * c.weight_decay * v) for v in train_vars
+                  if c.weight_decay and v.shape.rank >= 2]
     with tf.control_dependencies(decays):
         pairs = list(zip(grads, train_vars, strict=True))
         if c.optimizer == 'adafactor':
@@ -200,6 +203,10 @@ class Trainer:
         print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
         dtype, reason = resources.choose_precision(c.precision)
         print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
+        if c.seed is not None:
+            # Same results on a GPU too, where some kernels are otherwise free to sum in
+            # any order (a process-wide TensorFlow setting; CPU kernels already are).
+            tf.config.experimental.enable_op_determinism()
         self.graph = tf.Graph()
         with self.graph.as_default(), tf.device(self.cluster.device):
             if c.seed is not None:

@@ -107,6 +107,38 @@ def test_weight_decay_shrinks_matrices_not_biases_or_norms(tmp_path, models_dir,
                                        atol=1e-6, err_msg=name)
 
 
+def test_weight_decay_waits_for_the_forward_pass(models_dir):
+    """Every decay write depends on the cross-entropy of the forward pass, which reads
+    every weight: so no decay can run before the forward pass has read its weight."""
+    import model_dir
+    hparams = model_dir.load('tiny', models_dir).hparams
+    c = TrainConfig(dataset='x', weight_decay=0.1)
+    with tf.Graph().as_default():
+        training.build_train_graph(hparams, c, recompute=False)
+        ops = tf.compat.v1.get_default_graph().get_operations()
+        forward_end = next(op.name for op in ops
+                           if op.type == 'SparseSoftmaxCrossEntropyWithLogits')
+        decays = [op for op in ops if op.type == 'AssignSubVariableOp']
+        assert len(decays) == len([v for v in tf.compat.v1.trainable_variables()
+                                   if v.shape.rank >= 2])
+        for op in decays:
+            seen, todo = set(), [op]
+            while todo:
+                current = todo.pop()
+                for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+                    if parent.name not in seen:
+                        seen.add(parent.name)
+                        todo.append(parent)
+            assert forward_end in seen, op.name
+
+
+@pytest.mark.slow
+def test_seed_turns_on_op_determinism(tmp_path, models_dir, corpus):
+    from tensorflow.python.framework import config as tf_config
+    training.train(config(tmp_path, models_dir, corpus, steps=1))
+    assert tf_config.is_op_determinism_enabled()
+
+
 @pytest.mark.slow
 def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
     training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1,
