@@ -7,6 +7,7 @@ the precision of the matrix products and whether to recompute activations.
 Every automatic choice is printed with its reason by the trainer.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -16,19 +17,23 @@ import model_dir
 from cli import UserError
 
 # Peak memory of a CPU training step in float32 weight copies, batch 1 x 1024, from
-# bench/bench_large.py (the README's Performance section has the figures).
-PEAK_WEIGHT_COPIES = {'adam': 8.5, 'adafactor': 4.5, 'sgd': 4.5}
-
+# bench/bench_large.py (the README's Performance section has the figures): weights,
+# gradients, that batch's activations and temporaries, plus the optimizer's state and
+# update temporaries, which only trained weights have.
+BASE_WEIGHT_COPIES = 4.5
+OPTIMIZER_WEIGHT_COPIES = {'adam': 4.0, 'adafactor': 0.0, 'sgd': 0.0}
+MEASURED_TOKENS = 1024
 
 def gpus():
     return tf.config.list_physical_devices('GPU')
 
 
-def physical_memory():
-    """Bytes of memory this process may use: the machine's, or its container's limit."""
+def physical_memory(cgroup_limit='/sys/fs/cgroup/memory.max'):
+    """Bytes of memory this process may use: the machine's, or its container's limit
+    (cgroup v2; the file says `max` when there is none)."""
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     try:
-        with open('/sys/fs/cgroup/memory.max', encoding='utf-8') as f:
+        with open(cgroup_limit, encoding='utf-8') as f:
             limit = f.read().strip()
     except OSError:
         return memory
@@ -60,16 +65,21 @@ def choose_precision(precision):
     return tf.float32, 'this CPU has no bfloat16 instructions'
 
 
+def activation_bytes(c, hparams):
+    """float32 bytes a step keeps for its backward pass: about 34 values per token and
+    width per layer, plus 5 per token and head for each attended position (Korthikanti
+    et al.), and the logits."""
+    tokens = c.batch_size * hparams.n_ctx
+    per_layer = 4 * tokens * (34 * hparams.n_embd + 5 * hparams.n_head * hparams.n_ctx) / 2
+    return hparams.n_layer * per_layer + 12 * tokens * hparams.n_vocab
+
+
 def choose_memory_saving(c, hparams):
     """Recompute each block in the backward pass when the activations of a step would
     take more than a quarter of this machine's memory. Returns (choice, reason)."""
     if c.memory_saving_gradients is not None:
         return c.memory_saving_gradients, 'as asked'
-    tokens = c.batch_size * hparams.n_ctx
-    # float32 bytes kept per layer for the backward pass: about 34 values per token and
-    # width, plus 5 per token and head for each attended position (Korthikanti et al.).
-    per_layer = 4 * tokens * (34 * hparams.n_embd + 5 * hparams.n_head * hparams.n_ctx) / 2
-    activations = hparams.n_layer * per_layer + 12 * tokens * hparams.n_vocab
+    activations = activation_bytes(c, hparams)
     memory = physical_memory()
     if gpus():
         memory = 8 << 30  # a conservative guess: TensorFlow cannot tell before allocating
@@ -77,19 +87,40 @@ def choose_memory_saving(c, hparams):
     return choice, f'activations about {activations / 2**30:.1f} GB, memory {memory / 2**30:.0f} GB'
 
 
+def training_memory(c, hparams, optimizer):
+    """Expected peak bytes of a CPU training step: the measured copies of the weights
+    (optimizer state only for the weights it trains), plus the activations of tokens
+    beyond the measured batch of 1 x 1024."""
+    shapes = model_dir.variable_shapes(hparams)
+    n_params = sum(int(np.prod(s)) for s in shapes.values())
+    n_trained = n_params
+    if c.only_train_transformer_layers:
+        n_trained = sum(int(np.prod(s)) for name, s in shapes.items() if '/h' in name)
+    tokens = c.batch_size * hparams.n_ctx
+    measured = dataclasses.replace(c, batch_size=1)
+    extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
+        MEASURED_TOKENS / hparams.n_ctx
+    return 4 * (BASE_WEIGHT_COPIES * n_params +
+                OPTIMIZER_WEIGHT_COPIES[optimizer] * n_trained) + extra, n_params
+
+
 def check_optimizer_memory(c, hparams):
-    """Refuse, before loading anything, a CPU run that would run out of memory in its
-    first steps (774M with Adam, 1558M with anything, on 24 GB)."""
+    """Refuse (or with --memory_check warn, warn of), before loading anything, a CPU run
+    that would run out of memory in its first steps."""
     if gpus():
         return
-    n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
-    need = {name: 4 * n_params * copies for name, copies in PEAK_WEIGHT_COPIES.items()}
+    need, n_params = training_memory(c, hparams, c.optimizer)
     memory = physical_memory()
-    if need[c.optimizer] > memory:
-        advice = ('use --optimizer adafactor (about '
-                  f'{need["adafactor"] / 2**30:.1f} GB)' if need['adafactor'] <= memory
-                  else 'use a smaller model or a machine with more memory')
-        raise UserError(
-            f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters needs '
-            f'about {need[c.optimizer] / 2**30:.1f} GB, more than this machine\'s '
-            f'{memory / 2**30:.1f} GB; {advice}')
+    if need <= memory:
+        return
+    lighter = training_memory(c, hparams, 'adafactor')[0]
+    advice = (f'use --optimizer adafactor (about {lighter / 2**30:.1f} GB)'
+              if c.optimizer == 'adam' and lighter <= memory
+              else 'lower --batch_size, or use a smaller model or a machine with more memory')
+    message = (f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters at batch '
+               f'{c.batch_size} x {hparams.n_ctx} needs about {need / 2**30:.1f} GB, more than '
+               f'this machine\'s {memory / 2**30:.1f} GB; {advice}')
+    if c.memory_check == 'warn':
+        print(f'warning: {message} (going on: --memory_check warn)')
+        return
+    raise UserError(f'{message} (--memory_check warn tries anyway)')

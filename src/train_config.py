@@ -17,6 +17,7 @@ from cli import UserError
 OPTIMIZERS = ('adam', 'adafactor', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'linear')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
+MEMORY_CHECKS = ('refuse', 'warn')
 
 
 def setting(default, help, *, metavar=None, choices=None):
@@ -88,6 +89,9 @@ class TrainConfig:
     precision: str = setting('auto', 'Precision of the matrix products; weights, optimizer and '
                              'the rest stay float32. auto: bfloat16 where the CPU or GPU has '
                              'bfloat16 units', choices=PRECISIONS)
+    memory_check: str = setting('refuse', 'When a CPU run looks too large for this machine\'s '
+                                'memory (or its container\'s limit): refuse it before loading '
+                                'anything, or only warn', choices=MEMORY_CHECKS)
     collective_timeout: float = setting(300.0, 'With several workers (TF_CONFIG): how long a '
                                         'step waits for the others before stopping with an '
                                         'error', metavar='SECONDS')

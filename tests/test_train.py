@@ -275,7 +275,7 @@ def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, m
     assert not (tmp_path / 'checkpoint').exists()
 
 
-@pytest.mark.parametrize('copies, advice', [(1, 'use a smaller model'),
+@pytest.mark.parametrize('copies, advice', [(1, 'lower --batch_size, or use a smaller model'),
                                             (6, 'use --optimizer adafactor')])
 def test_training_beyond_memory_is_refused(tmp_path, models_dir, corpus, monkeypatch,
                                            copies, advice):
@@ -284,9 +284,38 @@ def test_training_beyond_memory_is_refused(tmp_path, models_dir, corpus, monkeyp
     n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
     monkeypatch.setattr(resources, 'physical_memory', lambda: 4 * n_params * copies)
     with pytest.raises(UserError, match=f'--optimizer adam: .* more than this machine\'s '
-                                        f'.* GB; {advice}'):
+                                        f'.* GB; {advice}.*--memory_check warn'):
         training.train(config(tmp_path, models_dir, corpus))
     assert not (tmp_path / 'checkpoint').exists()
+
+
+def test_memory_estimate_grows_with_the_batch_and_shrinks_with_frozen_embeddings(models_dir):
+    import model_dir
+    hparams = model_dir.load('tiny', models_dir).hparams
+    c = TrainConfig(dataset='x')
+    one, n_params = resources.training_memory(c, hparams, 'adam')
+    assert one == 4 * n_params * (resources.BASE_WEIGHT_COPIES + 4)  # as measured
+    big = resources.training_memory(TrainConfig(dataset='x', batch_size=64), hparams, 'adam')
+    assert big[0] > one  # 64 x 64 tokens: three batches of activations beyond the measured
+    frozen = TrainConfig(dataset='x', only_train_transformer_layers=True)
+    assert resources.training_memory(frozen, hparams, 'adam')[0] < one
+    assert resources.training_memory(c, hparams, 'sgd')[0] < one
+
+
+def test_a_containers_memory_limit_counts(tmp_path):
+    limit = tmp_path / 'memory.max'
+    limit.write_text('1073741824\n')
+    assert resources.physical_memory(str(limit)) == 1 << 30
+    limit.write_text('max\n')
+    assert resources.physical_memory(str(limit)) > 1 << 30
+
+
+@pytest.mark.slow
+def test_memory_check_warn_goes_on(tmp_path, models_dir, corpus, monkeypatch, capsys):
+    monkeypatch.setattr(resources, 'physical_memory', lambda: 1 << 20)
+    assert training.train(config(tmp_path, models_dir, corpus, steps=1,
+                                 memory_check='warn')) == 1
+    assert 'warning: --optimizer adam: training' in capsys.readouterr().out
 
 
 def test_corpus_too_short_for_the_context(tmp_path, models_dir):
