@@ -13,6 +13,7 @@ sampling scripts use the fine-tuned model (or pass them --models_dir checkpoint
 import dataclasses
 import json
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
@@ -28,6 +29,10 @@ def main(argv=None):
         return
     from training import train  # TensorFlow loads only for a real run
     train(config)
+    # Saved and done: a late signal (a scheduler stopping every worker at once) must not
+    # turn the process's exit, which can take TensorFlow seconds, into a kill.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
 
 
 if __name__ == '__main__':

@@ -70,3 +70,14 @@ def all_mean(tensors, cluster, first_key):
                                       instance_key=first_key + i, merge_op='Add',
                                       final_op='Div', timeout=cluster.timeout)
             for i, t in enumerate(tensors)]
+
+
+def barrier(cluster, instance_key):
+    """An op every worker must reach before any goes on, with no time limit. It follows
+    the work the chief alone does (saves, samples, validation), so that work never
+    counts against cluster.timeout, which bounds only the steps."""
+    if cluster.n_workers == 1:
+        return tf.no_op()
+    return collective_ops.all_reduce(tf.constant(0.0), group_size=cluster.n_workers,
+                                     group_key=1, instance_key=instance_key, merge_op='Add',
+                                     final_op='Id').op

@@ -49,6 +49,9 @@ class TrainGraph:
     accumulate: tf.Operation | None
     reset: tf.Operation | None
     global_step: tf.Variable
+    stop_in: tf.Tensor  # 1 when this worker was asked to stop
+    stop_any: tf.Tensor  # above 0 when any worker was: all stop after this step
+    wait_for_chief: tf.Operation
 
 
 def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
@@ -68,6 +71,7 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
     loss_mask = tf1.placeholder_with_default(tf.ones_like(context, tf.float32),
                                              [None, None], 'loss_mask')
     lr = tf1.placeholder(tf.float32, [], 'learning_rate')
+    stop_in = tf1.placeholder_with_default(0.0, [], 'stop_in')
     loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
     train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')]
     if c.only_train_transformer_layers:
@@ -84,10 +88,14 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
         accumulate = tf.group([s.assign_add(g)
                                for s, g in zip(sums, grads + [loss], strict=True)])
         *grads, step_loss = [s / c.accumulate_gradients for s in sums]
-    *grads, step_loss = distributed.all_mean(grads + [step_loss], cluster, first_key=1)
+    # The stop flag rides with the gradients, so workers agree on the step to stop after.
+    *grads, step_loss, stop_any = distributed.all_mean(grads + [step_loss, stop_in], cluster,
+                                                       first_key=1)
+    wait_for_chief = distributed.barrier(cluster, instance_key=len(grads) + 3)
     train_op, grad_norm = apply_gradients(c, grads, train_vars, lr, global_step)
     return TrainGraph(context, context_in, loss_mask, lr, loss, step_loss, train_op,
-                      grad_norm, accumulate, reset, global_step)
+                      grad_norm, accumulate, reset, global_step, stop_in, stop_any,
+                      wait_for_chief)
 
 
 def apply_gradients(c, grads, train_vars, lr, global_step):
@@ -248,10 +256,11 @@ class Trainer:
         return {self.g.context: tokens[mine], self.g.context_in: noisy[mine],
                 self.g.loss_mask: mask[mine]}
 
-    def train_step(self):
-        """One optimizer step; returns (loss, gradient norm, tokens trained on)."""
+    def train_step(self, stop_requested):
+        """One optimizer step; returns (loss, gradient norm, tokens trained on, whether
+        any worker asked to stop)."""
         try:
-            return self._train_step()
+            return self._train_step(1.0 if stop_requested else 0.0)
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                 tf.errors.CancelledError, tf.errors.AbortedError,
                 tf.errors.InternalError) as e:
@@ -262,22 +271,27 @@ class Trainer:
                             f'({type(e).__name__}); restart every worker to resume from '
                             'the last checkpoint') from None
 
-    def _train_step(self):
+    def _train_step(self, stop_in):
         g, c = self.g, self.c
-        lr = learning_rate_at(c, self.step)
+        fetches = (g.train_op, g.step_loss, g.grad_norm, g.stop_any)
+        feed = {g.lr: learning_rate_at(c, self.step), g.stop_in: stop_in}
         if c.accumulate_gradients == 1:
-            feed = self.next_batch()
-            _, loss, norm = self.sess.run((g.train_op, g.step_loss, g.grad_norm),
-                                          {**feed, g.lr: lr})
-            return loss, norm, int(feed[g.loss_mask].sum())
+            batch = self.next_batch()
+            _, loss, norm, stop_any = self.sess.run(fetches, {**batch, **feed})
+            return loss, norm, int(batch[g.loss_mask].sum()), stop_any > 0
         self.sess.run(g.reset)
         tokens = 0
         for _ in range(c.accumulate_gradients):
-            feed = self.next_batch()
-            self.sess.run(g.accumulate, feed)
-            tokens += int(feed[g.loss_mask].sum())
-        _, loss, norm = self.sess.run((g.train_op, g.step_loss, g.grad_norm), {g.lr: lr})
-        return loss, norm, tokens
+            batch = self.next_batch()
+            self.sess.run(g.accumulate, batch)
+            tokens += int(batch[g.loss_mask].sum())
+        _, loss, norm, stop_any = self.sess.run(fetches, feed)
+        return loss, norm, tokens, stop_any > 0
+
+    def wait_for_chief(self):
+        """After the chief's own work: every worker goes on together."""
+        if self.cluster.n_workers > 1:
+            self.sess.run(self.g.wait_for_chief)
 
     def save(self):
         self.run.save(self.sess, self.step, self.state())
@@ -357,25 +371,32 @@ class StopFlag:
 def train(c, stop=None):
     """Train until c.steps (0: until SIGINT/SIGTERM), then save. `stop` is a StopFlag.
     Returns the step reached."""
-    t = Trainer(c)
-    try:
-        with (stop or StopFlag()).installed() as stop, t.graph.as_default():
-            return loop(t, stop)
-    finally:
-        t.close()
+    # Installed from start to end: a signal while loading, or after the last save while
+    # closing, asks for a clean stop too, instead of killing the process.
+    with (stop or StopFlag()).installed() as stop:
+        t = Trainer(c)
+        try:
+            with t.graph.as_default():
+                return loop(t, stop)
+        finally:
+            t.close()
 
 
 def loop(t, stop):
     c = t.c
     best = t.run.best_loss()
-    if c.val_every and t.run.writes:
-        best = t.validate(best)
+    if c.val_every:
+        if t.run.writes:
+            best = t.validate(best)
+        t.wait_for_chief()
     avg_loss = (0.0, 0.0)
     start_time = time.time()
     stop.saved = t.step
-    while not (c.steps and t.step >= c.steps) and not stop.requested:
+    while not (c.steps and t.step >= c.steps):
+        if stop.requested and t.cluster.n_workers == 1:
+            break  # several workers first agree on it through a step
         step_start = time.time()
-        loss, grad_norm, tokens = t.train_step()
+        loss, grad_norm, tokens, stop_agreed = t.train_step(stop.requested)
         t.step += 1
         if not np.isfinite(loss):
             raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
@@ -388,18 +409,33 @@ def loop(t, stop):
               flush=True)
         t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
                           grad_norm=grad_norm, tokens_per_second=tokens_per_second)
-        if t.step % c.save_every == 0:
-            with stop.saving_now():
-                t.save()
-            stop.saved = t.step
-        # Samples and validation are the chief's: the other workers would discard them.
-        if t.step % c.sample_every == 0 and t.run.writes:
-            t.write_samples()
-        if c.val_every and t.step % c.val_every == 0 and t.run.writes:
-            best = t.validate(best)
+        best = chief_work(t, stop, best)
+        if stop_agreed:
+            stop.requested = True
+            break
     if stop.requested:
         print('interrupted')
     if stop.saved != t.step:
         with stop.saving_now():
             t.save()
     return t.step
+
+
+def chief_work(t, stop, best):
+    """This step's saves, samples and validation, which the chief alone does (the other
+    workers would discard them); then the workers go on together. Returns the best
+    validation loss."""
+    c, step = t.c, t.step
+    due = [step % c.save_every == 0, step % c.sample_every == 0,
+           bool(c.val_every) and step % c.val_every == 0]
+    if due[0]:
+        with stop.saving_now():
+            t.save()
+        stop.saved = step
+    if due[1] and t.run.writes:
+        t.write_samples()
+    if due[2] and t.run.writes:
+        best = t.validate(best)
+    if any(due):
+        t.wait_for_chief()
+    return best

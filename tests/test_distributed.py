@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 
@@ -82,3 +84,32 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(tmp_path, models_dir, cor
         assert f'Loading checkpoint {tmp_path}/run1/model-2' in out
         assert '\n[3 | ' in out
     assert (tmp_path / 'run1' / 'counter').read_text() == '4\n'
+
+
+def test_a_signal_to_every_worker_stops_all_at_one_step_and_the_chief_saves(
+        tmp_path, models_dir, corpus):
+    procs = start_workers(command(models_dir, corpus, tmp_path, 2))
+    for line in procs[0].stdout:
+        if line.startswith('[3 |'):
+            break
+    procs[1].send_signal(signal.SIGTERM)  # not at the same moment: a step apart, perhaps
+    time.sleep(0.5)
+    procs[0].send_signal(signal.SIGTERM)
+    outs = finish(procs)
+    steps = [int(re.findall(r'^\[(\d+) \|', out, re.M)[-1]) for out in outs[1:]]
+    saved = int((tmp_path / 'run1' / 'counter').read_text())
+    assert steps == [saved] and 'interrupted' in outs[1]
+    assert (tmp_path / 'run1' / f'model-{saved}.index').exists()
+
+
+def test_the_chiefs_own_work_does_not_count_against_the_timeout(tmp_path, models_dir, corpus):
+    """Samples on the chief take longer than --collective_timeout; the other worker
+    waits for them instead of giving up."""
+    flags = ['--steps', '4', '--sample_every', '2', '--sample_num', '200',
+             '--sample_length', '600']
+    outs = finish(start_workers(command(models_dir, corpus, tmp_path, 2, *flags), timeout=3))
+    # The other worker's step 3 came more than the timeout after its step 2.
+    elapsed = dict(re.findall(r'^\[(\d+) \| ([\d.]+)\]', outs[1], re.M))
+    assert float(elapsed['3']) - float(elapsed['2']) > 3
+    assert '[4 | ' in outs[0]
+    assert sorted(os.listdir(tmp_path / 'samples' / 'run1')) == ['samples-2', 'samples-4']
