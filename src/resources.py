@@ -28,6 +28,14 @@ def gpus():
     return tf.config.list_physical_devices('GPU')
 
 
+def needs_op_determinism(seed):
+    """Whether a seeded run must turn on TensorFlow's op determinism to repeat itself: on
+    a GPU, where some kernels sum in any order (it costs speed there). CPU kernels repeat
+    already, and the setting is process-wide (every later random op would need a seed),
+    so it stays off without a GPU."""
+    return seed is not None and bool(gpus())
+
+
 def physical_memory(cgroup_limit='/sys/fs/cgroup/memory.max'):
     """Bytes of memory this process may use: the machine's, or its container's limit
     (cgroup v2; the file says `max` when there is none)."""

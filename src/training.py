@@ -211,9 +211,7 @@ class Trainer:
         print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
         dtype, reason = resources.choose_precision(c.precision)
         print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
-        if c.seed is not None:
-            # Same results on a GPU too, where some kernels are otherwise free to sum in
-            # any order (a process-wide TensorFlow setting; CPU kernels already are).
+        if resources.needs_op_determinism(c.seed):
             tf.config.experimental.enable_op_determinism()
         self.graph = tf.Graph()
         with self.graph.as_default(), tf.device(self.cluster.device):
