@@ -219,6 +219,31 @@ def test_a_2019_run_resumes_with_a_fresh_optimizer(tmp_path, models_dir, corpus,
     assert stored['global_step'] == [] and 'model/wte/Adam' in stored
 
 
+def test_a_state_without_the_data_order_is_one_clear_error(tmp_path, models_dir, corpus,
+                                                          two_checkpoints):
+    (two_checkpoints / 'model-4.state.json').write_text('{"step": 4, "trainer": {}}')
+    with pytest.raises(UserError, match='step 4: the saved data order or noise state is '
+                                        'incomplete \\(KeyError'):
+        training.train(config(tmp_path, models_dir, corpus, steps=5))
+
+
+def test_the_vocabulary_is_in_place_before_hparams_marks_the_folder_complete(
+        tmp_path, models_dir, corpus, monkeypatch):
+    """A kill while the vocabulary is copied must not leave hparams.json, which would
+    make the next save skip the copy (and a resume see "another vocabulary")."""
+    import model_dir
+
+    def killed(source, directory):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(model_dir, 'copy_vocabulary', killed)
+    with pytest.raises(UserError, match='saving failed'):
+        training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1))
+    assert not (run_dir(tmp_path) / 'hparams.json').exists()
+    monkeypatch.undo()
+    training.train(config(tmp_path, models_dir, corpus, steps=2, save_every=1))
+    assert {'hparams.json', 'encoder.json', 'vocab.bpe'} <= set(os.listdir(run_dir(tmp_path)))
+
+
 def test_retention_holds_over_ten_restarts(tmp_path, models_dir, corpus):
     for steps in range(1, 11):
         training.train(config(tmp_path, models_dir, corpus, steps=steps, save_every=1))
