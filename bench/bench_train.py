@@ -14,7 +14,7 @@ from common import median_time, peak_rss_gb, random_model, report
 import model_dir
 from resources import choose_memory_saving, choose_precision
 from train_config import PRECISIONS, TrainConfig
-from training import build_train_graph
+from train_graph import build_train_graph
 
 tf1 = tf.compat.v1
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import resources
+import train_graph
 import training
 from cli import UserError
 from fixtures import (
@@ -114,7 +115,7 @@ def test_weight_decay_waits_for_the_forward_pass(models_dir):
     hparams = model_dir.load('tiny', models_dir).hparams
     c = TrainConfig(dataset='x', weight_decay=0.1)
     with tf.Graph().as_default():
-        training.build_train_graph(hparams, c, recompute=False)
+        train_graph.build_train_graph(hparams, c, recompute=False)
         ops = tf.compat.v1.get_default_graph().get_operations()
         forward_end = next(op.name for op in ops
                            if op.type == 'SparseSoftmaxCrossEntropyWithLogits')
@@ -198,7 +199,8 @@ def test_loss_counts_only_the_targets_the_mask_keeps(models_dir):
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         context = tf.compat.v1.placeholder(tf.int32, [None, None])
         loss_mask = tf.compat.v1.placeholder(tf.float32, [None, None])
-        loss = training.masked_loss(hparams, context, context, loss_mask, False, tf.float32)
+        loss = train_graph.masked_loss(hparams, context, context, loss_mask, False,
+                                       tf.float32)
         model_dir.restore(sess, loaded.checkpoint)
         ours = sess.run(loss, {context: tokens, loss_mask: mask})
         padding = np.where(mask == 1, tokens, rs.randint(0, hparams.n_vocab, size=[2, 16]))

@@ -1,0 +1,99 @@
+"""The graph of one training step: loss, gradients (accumulated, averaged across
+workers), clipping, weight decay and the optimizer's update.
+
+    g = build_train_graph(hparams, config, recompute=False)
+    sess.run((g.train_op, g.step_loss), {g.context: tokens, g.lr: 1e-4})
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+import adafactor
+import distributed
+import model
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class TrainGraph:
+    context: tf.Tensor
+    context_in: tf.Tensor
+    loss_mask: tf.Tensor
+    lr: tf.Tensor
+    loss: tf.Tensor  # of the batch fed
+    step_loss: tf.Tensor  # of the whole step: all micro-batches, all workers
+    train_op: tf.Operation
+    grad_norm: tf.Tensor
+    accumulate: tf.Operation | None
+    reset: tf.Operation | None
+    global_step: tf.Variable
+    stop_in: tf.Tensor  # 1 when this worker was asked to stop
+    stop_any: tf.Tensor  # above 0 when any worker was: all stop after this step
+    wait_for_chief: tf.Operation
+
+
+def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
+    """Mean next-token loss over the targets the mask keeps."""
+    logits = model.model(hparams, context_in, recompute=recompute, dtype=dtype)['logits']
+    weights = loss_mask[:, 1:]
+    losses = model.token_losses(logits, context)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
+    """The step's graph; with several workers, gradients and the reported loss are
+    averaged across them (see distributed.py)."""
+    cluster = cluster or distributed.Cluster()
+    context = tf1.placeholder(tf.int32, [None, None], 'context')
+    context_in = tf1.placeholder_with_default(context, [None, None], 'context_in')
+    loss_mask = tf1.placeholder_with_default(tf.ones_like(context, tf.float32),
+                                             [None, None], 'loss_mask')
+    lr = tf1.placeholder(tf.float32, [], 'learning_rate')
+    stop_in = tf1.placeholder_with_default(0.0, [], 'stop_in')
+    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
+    train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')]
+    if c.only_train_transformer_layers:
+        train_vars = [v for v in train_vars if '/h' in v.name]
+    grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, train_vars)]
+    global_step = tf1.train.get_or_create_global_step()
+    accumulate = reset = None
+    step_loss = loss
+    if c.accumulate_gradients > 1:
+        sums = [tf1.Variable(tf.zeros(v.shape), trainable=False, name='accum',
+                             collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+                for v in train_vars + [loss]]
+        reset = tf.group([s.assign(tf.zeros_like(s)) for s in sums])
+        accumulate = tf.group([s.assign_add(g)
+                               for s, g in zip(sums, grads + [loss], strict=True)])
+        *grads, step_loss = [s / c.accumulate_gradients for s in sums]
+    # The stop flag rides with the gradients, so workers agree on the step to stop after.
+    *grads, step_loss, stop_any = distributed.all_mean(grads + [step_loss, stop_in], cluster,
+                                                       first_key=1)
+    wait_for_chief = distributed.barrier(cluster, instance_key=len(grads) + 3)
+    train_op, grad_norm = apply_gradients(c, grads, train_vars, lr, global_step)
+    return TrainGraph(context, context_in, loss_mask, lr, loss, step_loss, train_op,
+                      grad_norm, accumulate, reset, global_step, stop_in, stop_any,
+                      wait_for_chief)
+
+
+def apply_gradients(c, grads, train_vars, lr, global_step):
+    """Clip by global norm, decay weights (not biases and norms), take the step."""
+    grad_norm = tf.linalg.global_norm(grads)
+    if c.grad_clip:
+        grads, _ = tf.clip_by_global_norm(grads, c.grad_clip, use_norm=grad_norm)
+    # The decay writes the weights: only after the gradients exist, that is after the
+    # forward pass has read them, or the step would depend on the order TF picks.
+    with tf.control_dependencies(grads):
+        decays = [v.assign_sub(lr * c.weight_decay * v) for v in train_vars
+                  if c.weight_decay and v.shape.rank >= 2]
+    with tf.control_dependencies(decays):
+        pairs = list(zip(grads, train_vars, strict=True))
+        if c.optimizer == 'adafactor':
+            return adafactor.apply_gradients(pairs, lr, global_step), grad_norm
+        if c.optimizer == 'adam':
+            opt = tf1.train.AdamOptimizer(learning_rate=lr)
+        else:
+            opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
+        return opt.apply_gradients(pairs, global_step=global_step), grad_norm
