@@ -100,3 +100,12 @@ def test_packing_starts_windows_at_document_boundaries():
     assert set(seen) == {tuple(u) for u in units}  # every document came round
     # The second piece follows the first (it may still be pending at the very end).
     assert seen.count(tuple(range(1, 9))) - seen.count((9, eot)) in (0, 1)
+
+
+def test_resuming_with_packing_turned_on_or_off_is_one_clear_error():
+    chunks = corpus([LENGTH + 5, 40], 0)
+    windows, packed = Sampler(chunks, seed=1), PackedSampler(chunks, EOT, seed=1)
+    with pytest.raises(UserError, match='--pack: this run was trained without --pack'):
+        packed.load_state(windows.state())
+    with pytest.raises(UserError, match='--pack: this run was trained with --pack'):
+        windows.load_state(packed.state())

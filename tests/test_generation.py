@@ -17,6 +17,7 @@ import time
 import pytest
 
 import generation
+import sample_files
 from cli import UserError
 from fixtures import ROOT, run_script, script_env
 
@@ -135,20 +136,26 @@ def test_stop_text_ends_every_sample(models_dir, tmp_path):
     assert len(samples) == 4 and not any('e' in s or '\n' in s for s in samples)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('content, name, message', [
     ('', 'p.txt', 'p.txt: holds no prompts'),
     ('{"prompt": "a"}\n{"text": "b"}\n', 'p.jsonl', 'p.jsonl:2: expected an object'),
     ('{"prompt": "a"}\nnot json\n', 'p.jsonl', 'p.jsonl:2: not valid JSON'),
-    ('hi\n' + 'word ' * 100 + '\n', 'p.txt', 'p.txt:2: 101 tokens, more than'),
 ])
-def test_bad_prompts_file_is_one_error_line_and_no_output(models_dir, tmp_path, content,
-                                                          name, message):
+def test_bad_prompts_file_names_file_and_line(tmp_path, content, name, message):
     (tmp_path / name).write_text(content, encoding='utf-8')
-    result = samples_script(models_dir, '--prompts', str(tmp_path / name), '--output',
+    with pytest.raises(UserError, match=message):
+        sample_files.read_prompts(str(tmp_path / name))
+
+
+@pytest.mark.slow
+def test_a_prompt_too_long_is_one_error_line_and_no_output(models_dir, tmp_path):
+    (tmp_path / 'p.txt').write_text('hi\n' + 'word ' * 100 + '\n', encoding='utf-8')
+    result = samples_script(models_dir, '--prompts', str(tmp_path / 'p.txt'), '--output',
                             str(tmp_path / 'out.jsonl'), check=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert re.search(r'p\.txt:2: \d+ tokens, more than the model.s context of 64', errors[0])
+    assert 'Loading checkpoint' not in result.stderr  # refused before the weights load
     assert not [n for n in os.listdir(tmp_path) if n.startswith('out')]
 
 
@@ -195,18 +202,13 @@ def test_unconditional_samples_to_a_file(models_dir, tmp_path):
 @pytest.mark.slow
 def test_interactive_script_through_stdin(models_dir):
     result = samples_script(models_dir, '--nsamples', '2', '--top_k', '40',
-                            '--temperature', '0.7', stdin='Why did the chicken cross the road?|\n')
+                            '--temperature', '0.7',
+                            stdin='\nWhy did the chicken cross the road?|\n')
     out = result.stdout
-    assert out.startswith('Model prompt >>> ' + '=' * 40 + ' SAMPLE 1 ' + '=' * 40)
+    assert out.startswith('Model prompt >>> Prompt should not be empty!\nModel prompt >>> ' +
+                          '=' * 40 + ' SAMPLE 1 ' + '=' * 40)
     assert ' SAMPLE 2 ' in out and '=' * 80 in out
     assert out.rstrip().endswith('Model prompt >>>')
-
-
-@pytest.mark.slow
-def test_interactive_empty_prompt_asks_again(models_dir):
-    result = samples_script(models_dir, stdin='\nhi\n')
-    assert 'Prompt should not be empty!' in result.stdout
-    assert ' SAMPLE 1 ' in result.stdout
 
 
 @pytest.mark.slow
