@@ -50,7 +50,6 @@ class SamplingGraph:
             reuse = True
 
 
-
 class SessionDecoder:
     """A SamplingGraph in a session, as sample.generate's decoder."""
 

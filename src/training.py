@@ -219,7 +219,7 @@ class Trainer:
         samples = generation.generate(new_decoder, prompts, self.sampling, self.sample_rng,
                                       sample.Stopper(enc, self.sampling),
                                       batch_size=self.c.batch_size)
-        texts = [f'======== SAMPLE {i + 1} ========\n{enc.decode(s.tokens)}\n'
+        texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])
         self.run.write_samples(self.step, texts)
