@@ -23,11 +23,12 @@ from train_config import parse_args  # noqa: E402
 
 
 def main(argv=None):
-    config, print_config = parse_args(argv)
-    if print_config:
+    config, command = parse_args(argv)
+    if command.print_config:
         print(json.dumps(dataclasses.asdict(config), indent=2))
         return
-    from training import train  # TensorFlow loads only for a real run
+    cli.start_tensorflow(command.verbose)  # only for a real run: --help answers at once
+    from training import train
     train(config)
     # Saved and done: a late signal (a scheduler stopping every worker at once) must not
     # turn the process's exit, which can take TensorFlow seconds, into a kill.

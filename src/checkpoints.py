@@ -7,6 +7,8 @@
       hparams.json, encoder.json, vocab.bpe          so the folder is a model directory
       best/                     the model with the lowest validation loss (release layout)
       events.out.tfevents.*     TensorBoard summaries
+      metrics.jsonl             the same figures, a JSON record per line; loss.png drawn
+                                from them at the end of a run (plot_run.py)
     samples/run1/samples-<step>
 """
 
@@ -24,6 +26,7 @@ from google.protobuf import text_format
 
 import model_dir
 from cli import UserError
+from plot_run import METRICS
 
 tf1 = tf.compat.v1
 
@@ -118,8 +121,10 @@ class RunFolder:
         trainer state), the state None when starting from a model or a 2019 checkpoint."""
         restore_from, steps = self.config.restore_from, self.saved_steps()
         self.replacing = restore_from != 'latest' and bool(steps)
-        self.saver = tf1.train.Saver(var_list=tf1.global_variables(), max_to_keep=5,
-                                     keep_checkpoint_every_n_hours=2,
+        hours = self.config.keep_checkpoint_every_hours or float('inf')
+        self.saver = tf1.train.Saver(var_list=tf1.global_variables(),
+                                     max_to_keep=self.config.max_checkpoints,  # 0: all
+                                     keep_checkpoint_every_n_hours=hours,
                                      save_relative_paths=True)
         if not self.replacing:  # retention counts the checkpoints of earlier sessions
             self.saver.recover_last_checkpoints(self._listed_checkpoints())
@@ -281,6 +286,11 @@ class RunFolder:
         shutil.rmtree(f'{best}.old', ignore_errors=True)
 
     def log_scalars(self, step, **values):
+        """To TensorBoard, and to metrics.jsonl, which needs nothing to read (plot_run.py,
+        pandas). After a resume the steps redone appear again; the later record counts."""
+        record = {'step': step, **{k: float(v) for k, v in values.items()}}
+        with open(os.path.join(self.path, METRICS), 'a', encoding='utf-8') as f:
+            f.write(json.dumps(record) + '\n')
         if self.summary is None:
             with tf.Graph().as_default():  # FileWriter refuses eager mode
                 self.summary = tf1.summary.FileWriter(self.path)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import model_dir
 from cli import UserError
+from train_config import is_trained
 
 # Peak memory of a CPU training step in float32 weight copies, batch 1 x 1024, from
 # bench/bench_large.py (the README's Performance section has the figures): weights,
@@ -101,9 +102,8 @@ def training_memory(c, hparams, optimizer):
     beyond the measured batch of 1 x 1024."""
     shapes = model_dir.variable_shapes(hparams)
     n_params = sum(int(np.prod(s)) for s in shapes.values())
-    n_trained = n_params
-    if c.only_train_transformer_layers:
-        n_trained = sum(int(np.prod(s)) for name, s in shapes.items() if '/h' in name)
+    n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
+                    if is_trained(c, name, hparams.n_layer))
     tokens = c.batch_size * hparams.n_ctx
     measured = dataclasses.replace(c, batch_size=1)
     extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \

@@ -10,6 +10,7 @@ whole config (a resumed run warns of every setting that changed). No TensorFlow 
 
 import argparse
 import dataclasses
+import re
 import types
 
 from cli import UserError
@@ -48,6 +49,12 @@ class TrainConfig:
         'from the model size and the machine\'s memory)')
     only_train_transformer_layers: bool = setting(False, 'Restrict training to the '
                                                   'transformer blocks.')
+    layers_to_train: int = setting(0, 'Train only the last N transformer blocks (and '
+                                   '--also_train); the rest stay as loaded and need no '
+                                   'optimizer state (0: train everything)', metavar='N')
+    also_train: str = setting('', 'With --layers_to_train or --only_train_transformer_layers: '
+                              'more weights to train, by name under model/, comma-separated '
+                              '(ln_f,wte,h0/attn)', metavar='NAMES')
     optimizer: str = setting('adam', 'Optimizer. adafactor keeps almost no state (for '
                              '1558M).', choices=OPTIMIZERS)
     noise: float = setting(0.0, 'Add noise to input training data to regularize against '
@@ -64,12 +71,20 @@ class TrainConfig:
                                         '1023 for released models)', metavar='TOKENS')
     sample_num: int = setting(1, 'Generate this many samples', metavar='N')
     save_every: int = setting(1000, 'Write a checkpoint every N steps', metavar='N')
+    max_checkpoints: int = setting(5, 'Keep the N newest checkpoints (0: keep all)',
+                                   metavar='N')
+    keep_checkpoint_every_hours: float = setting(2.0, 'Also keep one checkpoint in every '
+                                                 'this many hours of training (0: none)',
+                                                 metavar='HOURS')
     val_dataset: str | None = setting(None, 'Dataset for validation loss, defaults to '
                                       '--dataset.', metavar='PATH')
     val_batch_size: int = setting(2, 'Batch size for validation.', metavar='SIZE')
     val_batch_count: int = setting(40, 'Number of batches for validation.', metavar='N')
     val_every: int = setting(0, 'Calculate validation loss every STEPS steps.',
                              metavar='STEPS')
+    early_stopping: int = setting(0, 'Stop once validation loss has not improved for N '
+                                  'evaluations in a row (needs --val_every; 0: never)',
+                                  metavar='N')
     steps: int = setting(0, 'Stop and save once the run has trained N steps in all (0: '
                          'until Ctrl-C)', metavar='N')
     lr_schedule: str = setting('constant', 'Learning-rate schedule after warm-up; cosine and '
@@ -99,6 +114,43 @@ class TrainConfig:
     sample_dir: str = setting('samples', 'Where run folders of samples go')
 
 
+# Flags of the command, not settings of the run: not stored with checkpoints.
+COMMAND_FLAGS = {
+    'print_config': 'Print the settings this command line resolves to (JSON) and exit',
+    'verbose': 'Show TensorFlow\'s own log lines (hidden by default; its errors always show)',
+}
+
+
+def is_trained(c, name, n_layer):
+    """Whether the run trains the weight `name` (model/h3/attn/c_attn/w, with or without
+    TensorFlow's :0)."""
+    name = name.removeprefix('model/').split(':')[0]
+    block = re.match(r'h(\d+)/', name)
+    if c.also_train and any(name == n or name.startswith(n + '/') for n in also_train(c)):
+        return True
+    if c.only_train_transformer_layers:
+        return block is not None
+    if c.layers_to_train:
+        return block is not None and int(block.group(1)) >= n_layer - c.layers_to_train
+    return True
+
+
+def check_trained(c, n_layer, weight_names):
+    """--layers_to_train and --also_train against the model's blocks and weights."""
+    if c.layers_to_train > n_layer:
+        raise UserError(f'--layers_to_train {c.layers_to_train}: the model has {n_layer} '
+                        'blocks')
+    for name in also_train(c):
+        if not any(w == f'model/{name}' or w.startswith(f'model/{name}/')
+                   for w in weight_names):
+            raise UserError(f'--also_train {name}: the model has no weight model/{name} '
+                            '(names look like ln_f, wte, wpe, h0/attn, h0/mlp/c_fc/w)')
+
+
+def also_train(c):
+    return [n.strip().strip('/') for n in c.also_train.split(',') if n.strip()]
+
+
 def _value_type(annotation):
     """int for `int` and `int | None`, and so on."""
     if isinstance(annotation, types.UnionType):
@@ -107,7 +159,7 @@ def _value_type(annotation):
 
 
 def build_parser():
-    """train.py's command line: one flag per TrainConfig field, plus --print_config."""
+    """train.py's command line: one flag per TrainConfig field, plus COMMAND_FLAGS."""
     p = argparse.ArgumentParser(description='Fine-tune GPT-2 on your custom dataset.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
@@ -124,16 +176,16 @@ def build_parser():
         p.add_argument(f'--{field.name}', type=kind, metavar=meta.get('metavar'),
                        choices=meta.get('choices'), required=required,
                        default=None if required else field.default, help=meta['help'])
-    p.add_argument('--print_config', action='store_true',
-                   help='Print the settings this command line resolves to (JSON) and exit')
+    for name, help in COMMAND_FLAGS.items():
+        p.add_argument(f'--{name}', action='store_true', help=help)
     return p
 
 
 def parse_args(argv=None):
-    """(TrainConfig, print_config) from the command line."""
+    """(TrainConfig, the command's own flags) from the command line."""
     args = vars(build_parser().parse_args(argv))
-    print_config = args.pop('print_config')
-    return TrainConfig(**args), print_config
+    command = argparse.Namespace(**{name: args.pop(name) for name in COMMAND_FLAGS})
+    return TrainConfig(**args), command
 
 
 def check_config(c):
@@ -143,7 +195,8 @@ def check_config(c):
     for name in positive:
         if getattr(c, name) < 1:
             raise UserError(f'--{name} {getattr(c, name)}: must be at least 1')
-    for name in ('steps', 'val_every', 'warmup_steps', 'combine'):
+    for name in ('steps', 'val_every', 'warmup_steps', 'combine', 'layers_to_train',
+                 'max_checkpoints', 'keep_checkpoint_every_hours', 'early_stopping'):
         if getattr(c, name) < 0:
             raise UserError(f'--{name} {getattr(c, name)}: must be 0 or more')
     for field in dataclasses.fields(TrainConfig):
@@ -159,6 +212,14 @@ def check_config(c):
     if c.learning_rate <= 0 or c.grad_clip < 0 or c.weight_decay < 0 or c.min_lr < 0:
         raise UserError('--learning_rate must be above 0; --grad_clip, --weight_decay and '
                         '--min_lr 0 or more')
+    if c.early_stopping and not c.val_every:
+        raise UserError(f'--early_stopping {c.early_stopping} watches the validation loss: '
+                        'set --val_every too')
+    if c.layers_to_train and c.only_train_transformer_layers:
+        raise UserError('--layers_to_train and --only_train_transformer_layers: choose one')
+    if c.also_train and not (c.layers_to_train or c.only_train_transformer_layers):
+        raise UserError('--also_train adds to --layers_to_train or '
+                        '--only_train_transformer_layers, and everything trains without them')
     if c.weight_decay and c.optimizer == 'sgd':
         raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam or '
                         'adafactor')

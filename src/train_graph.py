@@ -12,6 +12,7 @@ import tensorflow as tf
 import adafactor
 import distributed
 import model
+from train_config import is_trained
 
 tf1 = tf.compat.v1
 
@@ -53,9 +54,8 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
     lr = tf1.placeholder(tf.float32, [], 'learning_rate')
     stop_in = tf1.placeholder_with_default(0.0, [], 'stop_in')
     loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
-    train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')]
-    if c.only_train_transformer_layers:
-        train_vars = [v for v in train_vars if '/h' in v.name]
+    train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')
+                  and is_trained(c, v.name, hparams.n_layer)]
     grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, train_vars)]
     global_step = tf1.train.get_or_create_global_step()
     accumulate = reset = None

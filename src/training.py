@@ -24,12 +24,14 @@ import checkpoints
 import distributed
 import generation
 import model_dir
+import plot_run
 import resources
 import sample
 from cli import UserError
 from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
 from load_dataset import load_dataset
-from train_config import check_config
+from progress import Progress
+from train_config import check_config, check_trained
 from train_graph import build_train_graph
 
 tf1 = tf.compat.v1
@@ -51,7 +53,8 @@ def learning_rate_at(c, step):
 
 
 def load_data(c, enc, hparams):
-    """The training sampler and the validation batches, each checked against n_ctx."""
+    """The training sampler, the validation batches (each checked against n_ctx) and the
+    number of training tokens."""
     chunks = load_dataset(enc, model_dir.user_path(c.dataset), c.combine, encoding=c.encoding)
     val_chunks = (load_dataset(enc, model_dir.user_path(c.val_dataset), c.combine,
                                encoding=c.encoding) if c.val_dataset else chunks)
@@ -71,8 +74,9 @@ def load_data(c, enc, hparams):
         val_sampler.check(hparams.n_ctx, f'--val_dataset {c.val_dataset or c.dataset}')
         val_batches = [val_sampler.batch(c.val_batch_size, hparams.n_ctx)[0]
                        for _ in range(c.val_batch_count)]
-    print('dataset has', sum(len(t) for t in chunks), 'tokens')
-    return sampler, val_batches
+    n_tokens = sum(len(t) for t in chunks)
+    print('dataset has', n_tokens, 'tokens')
+    return sampler, val_batches, n_tokens
 
 
 class Trainer:
@@ -103,6 +107,7 @@ class Trainer:
         self.model = model_dir.load(c.model_name, c.models_dir,
                                     allow_special=not c.endoftext_as_text)
         hparams = self.model.hparams
+        check_trained(c, hparams.n_layer, model_dir.variable_shapes(hparams))
         # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
         self.sampling = sample.SamplingOptions(
             length=hparams.n_ctx - 1 if c.sample_length is None else c.sample_length,
@@ -116,12 +121,15 @@ class Trainer:
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
         self.run = folder(c, self.model)
         self.run.lock()
-        self.sampler, self.val_batches = load_data(c, self.model.encoder, hparams)
+        self.sampler, self.val_batches, self.dataset_tokens = load_data(
+            c, self.model.encoder, hparams)
 
     def _load(self):
         """The graph and session; weights, optimizer and data state restored."""
         c, hparams = self.c, self.model.hparams
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
+        self.tokens_seen = 0  # by all workers, for the epoch
+        self.stale_evaluations = 0  # in a row without a better validation loss
         self.sample_rng = np.random.default_rng(c.seed)
         recompute, reason = resources.choose_memory_saving(c, hparams)
         print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
@@ -150,12 +158,18 @@ class Trainer:
 
     def state(self):
         """What a checkpoint needs besides the variables to resume exactly."""
-        return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs)}
+        return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs),
+                'tokens_seen': self.tokens_seen, 'stale_evaluations': self.stale_evaluations}
 
     def load_state(self, state):
         try:
             self.sampler.load_state(state['sampler'])
             set_rng_state(self.noise_rs, state['noise'])
+            # Runs saved before these were kept: the epoch as if every window were full.
+            window = self.c.batch_size * self.c.accumulate_gradients * self.cluster.n_workers
+            self.tokens_seen = int(state.get('tokens_seen',
+                                             self.step * window * self.model.hparams.n_ctx))
+            self.stale_evaluations = int(state.get('stale_evaluations', 0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f'step {self.step}: the saved data order or noise state is '
                             f'incomplete ({type(e).__name__}: {e}); --restore_from fresh '
@@ -229,7 +243,8 @@ class Trainer:
                               for batch in self.val_batches]))
 
     def validate(self, best):
-        """Validation loss and perplexity; keeps the best model apart. Returns the best."""
+        """Validation loss and perplexity; keeps the best model apart and counts the
+        evaluations since the last improvement. Returns the best."""
         print('Calculating validation loss...')
         val_loss = self.validation_loss()
         print(f'[{self.step} | validation] loss={val_loss:.4f} '
@@ -238,8 +253,18 @@ class Trainer:
                              val_perplexity=math.exp(min(val_loss, 700)))
         if val_loss < best and self.step > 0:
             self.run.save_best(self.sess, self.step, val_loss)
+            self.stale_evaluations = 0
             return val_loss
+        self.stale_evaluations += 1
         return best
+
+
+    def plot_losses(self):
+        """loss.png in the run folder; a picture that cannot be drawn never fails a run."""
+        try:
+            print('Plotted', plot_run.plot_run(self.run.path))
+        except (UserError, OSError, ValueError) as e:
+            print(f'warning: no loss picture ({e})')
 
 
 class StopFlag:
@@ -249,6 +274,7 @@ class StopFlag:
 
     def __init__(self):
         self.requested = self.saving = False
+        self.early = False  # requested by early stopping, not by a signal
         self.saved = 0  # the newest step saved, for the message
 
     def _handle(self, signum, frame):
@@ -301,37 +327,44 @@ def loop(t, stop):
     best = t.run.best_loss()
     if c.val_every:
         if t.run.writes:
+            stale = t.stale_evaluations  # measuring the weights resumed from is no news
             best = t.validate(best)
+            t.stale_evaluations = stale
         t.wait_for_chief()
-    avg_loss = (0.0, 0.0)
-    start_time = time.time()
     stop.saved = t.step
-    while not (c.steps and t.step >= c.steps):
-        if stop.requested and t.cluster.n_workers == 1:
-            break  # several workers first agree on it through a step
-        step_start = time.time()
-        loss, grad_norm, tokens, stop_agreed = t.train_step(stop.requested)
-        t.step += 1
-        if not np.isfinite(loss):
-            raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
-                            f'saved (newest checkpoint: step {stop.saved}). Lower '
-                            '--learning_rate or set --grad_clip')
-        tokens_per_second = tokens / (time.time() - step_start)
-        avg_loss = (avg_loss[0] * 0.99 + loss, avg_loss[1] * 0.99 + 1.0)
-        print(f'[{t.step} | {time.time() - start_time:2.2f}] loss={loss:2.2f} '
-              f'avg={avg_loss[0] / avg_loss[1]:2.2f} tokens/s={tokens_per_second:.0f}',
-              flush=True)
-        t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
-                          grad_norm=grad_norm, tokens_per_second=tokens_per_second)
-        best = chief_work(t, stop, best)
-        if stop_agreed:
-            stop.requested = True
-            break
-    if stop.requested:
+    progress = Progress(c.steps, t.step, t.dataset_tokens)
+    with progress.shown():
+        while not (c.steps and t.step >= c.steps):
+            if stop.requested and t.cluster.n_workers == 1:
+                break  # several workers first agree on it through a step
+            step_start = time.time()
+            loss, grad_norm, tokens, stop_agreed = t.train_step(stop.requested)
+            t.step += 1
+            t.tokens_seen += tokens * t.cluster.n_workers
+            if not np.isfinite(loss):
+                raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
+                                f'saved (newest checkpoint: step {stop.saved}). Lower '
+                                '--learning_rate or set --grad_clip')
+            tokens_per_second = tokens / (time.time() - step_start)
+            progress.update(t.step, loss, tokens_per_second, t.tokens_seen)
+            t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
+                              grad_norm=grad_norm, tokens_per_second=tokens_per_second)
+            best = chief_work(t, stop, best)
+            if stop_agreed:
+                stop.requested = True
+                break
+            if c.early_stopping and t.stale_evaluations >= c.early_stopping:
+                print(f'early stopping: no better validation loss in {c.early_stopping} '
+                      f'evaluations (best {best:.4f}, kept in {t.run.path}/best)')
+                stop.early = True
+                stop.requested = True  # several workers agree on it through a step
+    if stop.requested and not stop.early:
         print('interrupted')
     if stop.saved != t.step:
         with stop.saving_now():
             t.save()
+    if t.run.writes and t.step > progress.first_step:
+        t.plot_losses()
     return t.step
 
 
