@@ -56,10 +56,11 @@ def random_model(size='124M'):
     """(models_dir, name) of a model of a released shape with random weights, made once."""
     name = f'random-{size}'
     if not os.path.isfile(os.path.join(CACHE, name, 'checkpoint')):
-        from init_model import SIZES, init_model
+        from init_model import SIZES
         from model import HParams
+        from model_dir import init_random
         n_embd, n_head, n_layer = SIZES[size]
         print(f'bench: writing {name} into {CACHE}', file=sys.stderr)
-        init_model(os.path.join(CACHE, name),
+        init_random(os.path.join(CACHE, name),
                    HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer), vocab_dir())
     return CACHE, name

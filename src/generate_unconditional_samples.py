@@ -13,12 +13,12 @@ import fire
 
 import cli
 import sample_files
-from generation import open_model
 
 
 def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=None,
                  temperature=1, top_k=0, top_p=1, models_dir='models', checkpoint=None,
-                 stop_at_endoftext=True, output_file=None, stop=(), repetition_penalty=1.0):
+                 stop_at_endoftext=True, output_file=None, stop=(), repetition_penalty=1.0,
+                 verbose=False):
     """Run the sample_model.
 
     :model_name=117M : String, which model to use
@@ -38,9 +38,12 @@ def sample_model(model_name='117M', seed=None, nsamples=0, batch_size=1, length=
     :output_file=None : write the samples to this file (.jsonl: one record each)
     :stop=() : end a sample before this text (repeatable; \\n is a newline)
     :repetition_penalty=1.0 : CTRL's penalty on tokens already in the sample (1: off)
+    :verbose=False : show TensorFlow's own log lines (its errors always show)
     """
     if output_file:
         sample_files.check_output(output_file)
+    cli.start_tensorflow(verbose)  # checked input first; --help needs none of it
+    from generation import open_model
     gpt2, options, _ = open_model(
         model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
         batch_size=batch_size, nsamples=nsamples, seed=seed, length=length,

@@ -12,14 +12,10 @@ import argparse
 import os
 
 import numpy as np
-import tensorflow as tf
 
 import cli
 import encoder
-import model
-import model_dir
 
-tf1 = tf.compat.v1
 SIZES = {  # n_embd, n_head, n_layer of the released models
     '124M': (768, 12, 12), '355M': (1024, 16, 24), '774M': (1280, 20, 36),
     '1558M': (1600, 25, 48),
@@ -37,17 +33,9 @@ def parse_args(argv=None):
     parser.add_argument('--n_head', type=int, default=12)
     parser.add_argument('--n_layer', type=int, default=12)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--verbose', action='store_true',
+                        help='Show TensorFlow\'s own log lines')
     return parser.parse_args(argv)
-
-
-def init_model(directory, hparams, vocab_dir, seed=0):
-    """Write `directory` with freshly initialised weights for `hparams`."""
-    with tf.Graph().as_default():
-        tf1.set_random_seed(seed)
-        model.model(hparams, tf1.placeholder(tf.int32, [1, None]))
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            model_dir.save(sess, directory, hparams, vocab_dir)
 
 
 def main(argv=None):
@@ -55,11 +43,15 @@ def main(argv=None):
     if os.path.exists(args.directory):
         raise cli.UserError(f'{args.directory}: already exists; choose a new directory')
     enc = encoder.load_encoder(args.vocab_dir)
+    cli.start_tensorflow(args.verbose)  # --help and bad input need none of it
+    import model
+    import model_dir
+
     n_embd, n_head, n_layer = SIZES[args.size] if args.size else (
         args.n_embd, args.n_head, args.n_layer)
     hparams = model.HParams(n_vocab=enc.n_vocab, n_ctx=args.n_ctx, n_embd=n_embd,
                             n_head=n_head, n_layer=n_layer)
-    init_model(args.directory, hparams, args.vocab_dir, args.seed)
+    model_dir.init_random(args.directory, hparams, args.vocab_dir, args.seed)
     n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
     print(f'{args.directory}: {n_params:,} parameters, {hparams}')
 

@@ -17,13 +17,12 @@ import fire
 
 import cli
 import sample_files
-from generation import open_model
 
 
 def interact_model(model_name='117M', seed=None, nsamples=1, batch_size=1, length=None,
                    temperature=1, top_k=0, top_p=1, models_dir='models', checkpoint=None,
                    stop_at_endoftext=True, prompts=None, output=None, include_prefix=False,
-                   stop=(), repetition_penalty=1.0):
+                   stop=(), repetition_penalty=1.0, verbose=False):
     """Interactively run the model.
 
     :model_name=117M : String, which model to use
@@ -46,10 +45,13 @@ def interact_model(model_name='117M', seed=None, nsamples=1, batch_size=1, lengt
     :include_prefix=False : put the prompt before each sample
     :stop=() : end a sample before this text (repeatable; \\n is a newline)
     :repetition_penalty=1.0 : CTRL's penalty on tokens already in the sample (1: off)
+    :verbose=False : show TensorFlow's own log lines (its errors always show)
     """
     prompt_list = sample_files.read_prompts(prompts) if prompts else []
     if output:
         sample_files.check_output(output)
+    cli.start_tensorflow(verbose)  # checked input first; --help needs none of it
+    from generation import open_model
     gpt2, options, tokens = open_model(
         model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
         batch_size=batch_size, nsamples=nsamples, seed=seed, prompts=prompt_list,

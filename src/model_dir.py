@@ -15,6 +15,7 @@ import shutil
 import tensorflow as tf
 
 import encoder
+import model
 from cli import UserError
 from model import HParams
 
@@ -132,6 +133,17 @@ def save(sess, directory, hparams, vocab_dir):
     with open(os.path.join(directory, 'hparams.json'), 'w', encoding='utf-8') as f:
         f.write(hparams.to_json())
     copy_vocabulary(vocab_dir, directory)
+
+
+def init_random(directory, hparams, vocab_dir, seed=0):
+    """Write `directory` with freshly initialised weights for `hparams` (GPT-2's own
+    initialisation, as model.model creates the variables)."""
+    with tf.Graph().as_default():
+        tf1.set_random_seed(seed)
+        model.model(hparams, tf1.placeholder(tf.int32, [1, None]))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            save(sess, directory, hparams, vocab_dir)
 
 
 def load_arrays(ckpt, hparams):

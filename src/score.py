@@ -12,14 +12,9 @@ import math
 
 import fire
 import numpy as np
-import tensorflow as tf
 
 import cli
-import model
-import model_dir
 from load_dataset import load_dataset
-
-tf1 = tf.compat.v1
 
 
 def windows(tokens, n_ctx):
@@ -45,8 +40,14 @@ def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
 
 
 def score(path, model_name='117M', models_dir='models', checkpoint=None, batch_size=1,
-          combine=50000, encoding='utf-8'):
-    """Print the mean loss per token (nats) and perplexity of `path` (text or .npz)."""
+          combine=50000, encoding='utf-8', verbose=False):
+    """Print the mean loss per token (nats) and perplexity of `path` (text or .npz).
+    --verbose shows TensorFlow's own log lines."""
+    tf = cli.start_tensorflow(verbose)  # --help needs none of what follows
+    import model
+    import model_dir
+
+    tf1 = tf.compat.v1
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     hparams = loaded.hparams
     chunks = load_dataset(loaded.encoder, model_dir.user_path(path), combine, encoding=encoding)

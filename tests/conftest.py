@@ -31,13 +31,13 @@ def real_vocab():
 def models_dir(tmp_path_factory, vocab_dir):
     """A models folder holding `tiny`: 2 layers, 32 wide, n_ctx 64, random weights."""
     import encoder
-    from init_model import init_model
     from model import HParams
+    from model_dir import init_random
 
     directory = tmp_path_factory.mktemp('models')
     hparams = HParams(n_vocab=encoder.load_encoder(vocab_dir).n_vocab, n_ctx=64, n_embd=32,
                       n_head=4, n_layer=2)
-    init_model(str(directory / 'tiny'), hparams, vocab_dir, seed=1)
+    init_random(str(directory / 'tiny'), hparams, vocab_dir, seed=1)
     return str(directory)
 
 

@@ -124,11 +124,11 @@ def test_best_model_is_replaced_whole(tmp_path, models_dir, corpus):
 
 def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
                                                         two_checkpoints):
-    from init_model import init_model
     from model import HParams
+    from model_dir import init_random
     hparams = HParams.from_json(os.path.join(models_dir, 'tiny', 'hparams.json'))
     wider = HParams(**{**hparams.__dict__, 'n_embd': 64})
-    init_model(str(tmp_path / 'models' / 'tiny'), wider, os.path.join(models_dir, 'tiny'))
+    init_random(str(tmp_path / 'models' / 'tiny'), wider, os.path.join(models_dir, 'tiny'))
     with pytest.raises(UserError, match='model/wte has shape .* but hparams.json implies'):
         training.train(config(tmp_path, str(tmp_path / 'models'), corpus, steps=6))
 
@@ -249,6 +249,14 @@ def test_retention_holds_over_seven_restarts(tmp_path, models_dir, corpus):
     assert indexes == [f'model-{s}.index' for s in (3, 4, 5, 6, 7)]
     states = sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.state.json'))
     assert len(states) == 5
+
+
+@pytest.mark.parametrize('kept, expected', [(2, [3, 4]), (0, [1, 2, 3, 4])])
+def test_max_checkpoints_keeps_the_newest(tmp_path, models_dir, corpus, kept, expected):
+    training.train(config(tmp_path, models_dir, corpus, steps=4, save_every=1,
+                          max_checkpoints=kept, keep_checkpoint_every_hours=0))
+    indexes = sorted(n for n in os.listdir(run_dir(tmp_path)) if n.endswith('.index'))
+    assert indexes == [f'model-{s}.index' for s in expected]
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,

@@ -59,6 +59,10 @@ def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
     assert '<|endoftext|>' not in text  # samples stop at the end of a joke
     _, out = losses_of(capsys)
     assert '[5 | ' in out and '[6 | ' not in out
+    # The epoch: tokens trained on (5 steps of 2 windows of n_ctx 64) over the dataset's.
+    dataset_tokens = int(re.search(r'dataset has (\d+) tokens', out).group(1))
+    assert f'epoch={5 * 2 * 64 / dataset_tokens:.2f}\n' in out
+    assert (run / 'loss.png').read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
     # The run folder is itself a model directory in the release layout.
     assert {'hparams.json', 'encoder.json', 'vocab.bpe', 'checkpoint'} <= set(os.listdir(run))
 
@@ -106,6 +110,49 @@ def test_weight_decay_shrinks_matrices_not_biases_or_norms(tmp_path, models_dir,
         else:  # decoupled decay: w - lr * wd * w on top of the same Adam step
             np.testing.assert_allclose(b[name], a[name] - 0.01 * 0.5 * before[name],
                                        atol=1e-6, err_msg=name)
+
+
+def test_layers_to_train_leaves_the_others_bit_equal(tmp_path, models_dir, corpus):
+    training.train(config(tmp_path, models_dir, corpus, steps=2, save_every=2,
+                          layers_to_train=1, also_train='ln_f', weight_decay=0.1))
+    after = variables_of(str(tmp_path / 'checkpoint' / 'run1' / 'model-2'))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    trained = {n for n in before if n.startswith(('model/h1/', 'model/ln_f/'))}
+    for name in before:
+        if name in trained:
+            assert not np.array_equal(after[name], before[name]), name
+        else:
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    # Optimizer state only for what trains; the checkpoint keeps every release weight.
+    slots = {n.rsplit('/Adam', 1)[0] for n in after if '/Adam' in n}
+    assert slots == trained
+
+
+def test_frozen_layers_lower_the_memory_estimate(models_dir):
+    import model_dir
+    hparams = model_dir.load('tiny', models_dir).hparams
+    all_layers = resources.training_memory(TrainConfig(dataset='x'), hparams, 'adam')[0]
+    last = resources.training_memory(TrainConfig(dataset='x', layers_to_train=1), hparams,
+                                     'adam')[0]
+    wide = resources.training_memory(TrainConfig(dataset='x', layers_to_train=1,
+                                                 also_train='wte'), hparams, 'adam')[0]
+    assert last < wide < all_layers
+
+
+def test_early_stopping_after_n_evaluations_without_improvement(tmp_path, models_dir, corpus,
+                                                                monkeypatch, capsys):
+    # Validation at steps 0 (the start, which does not count), 1 (best), 2 and 3 (worse).
+    losses = iter([5.0, 4.0, 4.5, 4.6, 3.0])
+    monkeypatch.setattr(training.Trainer, 'validation_loss', lambda self: next(losses))
+    c = config(tmp_path, models_dir, corpus, steps=10, val_every=1, early_stopping=2)
+    assert training.train(c) == 3
+    out = capsys.readouterr().out
+    assert 'early stopping: no better validation loss in 2 evaluations (best 4.0000' in out
+    assert 'interrupted' not in out
+    run = tmp_path / 'checkpoint' / 'run1'
+    assert json.loads((run / 'best' / 'best.json').read_text())['step'] == 1
+    state = json.loads((run / 'model-3.state.json').read_text())['trainer']
+    assert state['stale_evaluations'] == 2  # a resumed run goes on counting
 
 
 def test_weight_decay_waits_for_the_forward_pass(models_dir):
@@ -271,6 +318,12 @@ def test_resumed_run_repeats_the_uninterrupted_losses(tmp_path, models_dir, corp
     (dict(model_name='nope'), 'nope: no such model directory'),
     (dict(lr_schedule='cosine', steps=0), '--lr_schedule cosine decays towards --steps'),
     (dict(optimizer='adagrad'), '--optimizer adagrad: choose adam, adafactor or sgd'),
+    (dict(layers_to_train=3), '--layers_to_train 3: the model has 2 blocks'),
+    (dict(layers_to_train=1, also_train='ln_f,h0/nope'), '--also_train h0/nope: the model '
+                                                         'has no weight model/h0/nope'),
+    (dict(also_train='wte'), '--also_train adds to --layers_to_train'),
+    (dict(early_stopping=2), '--early_stopping 2 watches the validation loss'),
+    (dict(max_checkpoints=-1), '--max_checkpoints -1: must be 0 or more'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, message):
     with pytest.raises(UserError, match=message):

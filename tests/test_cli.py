@@ -1,0 +1,71 @@
+import subprocess
+import sys
+
+import pytest
+
+import cli
+from fixtures import ROOT, script_env
+
+SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'src/interactive_conditional_samples.py',
+           'src/generate_unconditional_samples.py', 'src/score.py', 'src/plot_run.py',
+           'src/init_model.py']
+
+# Lines TensorFlow 2.21 printed at start on a machine without a GPU, as they came.
+START_LINES = [
+    'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n',
+    'I0000 00:00:1795461114.851329    3333 cudart_stub.cc:31] Could not find cuda drivers on '
+    'your machine, GPU will not be used.\n',
+    'I0000 00:00:1795461114.955643    3333 cpu_feature_guard.cc:227] This TensorFlow binary '
+    'is optimized to use available CPU instructions in performance-critical operations.\n',
+    'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow '
+    'with the appropriate compiler flags.\n',
+    'W0000 00:00:1795461120.248743    3333 some_pass.cc:12] a warning\n',
+]
+CUINIT = ('E0000 00:00:1795461118.268743    3333 cuda_platform.cc:52] failed call to cuInit: '
+          'INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n')
+REAL_ERRORS = [
+    'E0000 00:00:1795461118.268743    3333 op_kernel.cc:1830] OP_REQUIRES failed: OOM\n',
+    'F0000 00:00:1795461118.268743    3333 check.cc:10] Check failed: x == y\n',
+    'error: --dataset x: no such file or directory\n',
+]
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_help_answers_without_tensorflow(script):
+    result = subprocess.run([sys.executable, '-X', 'importtime', f'{ROOT}/{script}', '--help'],
+                            capture_output=True, text=True, env=script_env(PAGER='cat'),
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'usage:' in result.stdout or 'SYNOPSIS' in result.stderr  # argparse or fire
+    imported = [line.split('|')[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith('import time:')]
+    assert imported and not [m for m in imported if m.startswith('tensorflow')]
+
+
+def test_start_noise_is_held_back_and_real_errors_show():
+    for line in START_LINES:
+        assert cli.is_start_noise(line, has_driver=False)
+        assert cli.is_start_noise(line, has_driver=True)
+    assert cli.is_start_noise(CUINIT, has_driver=False)
+    assert not cli.is_start_noise(CUINIT, has_driver=True)  # a driver that fails: a fault
+    for line in REAL_ERRORS:
+        assert not cli.is_start_noise(line, has_driver=False)
+
+
+def run_start(*args, **env):
+    code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"]); '
+            'print("after start", file=sys.stderr)')
+    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
+                          env=script_env(**env), timeout=120)
+
+
+def test_tensorflow_starts_quietly_unless_asked():
+    quiet = run_start()
+    assert (quiet.returncode, quiet.stderr) == (0, 'after start\n')
+    # On a machine where TensorFlow prints at start, --verbose and the user's own
+    # TF_CPP_MIN_LOG_LEVEL show it as printed.
+    for loud in (run_start('verbose'), run_start(TF_CPP_MIN_LOG_LEVEL='0')):
+        assert loud.returncode == 0 and loud.stderr.endswith('after start\n')
+        if any(cli.is_start_noise(line, has_driver=False)
+               for line in loud.stderr.splitlines(keepends=True)):
+            assert len(loud.stderr) > len(quiet.stderr)
