@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src
 
 from cli import UserError as InputError  # noqa: E402
 from cli import run  # noqa: E402
+from text_data import DocumentWriter, clean  # noqa: E402
 
-ENDOFTEXT = '<|endoftext|>'
 FORMATS = {  # fields each format's records must have, and the score field if any
     'reddit': (('title', 'body', 'score'), 'score'),
     'wocka': (('title', 'body', 'category'), None),
@@ -84,11 +84,6 @@ def read_jokes(path, min_score):
     return jokes
 
 
-def clean(text):
-    """Unix line endings (as a text-mode read would give anyway), no outer whitespace."""
-    return text.replace('\r\n', '\n').replace('\r', '\n').strip()
-
-
 def select(jokes, *, keep_empty, keep_duplicates):
     seen, kept = set(), []
     for text, body in jokes:
@@ -100,10 +95,9 @@ def select(jokes, *, keep_empty, keep_duplicates):
 
 
 def write_text(path, jokes):
-    partial = f'{path}.partial'
-    with open(partial, 'w', encoding='utf-8') as f:
-        f.write(''.join(joke + ENDOFTEXT for joke in jokes))
-    os.replace(partial, path)
+    with DocumentWriter(path) as out:
+        for joke in jokes:
+            out.write(joke)
 
 
 def parse_args(argv=None):

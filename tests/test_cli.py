@@ -6,7 +6,8 @@ import pytest
 import cli
 from fixtures import ROOT, script_env
 
-SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'src/interactive_conditional_samples.py',
+SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
+           'src/interactive_conditional_samples.py',
            'src/generate_unconditional_samples.py', 'src/score.py', 'src/plot_run.py',
            'src/init_model.py']
 
