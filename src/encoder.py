@@ -72,6 +72,13 @@ class Encoder:
             return self._bpe.encode_batch(texts, num_threads=threads, allowed_special='all')
         return self._bpe.encode_ordinary_batch(texts, num_threads=threads)
 
+    def encode_array(self, text):
+        """The ids as a NumPy uint32 array, made in Rust without a Python list (and with
+        the GIL released, so threads encode in parallel)."""
+        if self.allow_special:
+            return self._bpe.encode_to_numpy(text, allowed_special='all')
+        return self._bpe.encode_to_numpy(text, disallowed_special=())
+
     def decode(self, tokens):
         return self._bpe.decode([int(t) for t in tokens], errors=self.errors)
 
@@ -84,11 +91,13 @@ def _mergeable_ranks(encoder, bpe_merges):
     as in every released GPT-2 vocabulary. Anything else is refused, not mis-encoded.
     """
     byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
+    # Each printable character back to its byte, as a Latin-1 character: C speed.
+    to_bytes = str.maketrans({c: chr(b) for c, b in byte_decoder.items()})
     merged = {a + b for a, b in bpe_merges}
     ranks, special = {}, {}
     for token, idx in encoder.items():
         if (len(token) == 1 and token in byte_decoder) or token in merged:
-            ranks[bytes(byte_decoder[c] for c in token)] = idx
+            ranks[token.translate(to_bytes).encode('latin-1')] = idx
         else:
             special[token] = idx
     missing = [c for c in byte_decoder if c not in encoder]

@@ -7,6 +7,8 @@ any size encodes in bounded memory to exactly the ids of encoding it whole.
 """
 
 import codecs
+import collections
+import concurrent.futures
 import glob
 import os
 import zipfile
@@ -90,22 +92,24 @@ def token_dtype(n_vocab):
     return np.uint16 if n_vocab <= 1 << 16 else np.int32
 
 
-def _batches(items, size):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _encode_pieces(enc, pieces, dtype):
-    """Encode text pieces in parallel batches: (characters, token array) in order."""
-    for batch in _batches(pieces, 2 * (os.cpu_count() or 1)):
-        for piece, ids in zip(batch, enc.encode_batch(batch), strict=True):
-            yield len(piece), np.asarray(ids, dtype)
+    """(characters, token array) for each text piece, in order, encoded by a thread per
+    core while this one reads the next pieces; a few pieces in flight bound the memory."""
+    workers = os.cpu_count() or 1
+    in_flight = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for piece in pieces:
+            in_flight.append((len(piece), pool.submit(_encode_piece, enc, piece, dtype)))
+            if len(in_flight) > 2 * workers:
+                n_chars, ids = in_flight.popleft()
+                yield n_chars, ids.result()
+        while in_flight:
+            n_chars, ids = in_flight.popleft()
+            yield n_chars, ids.result()
+
+
+def _encode_piece(enc, piece, dtype):
+    return enc.encode_array(piece).astype(dtype)
 
 
 def iter_token_groups(enc, paths, combine, encoding='utf-8', errors='strict'):
