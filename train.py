@@ -31,7 +31,7 @@ def main(argv=None):
     from training import train
     train(config)
     # Saved and done: a late signal (a scheduler stopping every worker at once) must not
-    # turn the process's exit, which can take TensorFlow seconds, into a kill.
+    # turn the end of a finished run into a kill.
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
 

@@ -6,7 +6,6 @@ against Hugging Face's tokenizers (Rust) on the same text in the same run.
 """
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -14,14 +13,7 @@ import subprocess
 import sys
 import time
 
-from common import CACHE, ROOT, median_time, random_model, report, vocab_dir
-
-
-def jokes_text():
-    path = os.environ.get('JOKES_JSON', os.path.join(ROOT, '..', 'shared', 'data',
-                                                     'stupidstuff.json'))
-    with open(path, encoding='utf-8') as f:
-        return '<|endoftext|>'.join(j['body'] for j in json.load(f)) + '<|endoftext|>'
+from common import CACHE, ROOT, jokes_text, median_time, random_model, report, vocab_dir
 
 
 def run_encode(path, models_dir, name):

@@ -12,6 +12,7 @@ import tensorflow as tf
 from common import median_time, peak_rss_gb, random_model, report
 
 import model_dir
+from hparams import variable_shapes
 from resources import choose_memory_saving, choose_precision
 from train_config import PRECISIONS, TrainConfig
 from train_graph import build_train_graph
@@ -32,7 +33,7 @@ def matmul_peak_flops(dtype, n=4096):
 
 def flops_per_token(hparams):
     """6 N plus attention's 12 L E T (PaLM's accounting), N without position embeddings."""
-    shapes = model_dir.variable_shapes(hparams)
+    shapes = variable_shapes(hparams)
     n = sum(int(np.prod(s)) for s in shapes.values()) - hparams.n_ctx * hparams.n_embd
     return 6 * n + 12 * hparams.n_layer * hparams.n_embd * hparams.n_ctx
 

@@ -53,14 +53,27 @@ def vocab_dir():
 
 
 def random_model(size='124M'):
-    """(models_dir, name) of a model of a released shape with random weights, made once."""
+    """(models_dir, name) of a model with random weights, made once: a released shape, or
+    'tiny' (2 layers, 32 wide, n_ctx 64) for timing what is not the model."""
     name = f'random-{size}'
     if not os.path.isfile(os.path.join(CACHE, name, 'checkpoint')):
-        from init_model import SIZES
-        from model import HParams
+        import cli
+        cli.start_tensorflow()
+        from hparams import SIZES, HParams
         from model_dir import init_random
-        n_embd, n_head, n_layer = SIZES[size]
+        n_embd, n_head, n_layer = SIZES[size] if size != 'tiny' else (32, 2, 2)
+        n_ctx = 64 if size == 'tiny' else 1024
         print(f'bench: writing {name} into {CACHE}', file=sys.stderr)
         init_random(os.path.join(CACHE, name),
-                   HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer), vocab_dir())
+                    HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer, n_ctx=n_ctx),
+                    vocab_dir())
     return CACHE, name
+
+
+def jokes_text():
+    """The real jokes (JOKES_JSON, or ../shared beside the project), each ended by
+    <|endoftext|>."""
+    path = os.environ.get('JOKES_JSON', os.path.join(ROOT, '..', 'shared', 'data',
+                                                     'stupidstuff.json'))
+    with open(path, encoding='utf-8') as f:
+        return '<|endoftext|>'.join(j['body'] for j in json.load(f)) + '<|endoftext|>'

@@ -5,6 +5,7 @@ TensorFlow started without its log noise.
     tf = cli.start_tensorflow(verbose)    # before importing the modules that use it
 """
 
+import logging
 import os
 import re
 import sys
@@ -26,12 +27,21 @@ class UserError(Exception):
 
 
 def run(main, *args, **kwargs):
-    """Call `main`; a UserError exits 2 with its one line on stderr."""
+    """Call `main` and exit: 0, or 2 with the one line of a UserError on stderr."""
     try:
-        return main(*args, **kwargs)
+        main(*args, **kwargs)
+        code = 0
     except UserError as e:
         print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    if 'tensorflow' in sys.modules:
+        # Every file is written and closed by now; the interpreter's teardown of
+        # TensorFlow would take a second or more and do nothing we need.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def is_start_noise(line, has_driver):

@@ -22,9 +22,8 @@ from safetensors.numpy import save_file
 
 import cli
 import encoder
-import model_dir
 from cli import UserError
-from model import HParams
+from hparams import HParams, variable_shapes
 
 # What our model computes, as Hugging Face's GPT2Config spells it.
 GPT2_CONFIG = {'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel'],
@@ -46,10 +45,18 @@ def hf_name(name):
     return 'transformer.' + '.'.join(path) + {'w': '.weight', 'g': '.weight', 'b': '.bias'}[leaf]
 
 
-def export(model_path, out_dir, checkpoint=None):
+def tensorflow_model_dir(verbose=False):
+    """model_dir, imported once TensorFlow has started: --help needs neither."""
+    cli.start_tensorflow(verbose)
+    import model_dir
+    return model_dir
+
+
+def export(model_path, out_dir, checkpoint=None, verbose=False):
     """Write `out_dir` for transformers from a model directory (or a training run's weights
     with `checkpoint`)."""
     models_dir, name = os.path.split(os.path.normpath(model_path))
+    model_dir = tensorflow_model_dir(verbose)
     loaded = model_dir.load(name, models_dir or '.', checkpoint)
     hparams, enc = loaded.hparams, loaded.encoder
     arrays = model_dir.load_arrays(loaded.checkpoint, hparams)
@@ -115,7 +122,7 @@ def read_tensors(hf_dir, hparams):
     try:
         with safe_open(path, framework='numpy') as f:
             keys = set(f.keys())
-            for name, shape in model_dir.variable_shapes(hparams).items():
+            for name, shape in variable_shapes(hparams).items():
                 key = hf_name(name)
                 key = key if key in keys else key[len('transformer.'):]
                 if key not in keys:
@@ -135,7 +142,7 @@ def read_tensors(hf_dir, hparams):
     return arrays
 
 
-def import_(hf_dir, model_path):
+def import_(hf_dir, model_path, verbose=False):
     """Write a model directory in the release layout from a transformers GPT-2 folder."""
     if os.path.exists(model_path):
         raise UserError(f'{model_path}: already exists; choose a new directory')
@@ -150,7 +157,8 @@ def import_(hf_dir, model_path):
         if enc.n_vocab > hparams.n_vocab:
             raise UserError(f'{hf_dir}/vocab.json has {enc.n_vocab} tokens, more than the '
                             f'{hparams.n_vocab} rows of the token embedding')
-        model_dir.save_arrays(model_path + '.partial', arrays, hparams, vocab_dir)
+        tensorflow_model_dir(verbose).save_arrays(model_path + '.partial', arrays, hparams,
+                                                  vocab_dir)
         shutil.rmtree(vocab_dir)
         os.replace(model_path + '.partial', model_path)
     finally:

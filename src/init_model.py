@@ -15,11 +15,7 @@ import numpy as np
 
 import cli
 import encoder
-
-SIZES = {  # n_embd, n_head, n_layer of the released models
-    '124M': (768, 12, 12), '355M': (1024, 16, 24), '774M': (1280, 20, 36),
-    '1558M': (1600, 25, 48),
-}
+from hparams import SIZES, HParams, variable_shapes
 
 
 def parse_args(argv=None):
@@ -43,16 +39,15 @@ def main(argv=None):
     if os.path.exists(args.directory):
         raise cli.UserError(f'{args.directory}: already exists; choose a new directory')
     enc = encoder.load_encoder(args.vocab_dir)
-    cli.start_tensorflow(args.verbose)  # --help and bad input need none of it
-    import model
-    import model_dir
-
     n_embd, n_head, n_layer = SIZES[args.size] if args.size else (
         args.n_embd, args.n_head, args.n_layer)
-    hparams = model.HParams(n_vocab=enc.n_vocab, n_ctx=args.n_ctx, n_embd=n_embd,
-                            n_head=n_head, n_layer=n_layer)
+    hparams = HParams(n_vocab=enc.n_vocab, n_ctx=args.n_ctx, n_embd=n_embd, n_head=n_head,
+                      n_layer=n_layer)
+    cli.start_tensorflow(args.verbose)  # --help and bad input need none of it
+    import model_dir
+
     model_dir.init_random(args.directory, hparams, args.vocab_dir, args.seed)
-    n_params = sum(int(np.prod(s)) for s in model_dir.variable_shapes(hparams).values())
+    n_params = sum(int(np.prod(s)) for s in variable_shapes(hparams).values())
     print(f'{args.directory}: {n_params:,} parameters, {hparams}')
 
 

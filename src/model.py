@@ -1,6 +1,6 @@
 """GPT-2 as OpenAI released it, in TensorFlow graph mode (tf.compat.v1).
 
-    hparams = HParams.from_json('models/124M/hparams.json')
+    hparams = HParams.from_json('models/124M/hparams.json')   # hparams.py
     results = model(hparams, X)  # X: [batch, sequence] int32 token ids
     results['logits']            # [batch, sequence, n_vocab]
 
@@ -8,51 +8,10 @@ Variable scopes are the release checkpoint's names (`model/h3/attn/c_attn/w`), s
 OpenAI's checkpoints load with no mapping table, and ours load in OpenAI's code.
 """
 
-import dataclasses
-import json
-
 import numpy as np
 import tensorflow as tf
 
-from cli import UserError
-
 tf1 = tf.compat.v1
-
-
-@dataclasses.dataclass(frozen=True)
-class HParams:
-    n_vocab: int = 50257
-    n_ctx: int = 1024
-    n_embd: int = 768
-    n_head: int = 12
-    n_layer: int = 12
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise UserError(f'hparams: {field.name} must be a positive integer, '
-                                f'got {value!r}')
-        if self.n_embd % self.n_head:
-            raise UserError(f'hparams: n_embd {self.n_embd} is not a multiple of n_head '
-                            f'{self.n_head}')
-
-    @classmethod
-    def from_json(cls, path):
-        try:
-            with open(path, encoding='utf-8') as f:
-                values = json.load(f)
-        except FileNotFoundError:
-            raise UserError(f'{path}: missing') from None
-        except json.JSONDecodeError as e:
-            raise UserError(f'{path}: not valid JSON ({e})') from None
-        names = {field.name for field in dataclasses.fields(cls)}
-        if not isinstance(values, dict) or set(values) != names:
-            raise UserError(f'{path}: expected exactly the keys {sorted(names)}')
-        return cls(**values)
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2) + '\n'
 
 
 def shape_list(x):

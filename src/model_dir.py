@@ -17,7 +17,7 @@ import tensorflow as tf
 import encoder
 import model
 from cli import UserError
-from model import HParams
+from hparams import HParams, variable_shapes
 
 tf1 = tf.compat.v1
 VOCAB_FILES = ('encoder.json', 'vocab.bpe')
@@ -25,24 +25,6 @@ VOCAB_FILES = ('encoder.json', 'vocab.bpe')
 
 class CheckpointMismatch(UserError):
     """A checkpoint of another model shape than hparams.json describes."""
-
-
-def variable_shapes(hparams):
-    """The release checkpoint's variables: name -> shape."""
-    e = hparams.n_embd
-    shapes = {'model/wte': [hparams.n_vocab, e], 'model/wpe': [hparams.n_ctx, e]}
-    for i in range(hparams.n_layer):
-        h = f'model/h{i}'
-        shapes.update({
-            f'{h}/ln_1/g': [e], f'{h}/ln_1/b': [e],
-            f'{h}/attn/c_attn/w': [1, e, 3 * e], f'{h}/attn/c_attn/b': [3 * e],
-            f'{h}/attn/c_proj/w': [1, e, e], f'{h}/attn/c_proj/b': [e],
-            f'{h}/ln_2/g': [e], f'{h}/ln_2/b': [e],
-            f'{h}/mlp/c_fc/w': [1, e, 4 * e], f'{h}/mlp/c_fc/b': [4 * e],
-            f'{h}/mlp/c_proj/w': [1, 4 * e, e], f'{h}/mlp/c_proj/b': [e],
-        })
-    shapes.update({'model/ln_f/g': [e], 'model/ln_f/b': [e]})
-    return shapes
 
 
 def find_checkpoint(path):

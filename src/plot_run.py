@@ -82,13 +82,14 @@ def draw(metrics, title, output):
     os.replace(partial, output)
 
 
-def plot_run(run_path, output=None):
-    """Draw `run_path`'s losses into `output` (default: loss.png in the run). Returns the
-    path written."""
+def plot_run(run_path, output=None, metrics=None):
+    """Draw `run_path`'s losses (its `metrics`, when already read) into `output` (default:
+    loss.png in the run). Returns the path written."""
     output = output or os.path.join(run_path, PICTURE)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise cli.UserError(f'{output}: its folder does not exist')
-    draw(read_metrics(run_path), os.path.basename(os.path.normpath(run_path)), output)
+    draw(metrics or read_metrics(run_path), os.path.basename(os.path.normpath(run_path)),
+         output)
     return output
 
 

@@ -13,8 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-import model_dir
 from cli import UserError
+from hparams import variable_shapes
 from train_config import is_trained
 
 # Peak memory of a CPU training step in float32 weight copies, batch 1 x 1024, from
@@ -100,7 +100,7 @@ def training_memory(c, hparams, optimizer):
     """Expected peak bytes of a CPU training step: the measured copies of the weights
     (optimizer state only for the weights it trains), plus the activations of tokens
     beyond the measured batch of 1 x 1024."""
-    shapes = model_dir.variable_shapes(hparams)
+    shapes = variable_shapes(hparams)
     n_params = sum(int(np.prod(s)) for s in shapes.values())
     n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
                     if is_trained(c, name, hparams.n_layer))

@@ -29,6 +29,7 @@ import resources
 import sample
 from cli import UserError
 from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
+from hparams import variable_shapes
 from load_dataset import load_dataset
 from progress import Progress
 from train_config import check_config, check_trained
@@ -107,7 +108,7 @@ class Trainer:
         self.model = model_dir.load(c.model_name, c.models_dir,
                                     allow_special=not c.endoftext_as_text)
         hparams = self.model.hparams
-        check_trained(c, hparams.n_layer, model_dir.variable_shapes(hparams))
+        check_trained(c, hparams.n_layer, variable_shapes(hparams))
         # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
         self.sampling = sample.SamplingOptions(
             length=hparams.n_ctx - 1 if c.sample_length is None else c.sample_length,
@@ -260,9 +261,12 @@ class Trainer:
 
 
     def plot_losses(self):
-        """loss.png in the run folder; a picture that cannot be drawn never fails a run."""
+        """loss.png in the run folder, once there is a line to draw; a picture that cannot
+        be drawn never fails a run."""
         try:
-            print('Plotted', plot_run.plot_run(self.run.path))
+            metrics = plot_run.read_metrics(self.run.path)
+            if len(metrics.get('loss', ((),))[0]) >= 2:
+                print('Plotted', plot_run.plot_run(self.run.path, metrics=metrics))
         except (UserError, OSError, ValueError) as e:
             print(f'warning: no loss picture ({e})')
 

@@ -31,7 +31,7 @@ def real_vocab():
 def models_dir(tmp_path_factory, vocab_dir):
     """A models folder holding `tiny`: 2 layers, 32 wide, n_ctx 64, random weights."""
     import encoder
-    from model import HParams
+    from hparams import HParams
     from model_dir import init_random
 
     directory = tmp_path_factory.mktemp('models')

@@ -124,7 +124,7 @@ def test_best_model_is_replaced_whole(tmp_path, models_dir, corpus):
 
 def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
                                                         two_checkpoints):
-    from model import HParams
+    from hparams import HParams
     from model_dir import init_random
     hparams = HParams.from_json(os.path.join(models_dir, 'tiny', 'hparams.json'))
     wider = HParams(**{**hparams.__dict__, 'n_embd': 64})

@@ -9,6 +9,7 @@ import model
 import model_dir
 from cli import UserError
 from fixtures import numpy_gpt2
+from hparams import HParams, variable_shapes
 
 tf1 = tf.compat.v1
 
@@ -170,13 +171,13 @@ def test_user_paths_expand_home_and_variables(tmp_path, models_dir, monkeypatch)
 def test_saved_checkpoint_is_exactly_the_release_contract(tiny):
     hparams, ckpt = tiny
     stored = dict(tf.train.list_variables(ckpt))
-    assert stored == model_dir.variable_shapes(hparams)
+    assert stored == variable_shapes(hparams)
     assert 'model/h1/attn/c_attn/w' in stored
     assert stored['model/h0/mlp/c_fc/w'] == [1, hparams.n_embd, 4 * hparams.n_embd]
 
 
 def test_124m_shape_matches_released_data_file_size():
-    shapes = model_dir.variable_shapes(model.HParams())
+    shapes = variable_shapes(HParams())
     assert 4 * sum(int(np.prod(s)) for s in shapes.values()) == 497_759_232
 
 
@@ -188,7 +189,7 @@ def test_state_file_paths_are_relative(tiny, models_dir):
 def test_hparams_that_do_not_match_checkpoint_name_variable_and_shapes(tmp_path, tiny,
                                                                          models_dir):
     hparams, _ = tiny
-    wrong = model.HParams(n_vocab=hparams.n_vocab, n_ctx=32, n_embd=hparams.n_embd,
+    wrong = HParams(n_vocab=hparams.n_vocab, n_ctx=32, n_embd=hparams.n_embd,
                           n_head=hparams.n_head, n_layer=hparams.n_layer)
     with pytest.raises(UserError, match=r'model/wpe has shape \[64, 32\] but hparams.json '
                                         r'implies \[32, 32\]'):
@@ -211,4 +212,4 @@ def test_bad_hparams_are_refused(tmp_path):
     path = tmp_path / 'hparams.json'
     path.write_text('{"n_vocab": 10, "n_ctx": 8, "n_embd": 6, "n_head": 4, "n_layer": 1}')
     with pytest.raises(UserError, match='n_embd 6 is not a multiple of n_head 4'):
-        model.HParams.from_json(str(path))
+        HParams.from_json(str(path))

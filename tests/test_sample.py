@@ -5,7 +5,7 @@ import pytest
 
 import sample
 from cli import UserError
-from model import HParams
+from hparams import HParams
 
 LOGITS = np.array([[1.0, 3.0, 2.0, 0.0, -1.0],
                    [0.0, 0.0, 5.0, 4.9, 1.0]])
