@@ -25,7 +25,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 import model_dir
-from cli import UserError
+from cli import UserError, user_path
 from plot_run import METRICS
 
 tf1 = tf.compat.v1
@@ -59,8 +59,8 @@ class RunFolder:
 
     def __init__(self, config, model):
         self.config, self.model = config, model  # a TrainConfig and a model_dir.ModelDir
-        self.path = os.path.join(model_dir.user_path(config.checkpoint_dir), config.run_name)
-        self.samples_path = os.path.join(model_dir.user_path(config.sample_dir),
+        self.path = os.path.join(user_path(config.checkpoint_dir), config.run_name)
+        self.samples_path = os.path.join(user_path(config.sample_dir),
                                          config.run_name)
         self.saver = self.summary = self._lock_fd = None
         self.replacing = False  # a fresh start over an earlier run, whose files move aside
@@ -136,7 +136,7 @@ class RunFolder:
                             'is left to resume from; pass --restore_from fresh to start over')
         pretrained = self.model.checkpoint
         if restore_from not in ('latest', 'fresh'):
-            pretrained = model_dir.find_checkpoint(model_dir.user_path(restore_from))
+            pretrained = model_dir.find_checkpoint(user_path(restore_from))
         if self.replacing:
             print(f'warning: --restore_from {restore_from}: starting at step 0; the earlier '
                   f'run in {self.path} (up to step {steps[0]}) moves into replaced-<time>/')
@@ -174,7 +174,7 @@ class RunFolder:
                     model_dir.restore(sess, prefix)
                     sess.run(tf1.train.get_global_step().assign(step))
                 else:
-                    self.saver.restore(sess, prefix)
+                    self._restore_all(sess, prefix)
             except model_dir.CheckpointMismatch:
                 raise  # another model, not a damaged file: never skip to an older one
             except (tf.errors.OpError, ValueError, UserError) as e:
@@ -190,6 +190,20 @@ class RunFolder:
             return step, state['trainer']
         raise UserError(f'{self.path}: no checkpoint could be loaded (tried '
                         f'{", ".join(skipped)}); pass --restore_from fresh to start over')
+
+    def _restore_all(self, sess, prefix):
+        """Every variable the checkpoint holds. One it lacks (a loss scale or optimizer
+        state the run did not have before a change of --precision or --optimizer) keeps
+        its initial value, with a warning."""
+        stored = dict(tf.train.list_variables(prefix))
+        variables = tf1.global_variables()
+        missing = [v.op.name for v in variables if v.op.name not in stored]
+        if missing:
+            print(f'warning: {prefix} has no {", ".join(missing[:4])}'
+                  f'{" ..." if len(missing) > 4 else ""}: starting those afresh')
+            tf1.train.Saver([v for v in variables if v.op.name in stored]).restore(sess, prefix)
+        else:
+            self.saver.restore(sess, prefix)
 
     def _read_state(self, prefix):
         """The run state saved with a checkpoint; None for a 2019 checkpoint (no optimizer

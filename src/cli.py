@@ -44,6 +44,12 @@ def run(main, *args, **kwargs):
     sys.exit(code)
 
 
+def user_path(path):
+    """A path as the user wrote it, with `~` and `$VARS` expanded: every path from a flag
+    goes through here."""
+    return os.path.expanduser(os.path.expandvars(path))
+
+
 def is_start_noise(line, has_driver):
     return bool(START_NOISE.match(line) or (not has_driver and NO_DRIVER_NOISE.match(line)))
 

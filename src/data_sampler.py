@@ -4,13 +4,15 @@ packed whole documents. All randomness is NumPy's and its state is part of the s
 
     sampler = Sampler(chunks, seed=1)
     tokens, mask = sampler.batch(batch_size=2, length=1024)
+    sampler, val_batches, n_tokens = load_data(config, enc, hparams)   # a run's data
 """
 
 import bisect
 
 import numpy as np
 
-from cli import UserError
+from cli import UserError, user_path
+from load_dataset import load_dataset
 
 
 def rng_state(rs):
@@ -144,3 +146,30 @@ def add_noise(tokens, rs, p, n_vocab):
         return tokens
     mask = rs.uniform(size=tokens.shape) < p
     return np.where(mask, rs.randint(0, n_vocab, size=tokens.shape), tokens).astype(np.int32)
+
+
+def load_data(c, enc, hparams):
+    """A run's data: the training sampler, the validation batches (each checked against
+    n_ctx) and the number of training tokens."""
+    chunks = load_dataset(enc, user_path(c.dataset), c.combine, encoding=c.encoding)
+    val_chunks = (load_dataset(enc, user_path(c.val_dataset), c.combine, encoding=c.encoding)
+                  if c.val_dataset else chunks)
+    for what, data in (('--dataset', chunks), ('--val_dataset', val_chunks)):
+        for tokens in data:
+            if len(tokens) and tokens.max() >= hparams.n_vocab:
+                raise UserError(f'{what}: token id {int(tokens.max())} is outside the '
+                                f'model\'s vocabulary [0, {hparams.n_vocab})')
+    if c.pack:
+        sampler = PackedSampler(chunks, enc.eot_token, seed=c.seed)
+    else:
+        sampler = Sampler(chunks, seed=c.seed)
+    sampler.check(hparams.n_ctx, f'--dataset {c.dataset}')
+    val_batches = []
+    if c.val_every:
+        val_sampler = Sampler(val_chunks, seed=1)
+        val_sampler.check(hparams.n_ctx, f'--val_dataset {c.val_dataset or c.dataset}')
+        val_batches = [val_sampler.batch(c.val_batch_size, hparams.n_ctx)[0]
+                       for _ in range(c.val_batch_count)]
+    n_tokens = sum(len(t) for t in chunks)
+    print('dataset has', n_tokens, 'tokens')
+    return sampler, val_batches, n_tokens

@@ -27,7 +27,7 @@ import model
 import model_dir
 import resources
 import sample
-from cli import UserError
+from cli import UserError, user_path
 
 tf1 = tf.compat.v1
 
@@ -134,7 +134,7 @@ class GPT2:
     def load(cls, path, *, checkpoint=None, batch_size=8, seed=None):
         """`path`: a model directory (models/117M) or a training run's folder
         (checkpoint/run1); `checkpoint` takes the weights from elsewhere."""
-        path = os.path.normpath(model_dir.user_path(path))
+        path = os.path.normpath(user_path(path))
         loaded = model_dir.load(os.path.basename(path), os.path.dirname(path) or '.',
                                 checkpoint)
         return cls(loaded, batch_size=batch_size, seed=seed)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import encoder
 import model
-from cli import UserError
+from cli import UserError, user_path
 from hparams import HParams, variable_shapes
 
 tf1 = tf.compat.v1
@@ -65,12 +65,6 @@ class ModelDir:
     hparams: HParams
     encoder: encoder.Encoder
     checkpoint: str
-
-
-def user_path(path):
-    """A path as the user wrote it, with `~` and `$VARS` expanded: every path from a flag
-    goes through here."""
-    return os.path.expanduser(os.path.expandvars(path))
 
 
 def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True):

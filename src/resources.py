@@ -60,18 +60,28 @@ def cpu_has_bfloat16():
 
 def choose_precision(precision):
     """(dtype of the matrix products, reason) for --precision: bfloat16 on CPUs with bf16
-    instructions and on GPUs of compute capability 8.0 (Ampere) and later, else float32."""
+    instructions and on GPUs of compute capability 8.0 (Ampere) and later, float16 (with
+    loss scaling) on 7.x (Volta, Turing: fast float16, no bfloat16), else float32."""
     if precision != 'auto':
         return tf.as_dtype(precision), 'as asked'
     devices = gpus()
     if devices:
-        capability = tf.config.experimental.get_device_details(devices[0]).get(
-            'compute_capability', (0, 0))
-        dtype = tf.bfloat16 if tuple(capability) >= (8, 0) else tf.float32
-        return dtype, f'GPU compute capability {capability[0]}.{capability[1]}'
+        capability = tuple(tf.config.experimental.get_device_details(devices[0]).get(
+            'compute_capability', (0, 0)))
+        return (gpu_precision(capability),
+                f'GPU compute capability {capability[0]}.{capability[1]}')
     if cpu_has_bfloat16():
         return tf.bfloat16, 'this CPU has bfloat16 instructions'
     return tf.float32, 'this CPU has no bfloat16 instructions'
+
+
+def gpu_precision(capability):
+    """The product dtype a GPU of this compute capability runs fastest with accuracy."""
+    if capability >= (8, 0):
+        return tf.bfloat16
+    if capability >= (7, 0):
+        return tf.float16
+    return tf.float32
 
 
 def activation_bytes(c, hparams):

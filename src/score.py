@@ -50,7 +50,7 @@ def score(path, model_name='117M', models_dir='models', checkpoint=None, batch_s
     tf1 = tf.compat.v1
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     hparams = loaded.hparams
-    chunks = load_dataset(loaded.encoder, model_dir.user_path(path), combine, encoding=encoding)
+    chunks = load_dataset(loaded.encoder, cli.user_path(path), combine, encoding=encoding)
     with tf1.Session(graph=tf.Graph()) as sess:
         X = tf1.placeholder(tf.int32, [None, None])
         losses = model.token_losses(model.model(hparams, X)['logits'], X)

@@ -17,7 +17,7 @@ from cli import UserError
 
 OPTIMIZERS = ('adam', 'adafactor', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'linear')
-PRECISIONS = ('auto', 'float32', 'bfloat16')
+PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 MEMORY_CHECKS = ('refuse', 'warn')
 
 
@@ -103,7 +103,8 @@ class TrainConfig:
                          'mid-document')
     precision: str = setting('auto', 'Precision of the matrix products; weights, optimizer and '
                              'the rest stay float32. auto: bfloat16 where the CPU or GPU has '
-                             'bfloat16 units', choices=PRECISIONS)
+                             'bfloat16 units, float16 with dynamic loss scaling on GPUs of '
+                             'compute capability 7.x (T4, V100, RTX 20xx)', choices=PRECISIONS)
     memory_check: str = setting('refuse', 'When a CPU run looks too large for this machine\'s '
                                 'memory (or its container\'s limit): refuse it before loading '
                                 'anything, or only warn', choices=MEMORY_CHECKS)

@@ -1,5 +1,6 @@
 """The graph of one training step: loss, gradients (accumulated, averaged across
-workers), clipping, weight decay and the optimizer's update.
+workers), clipping, weight decay and the optimizer's update; with float16 products, the
+dynamic loss scale that keeps small gradients from vanishing in float16.
 
     g = build_train_graph(hparams, config, recompute=False)
     sess.run((g.train_op, g.step_loss), {g.context: tokens, g.lr: 1e-4})
@@ -33,6 +34,31 @@ class TrainGraph:
     stop_in: tf.Tensor  # 1 when this worker was asked to stop
     stop_any: tf.Tensor  # above 0 when any worker was: all stop after this step
     wait_for_chief: tf.Operation
+    loss_scale: tf.Tensor  # the scale this step's gradients were computed at (1: none)
+    overflow: tf.Tensor  # true when they overflowed: the step was skipped
+
+
+# Dynamic loss scaling for float16 (Micikevicius et al. 2018), as PyTorch's GradScaler
+# does it: start high, halve and skip the step on an overflow, double after a run of
+# steps without one.
+INITIAL_LOSS_SCALE = 2.0 ** 15
+LOSS_SCALE_GROWTH_STEPS = 2000
+
+
+class LossScale:
+    """The scale and the steps since its last change, as variables: checkpoints keep them,
+    so a resumed run goes on with the scale it had."""
+
+    def __init__(self):
+        self.variable = tf1.Variable(INITIAL_LOSS_SCALE, trainable=False, name='loss_scale')
+        self.good_steps = tf1.Variable(0, trainable=False, name='loss_scale_good_steps')
+        self.value = self.variable.read_value()  # one read: the step's scale, before update
+
+    def update(self, finite):
+        grow = self.good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS
+        scale = tf.where(finite, tf.where(grow, self.value * 2, self.value), self.value / 2)
+        good = tf.where(finite & ~grow, self.good_steps + 1, 0)
+        return tf.group(self.variable.assign(scale), self.good_steps.assign(good))
 
 
 def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
@@ -56,7 +82,9 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
     loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
     train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')
                   and is_trained(c, v.name, hparams.n_layer)]
-    grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, train_vars)]
+    scale = LossScale() if dtype == tf.float16 else None
+    scaled_loss = loss * scale.value if scale else loss
+    grads = [tf.convert_to_tensor(g) for g in tf.gradients(scaled_loss, train_vars)]
     global_step = tf1.train.get_or_create_global_step()
     accumulate = reset = None
     step_loss = loss
@@ -72,15 +100,43 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
     *grads, step_loss, stop_any = distributed.all_mean(grads + [step_loss, stop_in], cluster,
                                                        first_key=1)
     wait_for_chief = distributed.barrier(cluster, instance_key=len(grads) + 3)
-    train_op, grad_norm = apply_gradients(c, grads, train_vars, lr, global_step)
+    if scale is None:
+        grad_norm = tf.linalg.global_norm(grads)
+        train_op = apply_gradients(c, grads, train_vars, lr, global_step, grad_norm)
+        loss_scale, overflow = tf.constant(1.0), tf.constant(False)
+    else:
+        train_op, grad_norm, overflow = apply_scaled_gradients(
+            c, grads, train_vars, lr, global_step, scale)
+        loss_scale = scale.value
     return TrainGraph(context, context_in, loss_mask, lr, loss, step_loss, train_op,
                       grad_norm, accumulate, reset, global_step, stop_in, stop_any,
-                      wait_for_chief)
+                      wait_for_chief, loss_scale, overflow)
 
 
-def apply_gradients(c, grads, train_vars, lr, global_step):
-    """Clip by global norm, decay weights (not biases and norms), take the step."""
+def apply_scaled_gradients(c, grads, train_vars, lr, global_step, scale):
+    """Unscale; take the step only if every gradient is finite (else count it, skipped);
+    then adjust the scale. Returns (train op, gradient norm, overflow)."""
+    grads = [g / scale.value for g in grads]
     grad_norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(grad_norm)
+
+    def step():
+        with tf.control_dependencies([apply_gradients(c, grads, train_vars, lr, global_step,
+                                                      grad_norm)]):
+            return tf.constant(True)
+
+    def skip():
+        with tf.control_dependencies([global_step.assign_add(1)]):
+            return tf.constant(True)
+
+    stepped = tf.cond(finite, step, skip)
+    with tf.control_dependencies([stepped]):
+        train_op = scale.update(finite)
+    return train_op, grad_norm, ~finite
+
+
+def apply_gradients(c, grads, train_vars, lr, global_step, grad_norm):
+    """Clip by global norm, decay weights (not biases and norms), take the step."""
     if c.grad_clip:
         grads, _ = tf.clip_by_global_norm(grads, c.grad_clip, use_norm=grad_norm)
     # The decay writes the weights: only after the gradients exist, that is after the
@@ -91,9 +147,9 @@ def apply_gradients(c, grads, train_vars, lr, global_step):
     with tf.control_dependencies(decays):
         pairs = list(zip(grads, train_vars, strict=True))
         if c.optimizer == 'adafactor':
-            return adafactor.apply_gradients(pairs, lr, global_step), grad_norm
+            return adafactor.apply_gradients(pairs, lr, global_step)
         if c.optimizer == 'adam':
             opt = tf1.train.AdamOptimizer(learning_rate=lr)
         else:
             opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
-        return opt.apply_gradients(pairs, global_step=global_step), grad_norm
+        return opt.apply_gradients(pairs, global_step=global_step)

@@ -11,10 +11,8 @@ optimizer state), counter, hparams and vocabulary (so the run folder is itself a
 directory), TensorBoard summaries, and samples/<run>/samples-<step>.
 """
 
-import contextlib
+import collections
 import math
-import os
-import signal
 import time
 
 import numpy as np
@@ -28,10 +26,10 @@ import plot_run
 import resources
 import sample
 from cli import UserError
-from data_sampler import PackedSampler, Sampler, add_noise, rng_state, set_rng_state
+from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
-from load_dataset import load_dataset
 from progress import Progress
+from stop_flag import StopFlag
 from train_config import check_config, check_trained
 from train_graph import build_train_graph
 
@@ -53,31 +51,11 @@ def learning_rate_at(c, step):
     return c.min_lr + (c.learning_rate - c.min_lr) * factor
 
 
-def load_data(c, enc, hparams):
-    """The training sampler, the validation batches (each checked against n_ctx) and the
-    number of training tokens."""
-    chunks = load_dataset(enc, model_dir.user_path(c.dataset), c.combine, encoding=c.encoding)
-    val_chunks = (load_dataset(enc, model_dir.user_path(c.val_dataset), c.combine,
-                               encoding=c.encoding) if c.val_dataset else chunks)
-    for what, data in (('--dataset', chunks), ('--val_dataset', val_chunks)):
-        for tokens in data:
-            if len(tokens) and tokens.max() >= hparams.n_vocab:
-                raise UserError(f'{what}: token id {int(tokens.max())} is outside the '
-                                f'model\'s vocabulary [0, {hparams.n_vocab})')
-    if c.pack:
-        sampler = PackedSampler(chunks, enc.eot_token, seed=c.seed)
-    else:
-        sampler = Sampler(chunks, seed=c.seed)
-    sampler.check(hparams.n_ctx, f'--dataset {c.dataset}')
-    val_batches = []
-    if c.val_every:
-        val_sampler = Sampler(val_chunks, seed=1)
-        val_sampler.check(hparams.n_ctx, f'--val_dataset {c.val_dataset or c.dataset}')
-        val_batches = [val_sampler.batch(c.val_batch_size, hparams.n_ctx)[0]
-                       for _ in range(c.val_batch_count)]
-    n_tokens = sum(len(t) for t in chunks)
-    print('dataset has', n_tokens, 'tokens')
-    return sampler, val_batches, n_tokens
+# What one training step reports: its loss and gradient norm, the tokens trained on, whether
+# any worker asked to stop, and for float16 whether the gradients overflowed at loss_scale
+# (the step was then skipped).
+StepResult = collections.namedtuple(
+    'StepResult', 'loss grad_norm tokens stop_agreed overflow loss_scale')
 
 
 class Trainer:
@@ -186,8 +164,7 @@ class Trainer:
                 self.g.loss_mask: mask[mine]}
 
     def train_step(self, stop_requested):
-        """One optimizer step; returns (loss, gradient norm, tokens trained on, whether
-        any worker asked to stop)."""
+        """One optimizer step; returns its StepResult."""
         try:
             return self._train_step(1.0 if stop_requested else 0.0)
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
@@ -202,20 +179,21 @@ class Trainer:
 
     def _train_step(self, stop_in):
         g, c = self.g, self.c
-        fetches = (g.train_op, g.step_loss, g.grad_norm, g.stop_any)
+        fetches = (g.train_op, g.step_loss, g.grad_norm, g.stop_any, g.overflow, g.loss_scale)
         feed = {g.lr: learning_rate_at(c, self.step), g.stop_in: stop_in}
         if c.accumulate_gradients == 1:
             batch = self.next_batch()
-            _, loss, norm, stop_any = self.sess.run(fetches, {**batch, **feed})
-            return loss, norm, int(batch[g.loss_mask].sum()), stop_any > 0
-        self.sess.run(g.reset)
-        tokens = 0
-        for _ in range(c.accumulate_gradients):
-            batch = self.next_batch()
-            self.sess.run(g.accumulate, batch)
-            tokens += int(batch[g.loss_mask].sum())
-        _, loss, norm, stop_any = self.sess.run(fetches, feed)
-        return loss, norm, tokens, stop_any > 0
+            tokens = int(batch[g.loss_mask].sum())
+            feed.update(batch)
+        else:
+            self.sess.run(g.reset)
+            tokens = 0
+            for _ in range(c.accumulate_gradients):
+                batch = self.next_batch()
+                self.sess.run(g.accumulate, batch)
+                tokens += int(batch[g.loss_mask].sum())
+        _, loss, norm, stop_any, overflow, scale = self.sess.run(fetches, feed)
+        return StepResult(loss, norm, tokens, stop_any > 0, bool(overflow), float(scale))
 
     def wait_for_chief(self):
         """After the chief's own work: every worker goes on together."""
@@ -271,47 +249,6 @@ class Trainer:
             print(f'warning: no loss picture ({e})')
 
 
-class StopFlag:
-    """SIGINT (Ctrl-C) and SIGTERM (containers, schedulers) ask the loop to finish the
-    current step, save and exit 0. A second one while the step runs exits at once, losing
-    what was trained since the last save; during the save it is only noted."""
-
-    def __init__(self):
-        self.requested = self.saving = False
-        self.early = False  # requested by early stopping, not by a signal
-        self.saved = 0  # the newest step saved, for the message
-
-    def _handle(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.requested and self.saving:
-            print(f'{name}: already stopping, saving first', flush=True)
-        elif self.requested:
-            print(f'{name} again: stopping now; training since step {self.saved} (the newest '
-                  'checkpoint) is lost', flush=True)
-            os._exit(130)
-        else:
-            print(f'{name}: stopping after this step and saving (send it again to stop at '
-                  'once)', flush=True)
-        self.requested = True
-
-    @contextlib.contextmanager
-    def saving_now(self):
-        self.saving = True
-        try:
-            yield
-        finally:
-            self.saving = False
-
-    @contextlib.contextmanager
-    def installed(self):
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-
 def train(c, stop=None):
     """Train until c.steps (0: until SIGINT/SIGTERM), then save. `stop` is a StopFlag.
     Returns the step reached."""
@@ -342,19 +279,12 @@ def loop(t, stop):
             if stop.requested and t.cluster.n_workers == 1:
                 break  # several workers first agree on it through a step
             step_start = time.time()
-            loss, grad_norm, tokens, stop_agreed = t.train_step(stop.requested)
+            result = t.train_step(stop.requested)
             t.step += 1
-            t.tokens_seen += tokens * t.cluster.n_workers
-            if not np.isfinite(loss):
-                raise UserError(f'step {t.step}: loss is {loss}; training stopped and nothing '
-                                f'saved (newest checkpoint: step {stop.saved}). Lower '
-                                '--learning_rate or set --grad_clip')
-            tokens_per_second = tokens / (time.time() - step_start)
-            progress.update(t.step, loss, tokens_per_second, t.tokens_seen)
-            t.run.log_scalars(t.step, loss=loss, learning_rate=learning_rate_at(c, t.step - 1),
-                              grad_norm=grad_norm, tokens_per_second=tokens_per_second)
+            t.tokens_seen += result.tokens * t.cluster.n_workers
+            report_step(t, stop, progress, result, time.time() - step_start)
             best = chief_work(t, stop, best)
-            if stop_agreed:
+            if result.stop_agreed:
                 stop.requested = True
                 break
             if c.early_stopping and t.stale_evaluations >= c.early_stopping:
@@ -370,6 +300,25 @@ def loop(t, stop):
     if t.run.writes and t.step > progress.first_step:
         t.plot_losses()
     return t.step
+
+
+def report_step(t, stop, progress, result, seconds):
+    """The step's line or bar and its figures; a float16 overflow is reported (the step
+    was skipped), a loss that is not finite otherwise stops the run."""
+    if result.overflow and result.loss_scale > 1:
+        print(f'step {t.step}: gradients overflowed float16 at loss scale '
+              f'{result.loss_scale:g}; step skipped, scale now {result.loss_scale / 2:g}')
+        t.run.log_scalars(t.step, loss_scale=result.loss_scale / 2)
+        return
+    if not np.isfinite(result.loss) or result.overflow:
+        raise UserError(f'step {t.step}: loss is {result.loss}; training stopped and nothing '
+                        f'saved (newest checkpoint: step {stop.saved}). Lower '
+                        '--learning_rate or set --grad_clip' +
+                        (', or use --precision float32' if result.overflow else ''))
+    tokens_per_second = result.tokens / seconds
+    progress.update(t.step, result.loss, tokens_per_second, t.tokens_seen)
+    t.run.log_scalars(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
+                      grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
 
 
 def chief_work(t, stop, best):

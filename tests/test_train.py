@@ -83,6 +83,48 @@ def test_accumulated_gradients_equal_one_bigger_batch(tmp_path, models_dir, corp
 
 
 @pytest.mark.slow
+def test_float16_with_loss_scaling_tracks_float32(tmp_path, models_dir, corpus):
+    training.train(config(tmp_path / 'a', models_dir, corpus, steps=12))
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=12, precision='float16'))
+    f32, f16 = ([v[0] for _, v in sorted(logged_losses(str(tmp_path / run / 'checkpoint' /
+                                                          'run1')).items())]
+                for run in ('a', 'b'))
+    assert f16 != f32  # the products really ran in float16
+    np.testing.assert_allclose(f16, f32, rtol=0.01)
+    saved = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-12'))
+    assert saved['model/wte'].dtype == np.float32  # float32 master weights
+    assert saved['loss_scale'] == train_graph.INITIAL_LOSS_SCALE  # no overflow, no growth yet
+
+
+def test_a_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path, models_dir, corpus,
+                                                                monkeypatch, capsys):
+    # 10 nats times 2^126 overflows float32 itself; 2^125 and 2^124 overflow float16's
+    # products in the backward pass. So three steps are skipped, each halving the scale.
+    monkeypatch.setattr(train_graph, 'INITIAL_LOSS_SCALE', 2.0 ** 126)
+    training.train(config(tmp_path, models_dir, corpus, steps=3, save_every=3,
+                          precision='float16'))
+    out = capsys.readouterr().out
+    for step, scale in ((1, 126), (2, 125), (3, 124)):
+        assert (f'step {step}: gradients overflowed float16 at loss scale {2.0 ** scale:g}; '
+                f'step skipped, scale now {2.0 ** (scale - 1):g}') in out
+    saved = variables_of(str(tmp_path / 'checkpoint' / 'run1' / 'model-3'))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    for name in before:
+        np.testing.assert_array_equal(saved[name], before[name], err_msg=name)
+    assert saved['loss_scale'] == 2.0 ** 123 and saved['global_step'] == 3
+
+
+def test_loss_scale_grows_after_a_run_of_finite_steps(tmp_path, models_dir, corpus,
+                                                      monkeypatch):
+    monkeypatch.setattr(train_graph, 'LOSS_SCALE_GROWTH_STEPS', 2)
+    training.train(config(tmp_path, models_dir, corpus, steps=5, save_every=5,
+                          precision='float16'))
+    saved = variables_of(str(tmp_path / 'checkpoint' / 'run1' / 'model-5'))
+    assert saved['loss_scale'] == train_graph.INITIAL_LOSS_SCALE * 4  # doubled at 2 and 4
+    assert saved['loss_scale_good_steps'] == 1
+
+
+@pytest.mark.slow
 def test_bfloat16_products_track_float32(tmp_path, models_dir, corpus, capsys):
     training.train(config(tmp_path / 'a', models_dir, corpus, steps=12))
     training.train(config(tmp_path / 'b', models_dir, corpus, steps=12, precision='bfloat16'))
@@ -179,6 +221,22 @@ def test_weight_decay_waits_for_the_forward_pass(models_dir):
                         seen.add(parent.name)
                         todo.append(parent)
             assert forward_end in seen, op.name
+
+
+def test_gpus_get_the_fastest_precision_they_have():
+    assert resources.gpu_precision((8, 6)) == tf.bfloat16  # Ampere and later
+    assert resources.gpu_precision((7, 5)) == tf.float16  # T4, RTX 20xx
+    assert resources.gpu_precision((7, 0)) == tf.float16  # V100
+    assert resources.gpu_precision((6, 1)) == tf.float32
+
+
+def test_a_float32_run_resumes_in_float16_with_a_fresh_loss_scale(tmp_path, models_dir, corpus,
+                                                                    capsys):
+    training.train(config(tmp_path, models_dir, corpus, steps=2, save_every=2))
+    training.train(config(tmp_path, models_dir, corpus, steps=3, precision='float16'))
+    out = capsys.readouterr().out
+    assert 'has no loss_scale, loss_scale_good_steps: starting those afresh' in out
+    assert '[3 | ' in out
 
 
 def test_a_seeded_gpu_run_asks_for_op_determinism(monkeypatch):
@@ -421,14 +479,13 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpu
     assert (tmp_path / 'checkpoint' / 'run1' / f'model-{step}.index').exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('saving, code, message', [
     (False, 130, 'SIGINT again: stopping now; training since step 7 (the newest checkpoint) '
                  'is lost'),
     (True, 0, 'SIGINT: already stopping, saving first')])
 def test_a_second_signal_stops_at_once_unless_saving(saving, code, message):
-    program = ('import os, signal, training\n'
-               'stop = training.StopFlag()\n'
+    program = ('import os, signal, stop_flag\n'
+               'stop = stop_flag.StopFlag()\n'
                'stop.saved = 7\n'
                'with stop.installed():\n'
                f'    stop.saving = {saving}\n'
