@@ -1,5 +1,6 @@
 # Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
-# Also: make test-fast (the tests not marked slow), make bench, make bench-large
+# Also: make test-fast (the tests not marked slow), make bench, make bench-large,
+# make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,8 +12,9 @@ STEPS ?= 300
 RUN ?= run1
 PROMPT ?= Why did the chicken cross the road?|
 TRAIN_FLAGS ?=
+DOCTOR_FLAGS ?=
 
-.PHONY: jokes test test-fast bench bench-large venv
+.PHONY: jokes test test-fast bench bench-large doctor venv
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +46,6 @@ bench: $(VENV)/.dev
 
 bench-large: $(VENV)/.runtime
 	PYTHONPATH=src $(PY) bench/bench_large.py
+
+doctor: $(VENV)/.runtime
+	PYTHONPATH=src $(PY) src/doctor.py $(DOCTOR_FLAGS)

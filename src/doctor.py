@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Self-check: what this machine offers for GPT-2, the choices train.py would make on it
+for each model size, and one real training step and a few sampled tokens on a random
+model. Paste its output into a bug report.
+
+    make doctor                              # a random 124M model in a temporary folder
+    PYTHONPATH=src python src/doctor.py --size tiny --vocab_dir models/117M   # seconds
+
+The vocabulary comes from --vocab_dir, GPT2_VOCAB_DIR or models/117M (or 124M); only its
+encoder.json and vocab.bpe are read.
+"""
+
+import argparse
+import os
+import platform
+import resource
+import tempfile
+import time
+
+import numpy as np
+
+import cli
+import encoder
+from hparams import SIZES, HParams, variable_shapes
+from train_config import OPTIMIZERS, TrainConfig
+
+TINY = (64, 4, 2)  # n_embd, n_head, n_layer: what CI checks with
+CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+SAMPLED_TOKENS = 16
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', default='124M', choices=[*SIZES, 'tiny'],
+                   help='The random model the step and the sampling run on')
+    p.add_argument('--vocab_dir', help='A folder with GPT-2\'s encoder.json and vocab.bpe')
+    p.add_argument('--verbose', action='store_true', help='Show TensorFlow\'s own log lines')
+    return p.parse_args(argv)
+
+
+def find_vocabulary(vocab_dir):
+    candidates = [vocab_dir] if vocab_dir else [os.environ.get('GPT2_VOCAB_DIR'),
+                                                'models/117M', 'models/124M']
+    for path in filter(None, candidates):
+        if all(os.path.isfile(os.path.join(path, f)) for f in ('encoder.json', 'vocab.bpe')):
+            return path
+    raise cli.UserError(f'{vocab_dir or "models/117M"}: no encoder.json and vocab.bpe there; '
+                        'pass --vocab_dir (sh download_model.sh 117M fetches them)')
+
+
+def cpu_description():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or 'unknown', []
+    name = next((line.split(':', 1)[1].strip() for line in info.splitlines()
+                 if line.startswith('model name')), 'unknown')
+    flags = next((line.split(':', 1)[1].split() for line in info.splitlines()
+                  if line.startswith('flags')), [])
+    return name, [f for f in CPU_FEATURES if f in flags]
+
+
+def print_system(tf, resources):
+    cpu, features = cpu_description()
+    print('== machine')
+    print(f'python {platform.python_version()}, tensorflow {tf.__version__}, numpy '
+          f'{np.__version__}, {platform.platform()}')
+    print(f'cpu: {cpu}, {os.cpu_count()} cores, {" ".join(features) or "no AVX2"}')
+    print(f'memory: {resources.physical_memory() / 2**30:.1f} GB (this machine\'s, or its '
+          'container\'s limit)')
+    gpus = resources.gpus()
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get('compute_capability', ('?', '?'))
+        print(f'gpu: {gpu.name} {details.get("device_name", "")} compute capability '
+              f'{capability[0]}.{capability[1]}')
+    if not gpus:
+        print('gpu: none that TensorFlow sees (training and sampling run on the CPU)')
+
+
+def print_choices(resources, n_vocab):
+    """What train.py would choose for each released size at batch 1, and what fits."""
+    dtype, reason = resources.choose_precision('auto')
+    print('== choices (train.py at batch 1 x 1024)')
+    print(f'precision: {dtype.name} matrix products ({reason})')
+    on_gpu = bool(resources.gpus())
+    fits = {name: None for name in OPTIMIZERS}
+    for size, (n_embd, n_head, n_layer) in SIZES.items():
+        hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
+        c = TrainConfig(dataset='-')
+        recompute, why = resources.choose_memory_saving(c, hparams)
+        line = f'{size}: memory_saving_gradients {"on" if recompute else "off"} ({why})'
+        if not on_gpu:
+            needs = {name: resources.training_memory(c, hparams, name)[0]
+                     for name in OPTIMIZERS}
+            for name, need in needs.items():
+                if need <= resources.physical_memory():
+                    fits[name] = size
+            line += '; expected peak: ' + ', '.join(f'{name} {need / 2**30:.1f} GB'
+                                                    for name, need in needs.items())
+        print(line)
+    if on_gpu:
+        print('largest that fits: not estimated on a GPU (TensorFlow allocates as it goes)')
+    else:
+        print('largest that fits: ' + ', '.join(f'{name} {size or "none"}'
+                                                for name, size in fits.items()))
+
+
+def time_training_step(tf, hparams, checkpoint, resources):
+    """Seconds of the second step (the first includes graph optimisation), and the
+    precision it ran in, for batch 1 x n_ctx with Adam."""
+    import model_dir
+    from train_graph import build_train_graph
+
+    tf1 = tf.compat.v1
+    c = TrainConfig(dataset='-')
+    recompute, _ = resources.choose_memory_saving(c, hparams)
+    dtype, _ = resources.choose_precision('auto')
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        g = build_train_graph(hparams, c, recompute, dtype)
+        sess.run(tf1.global_variables_initializer())
+        model_dir.restore(sess, checkpoint)
+        tokens = np.random.default_rng(0).integers(0, hparams.n_vocab, [1, hparams.n_ctx])
+        feed = {g.context: tokens, g.lr: 1e-5}
+        sess.run(g.train_op, feed)
+        start = time.perf_counter()
+        loss = sess.run((g.train_op, g.step_loss), feed)[1]
+        return time.perf_counter() - start, dtype, float(loss)
+
+
+def print_run(tf, resources, size, vocab_dir):
+    """One training step and a few sampled tokens on a random model of `size`."""
+    import generation
+    import model_dir
+
+    n_embd, n_head, n_layer = SIZES.get(size, TINY)
+    n_ctx = 128 if size == 'tiny' else 1024
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, f'random-{size}')
+        hparams = HParams(n_vocab=encoder.load_encoder(vocab_dir).n_vocab, n_ctx=n_ctx,
+                          n_embd=n_embd, n_head=n_head, n_layer=n_layer)
+        n_params = sum(int(np.prod(s)) for s in variable_shapes(hparams).values())
+        print(f'== a random {size} model ({n_params / 1e6:.1f}M parameters, n_ctx {n_ctx})')
+        model_dir.init_random(path, hparams, vocab_dir)
+        seconds, dtype, loss = time_training_step(tf, hparams, os.path.join(path, 'model.ckpt'),
+                                                  resources)
+        print(f'training step: {seconds:.2f} s, {n_ctx / seconds:.0f} tokens/s, batch 1 x '
+              f'{n_ctx}, Adam, {dtype.name} products, loss {loss:.2f} (random weights: about '
+              f'{np.log(hparams.n_vocab):.2f})')
+        gpt2 = generation.GPT2.load(path, batch_size=1, seed=0)
+        try:
+            gpt2.generate('', length=SAMPLED_TOKENS, stop_at_endoftext=False)  # warm-up
+            start = time.perf_counter()
+            gpt2.generate('', length=SAMPLED_TOKENS, stop_at_endoftext=False)
+            seconds = time.perf_counter() - start
+        finally:
+            gpt2.close()
+        decoder = 'TensorFlow graph on the GPU' if resources.gpus() else 'NumPy decoder'
+        print(f'sampling: {SAMPLED_TOKENS} tokens in {seconds:.2f} s, '
+              f'{SAMPLED_TOKENS / seconds:.1f} tokens/s at batch 1 ({decoder})')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    vocab_dir = find_vocabulary(args.vocab_dir)
+    tf = cli.start_tensorflow(args.verbose)
+    import resources
+
+    print_system(tf, resources)
+    print_choices(resources, encoder.load_encoder(vocab_dir).n_vocab)
+    print_run(tf, resources, args.size, vocab_dir)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    print(f'peak memory of this check: {peak:.2f} GB')
+
+
+if __name__ == '__main__':
+    cli.run(main)
