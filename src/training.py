@@ -297,6 +297,7 @@ def loop(t, stop):
     if stop.saved != t.step:
         with stop.saving_now():
             t.save()
+    stop.finished = True
     if t.run.writes and t.step > progress.first_step:
         t.plot_losses()
     return t.step

@@ -500,6 +500,23 @@ def test_a_second_signal_stops_at_once_unless_saving(saving, code, message):
     assert ('requested True' in result.stdout) == saving
 
 
+def test_a_signal_after_another_workers_stop_or_the_final_save_is_no_second_signal():
+    program = ('import os, signal, stop_flag\n'
+               'stop = stop_flag.StopFlag()\n'
+               'with stop.installed():\n'
+               '    stop.requested = True  # agreed with a worker that got the signal\n'
+               '    os.kill(os.getpid(), signal.SIGTERM)\n'
+               '    stop.finished = True  # the final save is done\n'
+               '    os.kill(os.getpid(), signal.SIGTERM)\n'
+               'print("exited normally")\n')
+    result = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True,
+                            env=script_env(), timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        'SIGTERM: stopping after this step and saving (send it again to stop at once)',
+        'SIGTERM: the run is saved, finishing', 'exited normally']
+
+
 def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
     proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
