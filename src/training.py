@@ -58,6 +58,19 @@ StepResult = collections.namedtuple(
     'StepResult', 'loss grad_norm tokens stop_agreed overflow loss_scale')
 
 
+def initialize(sess, variables):
+    """Run the variables' initializers, feeding the zeros of those that start at zero
+    (Adam's moments, gradient sums). Computed in the graph, such a start value is folded
+    into a constant that the session keeps: once the optimizer has written the variable,
+    the constant is a second copy for the whole run (1 GB for 124M with Adam)."""
+    zeros = {}
+    for v in variables:
+        value = v.initial_value
+        if value.op.type == 'Fill' and tf.get_static_value(value.op.inputs[1]) == 0:
+            zeros[value] = np.zeros(value.shape, value.dtype.as_numpy_dtype)
+    sess.run([v.initializer for v in variables], zeros)
+
+
 class Trainer:
     """One training run, set up in three stages: resolve and check everything, then load
     (data, graph, weights), then touch disk. A refused run writes nothing."""
@@ -128,9 +141,8 @@ class Trainer:
             # The weights get their values from the checkpoint: initialising them too
             # would hold two copies while restoring (12 GB for 1558M).
             weights = {v.name for v in model_dir.model_variables()}
-            others = [v for v in tf1.global_variables() if v.name not in weights]
-            self.sess.run([tf1.variables_initializer(others),
-                           tf1.local_variables_initializer()])
+            initialize(self.sess, [v for v in tf1.global_variables() + tf1.local_variables()
+                                   if v.name not in weights])
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)

@@ -544,3 +544,14 @@ def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus):
         training.train(c)
     assert time.time() - start < 120
     assert not (tmp_path / 'checkpoint' / 'run1' / 'counter').exists()
+
+
+def test_initialize_feeds_zeros_and_runs_the_other_initializers():
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        zeros = tf.compat.v1.Variable(tf.zeros([300, 200]), name='moment')
+        ones = tf.compat.v1.Variable(tf.ones([3]), name='ones')
+        scale = tf.compat.v1.Variable(2.0 ** 15, name='scale')
+        training.initialize(sess, [zeros, ones, scale])
+        np.testing.assert_array_equal(sess.run(zeros), np.zeros([300, 200], np.float32))
+        np.testing.assert_array_equal(sess.run(ones), np.ones(3, np.float32))
+        assert sess.run(scale) == 2.0 ** 15
