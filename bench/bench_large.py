@@ -21,7 +21,7 @@ import numpy as np
 from common import ROOT, random_model, report
 
 
-def run_train(models_dir, name, optimizer, steps, workdir):
+def run_train(models_dir, name, optimizer, steps, workdir, extra_flags=()):
     """(output, peak RSS in GB, the error line if train.py refused) of train.py
     fine-tuning `name` for `steps` steps."""
     dataset = os.path.join(workdir, 'tokens.npz')
@@ -29,15 +29,22 @@ def run_train(models_dir, name, optimizer, steps, workdir):
     command = [sys.executable, os.path.join(ROOT, 'train.py'), '--dataset', dataset,
                '--models_dir', models_dir, '--model_name', name, '--optimizer', optimizer,
                '--steps', str(steps), '--sample_every', '1000000', '--run_name', 'large',
-               '--checkpoint_dir', os.path.join(workdir, 'checkpoint'), '--seed', '0']
+               '--checkpoint_dir', os.path.join(workdir, 'checkpoint'), '--seed', '0',
+               *extra_flags]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     refusal = re.search(r'^error: (.*)$', output, re.MULTILINE)
-    if os.waitstatus_to_exitcode(status) and not refusal:
+    code = os.waitstatus_to_exitcode(status)
+    if code == -9:  # the kernel's out-of-memory killer
+        steps = len(re.findall(r'^\[\d+ \|', output, re.MULTILINE))
+        refusal = f'killed after {steps} steps'
+    elif code and not refusal:
         sys.exit(f'bench: {" ".join(command)} failed:\n{output}')
-    return output, usage.ru_maxrss / 2**20, refusal and refusal.group(1)  # ru_maxrss: KiB
+    else:
+        refusal = refusal and refusal.group(1)
+    return output, usage.ru_maxrss / 2**20, refusal  # ru_maxrss: KiB
 
 
 def main():
@@ -45,16 +52,18 @@ def main():
     parser.add_argument('--runs', default='774M:adafactor,774M:adam,1558M:adafactor',
                         help='size:optimizer pairs, comma-separated')
     parser.add_argument('--steps', type=int, default=3)
+    parser.add_argument('--train_flags', default='',
+                        help='More train.py flags, e.g. "--memory_check warn --layers_to_train 24"')
     args = parser.parse_args()
     for run in args.runs.split(','):
         size, optimizer = run.split(':')
         models_dir, name = random_model(size)
         with tempfile.TemporaryDirectory(dir=models_dir) as workdir:
             output, peak_rss, refusal = run_train(models_dir, name, optimizer, args.steps,
-                                                  workdir)
+                                                  workdir, args.train_flags.split())
         figure = f'finetune_{size}_{optimizer}_tokens_per_s'
-        if refusal:  # refused up front, as too big for this machine's memory
-            report(figure, 0, 'tokens/s', refused=refusal)
+        if refusal:  # refused up front as too big for this machine's memory, or killed
+            report(figure, 0, 'tokens/s', stopped=refusal, peak_rss_gb=round(peak_rss, 2))
             continue
         # The first step includes graph optimisation and memory warm-up: leave it out.
         rates = [float(x) for x in re.findall(r'\] loss=\S+ avg=\S+ tokens/s=(\d+)', output)]

@@ -8,7 +8,8 @@ checkpoints.py.)
 
 Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
 optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
-directory), TensorBoard summaries, and samples/<run>/samples-<step>.
+directory), TensorBoard summaries and metrics.jsonl, loss.png at the end, and
+samples/<run>/samples-<step>.
 """
 
 import collections
