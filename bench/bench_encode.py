@@ -7,24 +7,26 @@ against Hugging Face's tokenizers (Rust) on the same text in the same run.
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
-from common import CACHE, ROOT, jokes_text, median_time, random_model, report, vocab_dir
+from common import CACHE, ROOT, jokes_text, random_model, report, vocab_dir
 
 
 def run_encode(path, models_dir, name):
     """Seconds and peak RSS (GB) of one encode.py run in a fresh process."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, os.path.join(ROOT, 'encode.py'), '--models_dir',
-                    models_dir, '--model_name', name, path, path + '.npz'], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, os.path.join(ROOT, 'encode.py'), '--models_dir',
+                              models_dir, '--model_name', name, path, path + '.npz'],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the others'
     seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f'bench: encode.py {path} failed')
     os.remove(path + '.npz')
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return seconds, usage.ru_maxrss / 2**20  # Linux reports KiB
 
 
 def reference_mb_per_s(text):
@@ -39,23 +41,31 @@ def reference_mb_per_s(text):
     return len(text.encode()) / 1e6 / (time.perf_counter() - start)
 
 
-def tiktoken_mb_per_s(text):
-    """tiktoken's own encode, one thread, whole text: the baseline of the ratios."""
-    import encoder
-    enc = encoder.load_encoder(vocab_dir())
-    return len(text.encode()) / 1e6 / median_time(
-        lambda: enc._bpe.encode(text, allowed_special='all'), runs=3, warmup=0)
+# The baseline: tiktoken's own encode, one thread, on the whole file, in a fresh process
+# like encode.py's (start-up, the vocabulary and tiktoken's cold caches included).
+TIKTOKEN_PROCESS = (
+    'import sys, encoder\n'
+    'enc = encoder.load_encoder(sys.argv[2])\n'
+    'with open(sys.argv[1], encoding="utf-8") as f:\n'
+    '    enc._bpe.encode(f.read(), allowed_special="all")\n')
 
 
-def measure(path, models_dir, name, baseline_text):
-    """encode.py on `path` in a fresh process against tiktoken's single thread on
-    `baseline_text`, alternated three times (this machine's speed drifts): the medians."""
+def tiktoken_seconds(path):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, '-c', TIKTOKEN_PROCESS, path, vocab_dir()], check=True,
+                   env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src')))
+    return time.perf_counter() - start
+
+
+def measure(path, models_dir, name):
+    """encode.py on `path` against tiktoken's single thread on it, each a fresh process,
+    alternated three times (this machine's speed drifts): the medians, in MB/s."""
     mb = os.path.getsize(path) / 1e6
     ours, theirs, rss = [], [], 0.0
     for _ in range(3):
         seconds, rss = run_encode(path, models_dir, name)
         ours.append(mb / seconds)
-        theirs.append(tiktoken_mb_per_s(baseline_text))
+        theirs.append(mb / tiktoken_seconds(path))
     return mb, statistics.median(ours), statistics.median(theirs), rss
 
 
@@ -78,19 +88,17 @@ def main():
            peak_rss_gb=round(rss, 2), hf_tokenizers_mb_per_s=round(reference, 2),
            ratio_vs_hf_tokenizers=round(mb / seconds / reference, 2),
            note='includes process start-up')
-    walkthrough_text = text * max(1, round(args.walkthrough_mb / mb))
     for label, size_mb in (('walkthrough', args.walkthrough_mb), ('large', args.large_mb)):
         path = os.path.join(CACHE, f'{label}.txt')
         with open(path, 'w', encoding='utf-8') as f:
             for _ in range(max(1, round(size_mb / mb))):
                 f.write(text)
-        size, ours, theirs, rss = measure(path, models_dir, name, walkthrough_text)
+        size, ours, theirs, rss = measure(path, models_dir, name)
         os.remove(path)
         report(f'encode_{label}_mb_per_s', ours, 'MB/s', mb=round(size),
                peak_rss_gb=round(rss, 2), tiktoken_single_thread_mb_per_s=round(theirs, 2),
                ratio_vs_tiktoken_single_thread=round(ours / theirs, 2),
-               note='encode.py as a process, start-up included; tiktoken in this process '
-                    f'on {len(walkthrough_text.encode()) / 1e6:.0f} MB')
+               note='each a whole process on the same file, start-up included')
 
 
 if __name__ == '__main__':
