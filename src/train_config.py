@@ -127,7 +127,7 @@ def is_trained(c, name, n_layer):
     TensorFlow's :0)."""
     name = name.removeprefix('model/').split(':')[0]
     block = re.match(r'h(\d+)/', name)
-    if c.also_train and any(name == n or name.startswith(n + '/') for n in also_train(c)):
+    if any(_names(name, named) for named in also_train(c)):
         return True
     if c.only_train_transformer_layers:
         return block is not None
@@ -142,14 +142,18 @@ def check_trained(c, n_layer, weight_names):
         raise UserError(f'--layers_to_train {c.layers_to_train}: the model has {n_layer} '
                         'blocks')
     for name in also_train(c):
-        if not any(w == f'model/{name}' or w.startswith(f'model/{name}/')
-                   for w in weight_names):
+        if not any(_names(weight.removeprefix('model/'), name) for weight in weight_names):
             raise UserError(f'--also_train {name}: the model has no weight model/{name} '
                             '(names look like ln_f, wte, wpe, h0/attn, h0/mlp/c_fc/w)')
 
 
 def also_train(c):
     return [n.strip().strip('/') for n in c.also_train.split(',') if n.strip()]
+
+
+def _names(weight, name):
+    """Whether `name` (h0/attn) names `weight` (h0/attn/c_attn/w) or a scope above it."""
+    return weight == name or weight.startswith(name + '/')
 
 
 def _value_type(annotation):
