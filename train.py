@@ -29,11 +29,12 @@ def main(argv=None):
         return
     cli.start_tensorflow(command.verbose)  # only for a real run: --help answers at once
     from training import train
-    train(config)
-    # Saved and done: a late signal (a scheduler stopping every worker at once) must not
-    # turn the end of a finished run into a kill.
+    # train() handles SIGINT and SIGTERM while it runs and puts these back when it returns:
+    # a late signal (a scheduler stopping every worker at once) must not turn the end of a
+    # saved run into a kill, not even between train() returning and the process exiting.
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
+    train(config)
 
 
 if __name__ == '__main__':
