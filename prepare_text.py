@@ -94,8 +94,8 @@ class Tally:
         shown = self.counts[why]
         if shown <= SHOWN_BAD_RECORDS:
             print(f'warning: {record}; skipped', file=sys.stderr)
-        if shown == SHOWN_BAD_RECORDS:
-            print('warning: further bad records are skipped and only counted',
+        elif shown == SHOWN_BAD_RECORDS + 1:
+            print('warning: more bad records: skipped and counted, not shown',
                   file=sys.stderr)
 
     def summary(self):
@@ -116,8 +116,8 @@ def documents(args, inputs, tally):
             where, text = record
             text = clean(text)
             if ENDOFTEXT in text:
-                tally.skip('bad', BadRecord(where, f'holds the text {ENDOFTEXT}, '
-                                                           'which would cut it in two'))
+                tally.skip('bad', BadRecord(
+                    where, f'holds the text {ENDOFTEXT}, which would cut it in two'))
             elif not text:
                 tally.skip('empty')
             elif len(text) < args.min_chars:

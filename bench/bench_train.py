@@ -16,6 +16,7 @@ from hparams import variable_shapes
 from resources import choose_memory_saving, choose_precision
 from train_config import PRECISIONS, TrainConfig
 from train_graph import build_train_graph
+from training import initialize
 
 tf1 = tf.compat.v1
 
@@ -45,7 +46,7 @@ def measure(hparams, ckpt, batch_size, steps, precision):
     dtype, _ = choose_precision(precision)
     with tf.Graph().as_default(), tf1.Session() as sess:
         g = build_train_graph(hparams, c, recompute, dtype)
-        sess.run(tf1.global_variables_initializer())
+        initialize(sess)  # as train.py does: Adam's moments from fed zeros
         model_dir.restore(sess, ckpt)
         rs = np.random.RandomState(0)
         tokens = rs.randint(0, hparams.n_vocab, [batch_size, hparams.n_ctx])

@@ -48,25 +48,22 @@ def find_vocabulary(vocab_dir):
                         'pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
-def cpu_description():
+def cpu_name():
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
-            info = f.read()
+            return next((line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name')), 'unknown')
     except OSError:
-        return platform.processor() or 'unknown', []
-    name = next((line.split(':', 1)[1].strip() for line in info.splitlines()
-                 if line.startswith('model name')), 'unknown')
-    flags = next((line.split(':', 1)[1].split() for line in info.splitlines()
-                  if line.startswith('flags')), [])
-    return name, [f for f in CPU_FEATURES if f in flags]
+        return platform.processor() or 'unknown'
 
 
 def print_system(tf, resources):
-    cpu, features = cpu_description()
+    features = [f for f in CPU_FEATURES if f in resources.cpu_flags()]
     print('== machine')
     print(f'python {platform.python_version()}, tensorflow {tf.__version__}, numpy '
           f'{np.__version__}, {platform.platform()}')
-    print(f'cpu: {cpu}, {os.cpu_count()} cores, {" ".join(features) or "no AVX2"}')
+    print(f'cpu: {cpu_name()}, {os.cpu_count()} cores, '
+          f'{" ".join(features) or "none of " + " ".join(CPU_FEATURES)}')
     print(f'memory: {resources.physical_memory() / 2**30:.1f} GB (this machine\'s, or its '
           'container\'s limit)')
     gpus = resources.gpus()
@@ -85,6 +82,7 @@ def print_choices(resources, n_vocab):
     print('== choices (train.py at batch 1 x 1024)')
     print(f'precision: {dtype.name} matrix products ({reason})')
     on_gpu = bool(resources.gpus())
+    memory = resources.physical_memory()
     fits = {name: None for name in OPTIMIZERS}
     for size, (n_embd, n_head, n_layer) in SIZES.items():
         hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
@@ -95,7 +93,7 @@ def print_choices(resources, n_vocab):
             needs = {name: resources.training_memory(c, hparams, name)[0]
                      for name in OPTIMIZERS}
             for name, need in needs.items():
-                if need <= resources.physical_memory():
+                if need <= memory:
                     fits[name] = size
             line += '; expected peak: ' + ', '.join(f'{name} {need / 2**30:.1f} GB'
                                                     for name, need in needs.items())
@@ -112,6 +110,7 @@ def time_training_step(tf, hparams, checkpoint, resources):
     precision it ran in, for batch 1 x n_ctx with Adam."""
     import model_dir
     from train_graph import build_train_graph
+    from training import initialize
 
     tf1 = tf.compat.v1
     c = TrainConfig(dataset='-')
@@ -119,7 +118,7 @@ def time_training_step(tf, hparams, checkpoint, resources):
     dtype, _ = resources.choose_precision('auto')
     with tf.Graph().as_default(), tf1.Session() as sess:
         g = build_train_graph(hparams, c, recompute, dtype)
-        sess.run(tf1.global_variables_initializer())
+        initialize(sess)  # as train.py does
         model_dir.restore(sess, checkpoint)
         tokens = np.random.default_rng(0).integers(0, hparams.n_vocab, [1, hparams.n_ctx])
         feed = {g.context: tokens, g.lr: 1e-5}
@@ -129,7 +128,7 @@ def time_training_step(tf, hparams, checkpoint, resources):
         return time.perf_counter() - start, dtype, float(loss)
 
 
-def print_run(tf, resources, size, vocab_dir):
+def print_run(tf, resources, size, vocab_dir, n_vocab):
     """One training step and a few sampled tokens on a random model of `size`."""
     import generation
     import model_dir
@@ -138,8 +137,8 @@ def print_run(tf, resources, size, vocab_dir):
     n_ctx = 128 if size == 'tiny' else 1024
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f'random-{size}')
-        hparams = HParams(n_vocab=encoder.load_encoder(vocab_dir).n_vocab, n_ctx=n_ctx,
-                          n_embd=n_embd, n_head=n_head, n_layer=n_layer)
+        hparams = HParams(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=n_embd, n_head=n_head,
+                          n_layer=n_layer)
         n_params = sum(int(np.prod(s)) for s in variable_shapes(hparams).values())
         print(f'== a random {size} model ({n_params / 1e6:.1f}M parameters, n_ctx {n_ctx})')
         model_dir.init_random(path, hparams, vocab_dir)
@@ -167,9 +166,10 @@ def main(argv=None):
     tf = cli.start_tensorflow(args.verbose)
     import resources
 
+    n_vocab = encoder.load_encoder(vocab_dir).n_vocab
     print_system(tf, resources)
-    print_choices(resources, encoder.load_encoder(vocab_dir).n_vocab)
-    print_run(tf, resources, args.size, vocab_dir)
+    print_choices(resources, n_vocab)
+    print_run(tf, resources, args.size, vocab_dir, n_vocab)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(f'peak memory of this check: {peak:.2f} GB')
 

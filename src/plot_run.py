@@ -13,10 +13,10 @@ import json
 import os
 
 import cli
+from progress import SMOOTHING
 
 METRICS = 'metrics.jsonl'  # what the run folder logs (checkpoints.RunFolder.log_scalars)
 PICTURE = 'loss.png'
-SMOOTHING = 0.99  # the moving average train.py prints as avg=
 
 
 def read_metrics(run_path):

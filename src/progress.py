@@ -15,14 +15,15 @@ import time
 
 import tqdm
 
+SMOOTHING = 0.99  # of the moving average printed as avg=, as the 2019 train.py did
+
 
 class Progress:
     """`steps` is the step the run ends at (0: until stopped), `step` the one it starts
     from; the epoch is tokens trained on over the dataset's tokens."""
 
-    def __init__(self, steps, step, dataset_tokens, *, bar=None):
+    def __init__(self, steps, step, dataset_tokens):
         self.steps, self.first_step, self.dataset_tokens = steps, step, dataset_tokens
-        self.bar_wanted = sys.stdout.isatty() if bar is None else bar
         self.bar = None
         self.start = time.time()
         self.loss_sums = (0.0, 0.0)  # decaying sum of losses and of weights, for avg
@@ -31,7 +32,7 @@ class Progress:
     def shown(self):
         """While the run trains: the bar at the bottom of the terminal, and whatever else
         the run prints (saves, samples, validation) above it."""
-        if not self.bar_wanted:
+        if not sys.stdout.isatty():
             yield self
             return
         real_stdout = sys.stdout
@@ -48,7 +49,7 @@ class Progress:
 
     def update(self, step, loss, tokens_per_second, tokens_seen):
         total, weight = self.loss_sums
-        self.loss_sums = total * 0.99 + loss, weight * 0.99 + 1.0
+        self.loss_sums = total * SMOOTHING + loss, weight * SMOOTHING + 1.0
         average = self.loss_sums[0] / self.loss_sums[1]
         figures = (f'loss={loss:2.2f} avg={average:2.2f} tokens/s={tokens_per_second:.0f} '
                    f'epoch={tokens_seen / self.dataset_tokens:.2f}')

@@ -53,13 +53,18 @@ def physical_memory(cgroup_limit='/sys/fs/cgroup/memory.max'):
     return min(memory, int(limit)) if limit.isdigit() else memory
 
 
-def cpu_has_bfloat16():
+def cpu_flags():
+    """The instruction-set features the CPU reports (Linux), as a set of names."""
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
-            flags = next((line for line in f if line.startswith('flags')), '').split()
+            return set(next((line for line in f if line.startswith('flags')),
+                            ':').split(':', 1)[1].split())
     except OSError:
-        return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+        return set()
+
+
+def cpu_has_bfloat16():
+    return bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
 
 
 def choose_precision(precision):

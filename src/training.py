@@ -59,11 +59,16 @@ StepResult = collections.namedtuple(
     'StepResult', 'loss grad_norm tokens stop_agreed overflow loss_scale')
 
 
-def initialize(sess, variables):
-    """Run the variables' initializers, feeding the zeros of those that start at zero
-    (Adam's moments, gradient sums). Computed in the graph, such a start value is folded
-    into a constant that the session keeps: once the optimizer has written the variable,
-    the constant is a second copy for the whole run (1 GB for 124M with Adam)."""
+def initialize(sess):
+    """Initialise every variable of the graph but the model's weights, which come from a
+    checkpoint (initialising them too would hold two copies while restoring: 12 GB for
+    1558M). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
+    computed in the graph, such a start value is folded into a constant that the session
+    keeps, and once the optimizer has written the variable the constant is a second copy
+    for the whole run (1 GB for 124M with Adam)."""
+    weights = {v.name for v in model_dir.model_variables()}
+    variables = [v for v in tf1.global_variables() + tf1.local_variables()
+                 if v.name not in weights]
     zeros = {}
     for v in variables:
         value = v.initial_value
@@ -139,11 +144,7 @@ class Trainer:
                         else None)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
-            # The weights get their values from the checkpoint: initialising them too
-            # would hold two copies while restoring (12 GB for 1558M).
-            weights = {v.name for v in model_dir.model_variables()}
-            initialize(self.sess, [v for v in tf1.global_variables() + tf1.local_variables()
-                                   if v.name not in weights])
+            initialize(self.sess)
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)
@@ -235,8 +236,7 @@ class Trainer:
                               for batch in self.val_batches]))
 
     def validate(self, best):
-        """Validation loss and perplexity; keeps the best model apart and counts the
-        evaluations since the last improvement. Returns the best."""
+        """Validation loss and perplexity; keeps the best model apart. Returns the best."""
         print('Calculating validation loss...')
         val_loss = self.validation_loss()
         print(f'[{self.step} | validation] loss={val_loss:.4f} '
@@ -245,9 +245,7 @@ class Trainer:
                              val_perplexity=math.exp(min(val_loss, 700)))
         if val_loss < best and self.step > 0:
             self.run.save_best(self.sess, self.step, val_loss)
-            self.stale_evaluations = 0
             return val_loss
-        self.stale_evaluations += 1
         return best
 
 
@@ -256,7 +254,8 @@ class Trainer:
         be drawn never fails a run."""
         try:
             metrics = plot_run.read_metrics(self.run.path)
-            if len(metrics.get('loss', ((),))[0]) >= 2:
+            steps, _ = metrics.get('loss', ([], []))
+            if len(steps) >= 2:
                 print('Plotted', plot_run.plot_run(self.run.path, metrics=metrics))
         except (UserError, OSError, ValueError) as e:
             print(f'warning: no loss picture ({e})')
@@ -280,10 +279,8 @@ def loop(t, stop):
     c = t.c
     best = t.run.best_loss()
     if c.val_every:
-        if t.run.writes:
-            stale = t.stale_evaluations  # measuring the weights resumed from is no news
+        if t.run.writes:  # the weights resumed from: no news for early stopping
             best = t.validate(best)
-            t.stale_evaluations = stale
         t.wait_for_chief()
     stop.saved = t.step
     progress = Progress(c.steps, t.step, t.dataset_tokens)
@@ -349,7 +346,9 @@ def chief_work(t, stop, best):
     if due[1] and t.run.writes:
         t.write_samples()
     if due[2] and t.run.writes:
-        best = t.validate(best)
+        new_best = t.validate(best)
+        t.stale_evaluations = 0 if new_best < best else t.stale_evaluations + 1
+        best = new_best
     if any(due):
         t.wait_for_chief()
     return best

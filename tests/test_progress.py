@@ -9,6 +9,14 @@ class Terminal(io.StringIO):
         return True
 
 
+def on_terminal(monkeypatch):
+    """Standard output as a terminal whose screen is a string (set in the test itself:
+    pytest puts its own capture back between a fixture and the test)."""
+    screen = Terminal()
+    monkeypatch.setattr('sys.stdout', screen)
+    return screen
+
+
 def test_off_a_terminal_each_step_is_a_line_with_the_epoch(capsys):
     progress = Progress(steps=4, step=0, dataset_tokens=1000)
     with progress.shown():
@@ -25,8 +33,7 @@ def test_off_a_terminal_each_step_is_a_line_with_the_epoch(capsys):
 
 
 def test_on_a_terminal_a_bar_counts_from_the_resumed_step(monkeypatch):
-    terminal = Terminal()
-    monkeypatch.setattr('sys.stdout', terminal)
+    terminal = on_terminal(monkeypatch)
     progress = Progress(steps=10, step=6, dataset_tokens=100)
     with progress.shown():
         progress.update(7, 2.5, 50, 70)
@@ -40,8 +47,7 @@ def test_on_a_terminal_a_bar_counts_from_the_resumed_step(monkeypatch):
 
 
 def test_without_steps_the_epoch_still_shows(monkeypatch):
-    terminal = Terminal()
-    monkeypatch.setattr('sys.stdout', terminal)
+    terminal = on_terminal(monkeypatch)
     progress = Progress(steps=0, step=0, dataset_tokens=100)
     with progress.shown():
         progress.update(1, 2.5, 50, 150)

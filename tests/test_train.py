@@ -565,7 +565,13 @@ def test_initialize_feeds_zeros_and_runs_the_other_initializers():
         zeros = tf.compat.v1.Variable(tf.zeros([300, 200]), name='moment')
         ones = tf.compat.v1.Variable(tf.ones([3]), name='ones')
         scale = tf.compat.v1.Variable(2.0 ** 15, name='scale')
-        training.initialize(sess, [zeros, ones, scale])
+        feeds = []
+        real_run = sess.run
+        sess.run = lambda fetches, feed_dict=None: (feeds.append(feed_dict),
+                                                    real_run(fetches, feed_dict))[1]
+        training.initialize(sess)
+        sess.run = real_run
+        assert list(feeds[0]) == [zeros.initial_value]  # fed, not computed in the graph
         np.testing.assert_array_equal(sess.run(zeros), np.zeros([300, 200], np.float32))
         np.testing.assert_array_equal(sess.run(ones), np.ones(3, np.float32))
         assert sess.run(scale) == 2.0 ** 15
