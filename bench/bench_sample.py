@@ -18,8 +18,7 @@ import time
 import numpy as np
 from common import median_time, random_model, report
 
-import cpu_decoder
-import generation
+import decoding
 import model_dir
 import sample
 
@@ -68,8 +67,8 @@ def main():
     loaded = model_dir.load(name, models_dir)
     hparams, enc = loaded.hparams, loaded.encoder
     arrays = model_dir.load_arrays(loaded.checkpoint, hparams)
-    weights = cpu_decoder.prepare(arrays)
-    new_decoder = generation.cpu_decoders(arrays, hparams)
+    weights = decoding.prepare(arrays)
+    new_decoder = decoding.cpu_decoders(arrays, hparams)
 
     bound = weight_products_seconds(weights, 1)
     one = decode_seconds(new_decoder, enc, 1, args.length) / args.length
@@ -91,10 +90,10 @@ def main():
            attention_and_rest_ms=round((one - bound - choose) * 1e3, 2),
            outside_weight_products=round(1 - bound / one, 3), target=0.1)
 
-    with generation.tf1.Session(graph=generation.tf.Graph()) as sess:
-        graph = generation.SamplingGraph(hparams)
+    with decoding.tf1.Session(graph=decoding.tf.Graph()) as sess:
+        graph = decoding.SamplingGraph(hparams)
         model_dir.restore(sess, loaded.checkpoint)
-        tf_decoder = generation.decoders(sess, hparams, graph)
+        tf_decoder = decoding.session_decoders(sess, hparams, graph)
         tf_one = decode_seconds(tf_decoder, enc, 1,
                                 args.tensorflow_length) / args.tensorflow_length
     report('sample_batch1_tensorflow_graph_tokens_per_s', 1 / tf_one, 'tokens/s',

@@ -130,6 +130,7 @@ def time_training_step(tf, hparams, checkpoint, resources):
 
 def print_run(tf, resources, size, vocab_dir, n_vocab):
     """One training step and a few sampled tokens on a random model of `size`."""
+    import decoding
     import generation
     import model_dir
 
@@ -155,7 +156,8 @@ def print_run(tf, resources, size, vocab_dir, n_vocab):
             seconds = time.perf_counter() - start
         finally:
             gpt2.close()
-        decoder = 'TensorFlow graph on the GPU' if resources.gpus() else 'NumPy decoder'
+        decoder = {'graph': 'TensorFlow graph on the GPU',
+                   'numpy': 'NumPy decoder'}[decoding.decoder_kind()]
         print(f'sampling: {SAMPLED_TOKENS} tokens in {seconds:.2f} s, '
               f'{SAMPLED_TOKENS / seconds:.1f} tokens/s at batch 1 ({decoder})')
 

@@ -1,6 +1,4 @@
-"""Text from a model loaded once: the Python API behind the sampling scripts, and the
-decoders it and train.py's samples use (TensorFlow's SamplingGraph on a GPU, NumPy's
-cpu_decoder on a CPU).
+"""Text from a model loaded once: the Python API behind the sampling scripts.
 
     import sys; sys.path.insert(0, 'src')   # or PYTHONPATH=src
     from generation import GPT2
@@ -22,87 +20,12 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-import cpu_decoder
-import model
+import decoding
 import model_dir
-import resources
 import sample
 from cli import UserError, user_path
 
 tf1 = tf.compat.v1
-
-
-class SamplingGraph:
-    """Logits of the next token of each row, with a key/value cache, in TensorFlow: how a
-    GPU samples (a CPU uses cpu_decoder). Two graphs share the cache: one for prompts of
-    any length, one for a single token per row, whose attention has a faster form
-    (model.attend_one)."""
-
-    def __init__(self, hparams, *, reuse=False):
-        self.hparams = hparams
-        self.cache = model.KVCache(hparams)
-        self.tokens, self.logits = {}, {}
-        for name, width in (('prompt', None), ('one', 1)):
-            self.tokens[name] = tf1.placeholder(tf.int32, [None, width], f'tokens_{name}')
-            logits = model.model(hparams, self.tokens[name], past=self.cache, reuse=reuse,
-                                 last_only=True)['logits']
-            self.logits[name] = logits[:, -1]  # [batch, n_vocab]
-            reuse = True
-
-
-class SessionDecoder:
-    """A SamplingGraph in a session, as sample.generate's decoder."""
-
-    def __init__(self, graph, sess, length):
-        self.graph, self.sess, self.length = graph, sess, length
-        self.n_ctx = graph.hparams.n_ctx
-        self.allocated = None  # (positions, batch) of the cache
-        self.offset, self.start = 0, None
-
-    def prefill(self, rows):
-        """Start new sequences: rows left-padded to one width, the padding masked."""
-        tokens, self.start = sample.left_pad(rows)
-        shape = (min(self.n_ctx, tokens.shape[1] + self.length), len(rows))
-        if self.allocated is None or shape[0] > self.allocated[0] or \
-                shape[1] != self.allocated[1]:
-            cache = self.graph.cache
-            self.sess.run(cache.initializer, {cache.n_alloc: shape[0], cache.batch: shape[1]})
-            self.allocated = shape
-        self.offset = 0
-        return self._run('prompt', tokens)
-
-    def extend(self, tokens):
-        return self._run('one', np.asarray(tokens, np.int32)[:, None])
-
-    def _run(self, name, tokens):
-        cache = self.graph.cache
-        logits = self.sess.run(self.graph.logits[name], {
-            self.graph.tokens[name]: tokens, cache.offset: self.offset, cache.start: self.start})
-        self.offset += tokens.shape[1]
-        return logits
-
-
-def decoders(sess, hparams, graph=None):
-    """A function length -> a new decoder for sample.generate: the SamplingGraph `graph`
-    in `sess` (on a GPU), else CpuDecoders over the weights of `sess`."""
-    if graph is not None:
-        return lambda length: SessionDecoder(graph, sess, length)
-    arrays = sess.run({v.op.name: v for v in model_dir.model_variables()})
-    return cpu_decoders(arrays, hparams)
-
-
-def cpu_decoders(arrays, hparams):
-    weights = cpu_decoder.prepare(arrays)
-    return lambda length: cpu_decoder.CpuDecoder(weights, hparams, length)
-
-
-def generate(new_decoder, prompts, options, rng, stopper, *, batch_size, on_step=None):
-    """sample.generate over prompts (token lists), batch_size rows at a time."""
-    samples = []
-    for i in range(0, len(prompts), batch_size):
-        samples += sample.generate(new_decoder(options.length), prompts[i:i + batch_size],
-                                   options, rng, stopper, on_step=on_step)
-    return samples
 
 
 def check_batch_size(batch_size):
@@ -120,14 +43,14 @@ class GPT2:
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
         self.rng = np.random.default_rng(seed)
         self.sess = None
-        if resources.gpus():
+        if decoding.decoder_kind() == 'graph':
             with tf.Graph().as_default() as graph:
-                sampling = SamplingGraph(self.hparams)
+                sampling = decoding.SamplingGraph(self.hparams)
                 self.sess = tf1.Session(graph=graph)
                 model_dir.restore(self.sess, loaded.checkpoint)
-            self.new_decoder = decoders(self.sess, self.hparams, sampling)
+            self.new_decoder = decoding.session_decoders(self.sess, self.hparams, sampling)
         else:
-            self.new_decoder = cpu_decoders(
+            self.new_decoder = decoding.cpu_decoders(
                 model_dir.load_arrays(loaded.checkpoint, self.hparams), self.hparams)
 
     @classmethod
@@ -158,9 +81,9 @@ class GPT2:
             prompts = [prompts]
         tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
         rows = [t for t in tokens for _ in range(nsamples)]
-        return generate(self.new_decoder, rows, options, self.rng,
-                        sample.Stopper(self.encoder, options), batch_size=self.batch_size,
-                        on_step=on_step)
+        return decoding.generate_in_batches(
+            self.new_decoder, rows, options, self.rng, sample.Stopper(self.encoder, options),
+            batch_size=self.batch_size, on_step=on_step)
 
     def generate(self, prompts, *, nsamples=1, include_prefix=False, return_tokens=False,
                  **options):

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
+import decoding
 import distributed
-import generation
 import model_dir
 import plot_run
 import resources
@@ -140,8 +140,7 @@ class Trainer:
             if c.seed is not None:
                 tf1.set_random_seed(c.seed)
             self.g = build_train_graph(hparams, c, recompute, dtype, self.cluster)
-            self.gen = (generation.SamplingGraph(hparams, reuse=True) if resources.gpus()
-                        else None)
+            self.gen = decoding.sampling_graph(hparams, reuse=True)
             self.sess = tf1.Session(self.cluster.target, graph=self.graph,
                                     config=self.cluster.config)
             initialize(self.sess)
@@ -222,10 +221,10 @@ class Trainer:
         print('Generating samples...')
         enc = self.model.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        new_decoder = generation.decoders(self.sess, self.model.hparams, self.gen)
-        samples = generation.generate(new_decoder, prompts, self.sampling, self.sample_rng,
-                                      sample.Stopper(enc, self.sampling),
-                                      batch_size=self.c.batch_size)
+        new_decoder = decoding.session_decoders(self.sess, self.model.hparams, self.gen)
+        samples = decoding.generate_in_batches(
+            new_decoder, prompts, self.sampling, self.sample_rng,
+            sample.Stopper(enc, self.sampling), batch_size=self.c.batch_size)
         texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])

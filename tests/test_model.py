@@ -83,11 +83,11 @@ def cached_logits(graph, sess, name, tokens, offset, start):
 
 
 def test_cached_logits_equal_full_recompute(tiny):
-    import generation
+    import decoding
     hparams, ckpt = tiny
     tokens = np.random.RandomState(1).randint(0, hparams.n_vocab, size=[3, 12])
     with tf1.Session(graph=tf.Graph()) as sess:
-        graph = generation.SamplingGraph(hparams)
+        graph = decoding.SamplingGraph(hparams)
         X = tf1.placeholder(tf.int32, [None, None])
         full = model.model(hparams, X, reuse=True)['logits']
         model_dir.restore(sess, ckpt)
@@ -107,13 +107,13 @@ def test_cached_logits_equal_full_recompute(tiny):
 def new_decoder(kind, hparams, ckpt):
     """length -> a decoder: TensorFlow's SamplingGraph (what a GPU uses) or CpuDecoder
     over the weights of a session (as train.py's samples read them)."""
-    import generation
+    import decoding
     with tf1.Session(graph=tf.Graph()) as sess:
-        graph = generation.SamplingGraph(hparams) if kind == 'graph' else None
+        graph = decoding.SamplingGraph(hparams) if kind == 'graph' else None
         if graph is None:
             model.model(hparams, tf1.placeholder(tf.int32, [None, None]))
         model_dir.restore(sess, ckpt)
-        yield generation.decoders(sess, hparams, graph)
+        yield decoding.session_decoders(sess, hparams, graph)
 
 
 @pytest.mark.parametrize('kind', ['graph', 'cpu'])

@@ -1,0 +1,247 @@
+"""Decoders: the logits of each row's next token with a key/value cache, for
+sample.generate. Two forms of GPT-2's forward pass, both tested against model.model:
+
+- CpuDecoder, in NumPy: sampling one token per row reads every weight once per step, so
+  its speed is the speed at which the matrix products stream the weights, and NumPy's
+  (OpenBLAS) products stream them faster than TensorFlow's on a CPU (bench_sample.py
+  prints both);
+- SessionDecoder over a SamplingGraph, in TensorFlow: what a GPU runs.
+
+`decoder_kind()` makes the choice; the API, train.py's samples and the doctor take it
+from there.
+
+    new_decoder = cpu_decoders(model_dir.load_arrays(ckpt, hparams), hparams)
+    decoder = new_decoder(100)                          # up to 100 new tokens per row
+    logits = decoder.prefill([[50256], [464, 3290]])    # [batch, n_vocab]
+    logits = decoder.extend(next_tokens)
+
+Rows of different lengths share a batch left-padded: `start` [batch] is each row's first
+real position, positions are numbered from there and no query sees the padding, so each
+row computes what it would alone.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+import model
+import model_dir
+import resources
+import sample
+
+tf1 = tf.compat.v1
+
+# Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
+# float64 and every product into a copy of the weights.
+GELU_SCALE = math.sqrt(2 / math.pi)
+
+
+def norm(x, g, b, epsilon=1e-5):
+    d = x - x.mean(-1, keepdims=True)
+    d *= 1 / np.sqrt(np.square(d).mean(-1, keepdims=True) + epsilon)
+    d *= g
+    d += b
+    return d
+
+
+def gelu(x):
+    """OpenAI's tanh approximation, computed in place in x's one temporary: a prompt's
+    MLP activations are large and NumPy works on one core."""
+    t = np.square(x)
+    t *= 0.044715
+    t += 1
+    t *= x
+    t *= GELU_SCALE
+    np.tanh(t, out=t)
+    t += 1
+    t *= x
+    t *= 0.5
+    return t
+
+
+def dense(x, w, b):
+    """x [..., nx] @ w [nx, nf] + b as one 2-D product: NumPy multiplies a stack of
+    matrices one by one, which would read w once per row of the batch."""
+    return (x.reshape(-1, x.shape[-1]) @ w + b).reshape(*x.shape[:-1], w.shape[1])
+
+
+def softmax(x):
+    """Softmax over the last axis, in place."""
+    x -= x.max(-1, keepdims=True)
+    np.exp(x, out=x)
+    x /= x.sum(-1, keepdims=True)
+    return x
+
+
+def prepare(arrays):
+    """The weights as the decoder reads them: conv1d weights [1, nx, nf] as plain matrices
+    (views, no copy), and the output projection as a contiguous [n_embd, n_vocab] copy,
+    which streams faster than the transposed view of wte."""
+    weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
+    weights['wte_t'] = np.ascontiguousarray(weights['model/wte'].T)
+    return weights
+
+
+class Decoder:
+    """What both decoders share: left-padded prefill, one token per row after it, and a
+    cache kept while it is large enough. A subclass gives `_allocate(positions, batch)`
+    and `_forward(tokens [batch, n], one) -> logits [batch, n_vocab]` at self.offset
+    (`one`: a single new token per row after the prefill)."""
+
+    def __init__(self, hparams, length):
+        self.hparams, self.length, self.n_ctx = hparams, length, hparams.n_ctx
+        self.allocated = None  # (positions, batch) of the cache
+        self.offset, self.start = 0, None
+
+    def prefill(self, rows):
+        """Start new sequences: rows left-padded to one width, the padding masked."""
+        tokens, self.start = sample.left_pad(rows)
+        shape = (min(self.n_ctx, tokens.shape[1] + self.length), len(rows))
+        if self.allocated is None or shape[0] > self.allocated[0] or \
+                shape[1] != self.allocated[1]:
+            self._allocate(*shape)
+            self.allocated = shape
+        self.offset = 0
+        return self._forward(tokens, one=False)
+
+    def extend(self, tokens):
+        """Logits after one more token per row (tokens [batch])."""
+        return self._forward(np.asarray(tokens, np.int32)[:, None], one=True)
+
+
+class CpuDecoder(Decoder):
+    """GPT-2's forward pass in NumPy over weights from prepare()."""
+
+    def __init__(self, weights, hparams, length):
+        super().__init__(hparams, length)
+        self.w = weights
+        self.keys = self.values = None  # per layer: [batch, heads, positions, features]
+
+    def _allocate(self, positions, batch):
+        h = self.hparams
+        shape = [batch, h.n_head, positions, h.n_embd // h.n_head]
+        self.keys = [np.zeros(shape, np.float32) for _ in range(h.n_layer)]
+        self.values = [np.zeros(shape, np.float32) for _ in range(h.n_layer)]
+
+    def _forward(self, tokens, one):
+        """Logits [batch, n_vocab] after tokens [batch, n] at self.offset."""
+        w, n = self.w, tokens.shape[1]
+        end = self.offset + n
+        positions = np.maximum(self.offset + np.arange(n)[None] - self.start[:, None], 0)
+        x = w['model/wte'][tokens] + w['model/wpe'][positions]  # [batch, n, embd]
+        mask = self._mask(n)
+        for layer in range(self.hparams.n_layer):
+            p = f'model/h{layer}'
+            h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
+            x = x + self._attn(layer, h, mask)
+            h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
+            h = gelu(dense(h, w[f'{p}/mlp/c_fc/w'], w[f'{p}/mlp/c_fc/b']))
+            x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
+        self.offset = end
+        h = norm(x[:, -1], w['model/ln_f/g'], w['model/ln_f/b'])
+        return h @ w['wte_t']  # the output projection is the token embedding
+
+    def _mask(self, n):
+        """Added to attention scores [batch, 1, n, end]: 0 where query i may see key j
+        (j <= its position, j >= its row's start), -1e10 elsewhere; None when every key
+        is visible (one new token, no padding)."""
+        if n == 1 and not self.start.any():
+            return None
+        keys = np.arange(self.offset + n)
+        visible = ((keys[None, None] <= self.offset + np.arange(n)[None, :, None]) &
+                   (keys[None, None] >= self.start[:, None, None]))
+        return np.where(visible, np.float32(0), np.float32(-1e10))[:, None]
+
+    def _attn(self, layer, x, mask):
+        w, p = self.w, f'model/h{layer}/attn'
+        batch, n, embd = x.shape
+        heads = self.hparams.n_head
+        qkv = dense(x, w[f'{p}/c_attn/w'], w[f'{p}/c_attn/b'])
+        # [batch, heads, n, features] each
+        q, k, v = (t.reshape(batch, n, heads, -1).transpose(0, 2, 1, 3)
+                   for t in np.split(qkv, 3, axis=-1))
+        end = self.offset + n
+        self.keys[layer][:, :, self.offset:end] = k
+        self.values[layer][:, :, self.offset:end] = v
+        k, v = self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(0, 1, 3, 2)
+        if mask is not None:
+            scores += mask  # [batch, heads, n, end]
+        a = softmax(scores) @ v
+        a = a.transpose(0, 2, 1, 3).reshape(batch, n, embd)
+        return dense(a, w[f'{p}/c_proj/w'], w[f'{p}/c_proj/b'])
+
+
+class SamplingGraph:
+    """The next token's logits of each row with a key/value cache, in TensorFlow: how a
+    GPU samples. Two graphs share the cache: one for prompts of any length, one for a
+    single token per row, whose attention has a faster form (model.attend_one)."""
+
+    def __init__(self, hparams, *, reuse=False):
+        self.hparams = hparams
+        self.cache = model.KVCache(hparams)
+        self.tokens, self.logits = {}, {}
+        for name, width in (('prompt', None), ('one', 1)):
+            self.tokens[name] = tf1.placeholder(tf.int32, [None, width], f'tokens_{name}')
+            logits = model.model(hparams, self.tokens[name], past=self.cache, reuse=reuse,
+                                 last_only=True)['logits']
+            self.logits[name] = logits[:, -1]  # [batch, n_vocab]
+            reuse = True
+
+
+class SessionDecoder(Decoder):
+    """A SamplingGraph run in a session."""
+
+    def __init__(self, graph, sess, length):
+        super().__init__(graph.hparams, length)
+        self.graph, self.sess = graph, sess
+
+    def _allocate(self, positions, batch):
+        cache = self.graph.cache
+        self.sess.run(cache.initializer, {cache.n_alloc: positions, cache.batch: batch})
+
+    def _forward(self, tokens, one):
+        name = 'one' if one else 'prompt'
+        cache = self.graph.cache
+        logits = self.sess.run(self.graph.logits[name], {
+            self.graph.tokens[name]: tokens, cache.offset: self.offset,
+            cache.start: self.start})
+        self.offset += tokens.shape[1]
+        return logits
+
+
+def decoder_kind():
+    """'graph' (TensorFlow's SamplingGraph) with a GPU, else 'numpy' (CpuDecoder)."""
+    return 'graph' if resources.gpus() else 'numpy'
+
+
+def sampling_graph(hparams, *, reuse=False):
+    """The SamplingGraph to build beside a model in the current graph, when the decoder
+    chosen runs in TensorFlow; else None."""
+    return SamplingGraph(hparams, reuse=reuse) if decoder_kind() == 'graph' else None
+
+
+def session_decoders(sess, hparams, graph=None):
+    """A function length -> a new decoder: the SamplingGraph `graph` in `sess`, else
+    CpuDecoders over the weights of `sess`."""
+    if graph is not None:
+        return lambda length: SessionDecoder(graph, sess, length)
+    arrays = sess.run({v.op.name: v for v in model_dir.model_variables()})
+    return cpu_decoders(arrays, hparams)
+
+
+def cpu_decoders(arrays, hparams):
+    """A function length -> a new CpuDecoder over the weights `arrays` (name -> array)."""
+    weights = prepare(arrays)
+    return lambda length: CpuDecoder(weights, hparams, length)
+
+
+def generate_in_batches(new_decoder, prompts, options, rng, stopper, *, batch_size,
+                        on_step=None):
+    """sample.generate over prompts (token lists), batch_size rows at a time."""
+    samples = []
+    for i in range(0, len(prompts), batch_size):
+        samples += sample.generate(new_decoder(options.length), prompts[i:i + batch_size],
+                                   options, rng, stopper, on_step=on_step)
+    return samples
