@@ -44,6 +44,36 @@ def test_logits_match_numpy_forward_pass(tiny):
                                    atol=1e-5, rtol=0)
 
 
+def test_the_tiny_model_has_random_biases_and_gains_and_a_varied_greedy_continuation(tiny):
+    """What makes the parity tests able to see a bias or layer-norm mistake: no bias is
+    zero, no gain is one; and greedy decoding does not repeat one token, so that a
+    decoder's wrong position or cache shows in the tokens it picks."""
+    hparams, ckpt = tiny
+    weights = load_weights(ckpt)
+    for name, value in weights.items():
+        if name.endswith('/b'):
+            assert np.all(value != 0), name
+        if name.endswith('/g'):
+            assert np.all(value != 1) and value.std() > 0.1, name
+    tokens = [0]
+    for _ in range(20):
+        tokens.append(int(numpy_gpt2(weights, hparams, tokens)[-1].argmax()))
+    assert len(set(tokens[1:])) >= 5, tokens
+
+
+def test_init_random_is_gpt2s_initialisation(tmp_path, tiny, vocab_dir):
+    """init_model.py's weights: zero biases, unit gains, zero layer-norm biases."""
+    hparams, _ = tiny
+    model_dir.init_random(str(tmp_path / 'm'), hparams, vocab_dir, seed=1)
+    weights = load_weights(model_dir.find_checkpoint(str(tmp_path / 'm')))
+    assert sorted(weights) == sorted(variable_shapes(hparams))
+    for name, value in weights.items():
+        if name.endswith(('/b', '/g')):
+            assert np.all(value == (name.endswith('/g'))), name
+        else:
+            assert 0 < value.std() < 0.05, name
+
+
 def autodiff_attention(q, k, v):
     """Causal attention as plain TensorFlow ops, differentiated automatically."""
     n = q.shape[2]
