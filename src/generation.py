@@ -108,12 +108,17 @@ class GPT2:
         tokens = prompt if isinstance(prompt, list) else encode_prompt(self.model, prompt)
         decoder = self.new_decoder(options.length)
         text = TextStream(self.encoder, options.stop)
-        steps = sample.decode_steps(decoder, [tokens], options, self.rng,
-                                    sample.Stopper(self.encoder, options))
-        for new, ended in steps:
+        stopper = sample.Stopper(self.encoder, options)
+        new = None
+        for new, ended in sample.decode_steps(decoder, [tokens], options, self.rng, stopper):
             piece = text.update(new[0], ended[0])
             if piece:
                 yield piece
+        # A sample that ran its full length: what was held back (a cut UTF-8 character,
+        # a possible stop text's beginning) is its end.
+        rest = text.update(new[0], stopper.finish(new[0]))
+        if rest:
+            yield rest
 
     def close(self):
         if self.sess is not None:

@@ -29,15 +29,15 @@ def real_vocab():
 
 @pytest.fixture(scope='session')
 def models_dir(tmp_path_factory, vocab_dir):
-    """A models folder holding `tiny`: 2 layers, 32 wide, n_ctx 64, random weights."""
+    """A models folder holding `tiny`: 2 layers, 32 wide, n_ctx 64, random weights, biases
+    and layer-norm gains and biases (fixtures.random_arrays)."""
     import encoder
     from hparams import HParams
-    from model_dir import init_random
 
     directory = tmp_path_factory.mktemp('models')
     hparams = HParams(n_vocab=encoder.load_encoder(vocab_dir).n_vocab, n_ctx=64, n_embd=32,
                       n_head=4, n_layer=2)
-    init_random(str(directory / 'tiny'), hparams, vocab_dir, seed=1)
+    fixtures.write_random_model(directory / 'tiny', hparams, vocab_dir, seed=1)
     return str(directory)
 
 

@@ -1,5 +1,6 @@
 """What tests share: data built on the fly (a small byte-level BPE vocabulary, joke
-files), the tiny model's training config, and the project's scripts run as a user would."""
+files, random models), the tiny model's training config, and the project's scripts run
+as a user would."""
 
 import collections
 import json
@@ -47,6 +48,30 @@ def write_vocabulary(directory, text, n_merges):
     (directory / 'encoder.json').write_text(json.dumps(encoder), encoding='utf-8')
     (directory / 'vocab.bpe').write_text(
         '#version: 0.2\n' + ''.join(f'{a} {b}\n' for a, b in merges), encoding='utf-8')
+
+
+def random_arrays(hparams, seed):
+    """Release-named weights for `hparams` in which every parameter matters: random biases,
+    layer-norm gains around 1 and layer-norm biases, which GPT-2's initialisation leaves
+    at 0, 1 and 0, so that a test comparing logits sees a bias or layer-norm mistake.
+    Matrices of the blocks have a standard deviation near 1/sqrt(n_embd): with GPT-2's
+    0.02 the blocks add little to the token's own embedding and a greedy continuation
+    repeats one token."""
+    from hparams import variable_shapes
+    rs = np.random.RandomState(seed)
+    stdev = {'model/wte': 0.02, 'model/wpe': 0.1, 'w': 0.2, 'b': 0.1, 'g': 0.2}
+    arrays = {}
+    for name, shape in variable_shapes(hparams).items():
+        kind = name if name in stdev else name.rsplit('/', 1)[1]
+        noise = rs.normal(0, stdev[kind], shape)
+        arrays[name] = (1 + noise if kind == 'g' else noise).astype(np.float32)
+    return arrays
+
+
+def write_random_model(directory, hparams, vocab_dir, seed):
+    """A model directory in the release layout with random_arrays(hparams, seed)."""
+    from model_dir import save_arrays
+    save_arrays(str(directory), random_arrays(hparams, seed), hparams, vocab_dir)
 
 
 def _merge(word, pair):

@@ -14,7 +14,7 @@ import tensorflow as tf
 import stress_resume
 import training
 from cli import UserError
-from fixtures import logged_losses, script_env, train_command, variables_of
+from fixtures import logged_losses, script_env, train_command, variables_of, write_random_model
 from fixtures import train_config as config
 
 tf1 = tf.compat.v1
@@ -125,10 +125,10 @@ def test_best_model_is_replaced_whole(tmp_path, models_dir, corpus):
 def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
                                                         two_checkpoints):
     from hparams import HParams
-    from model_dir import init_random
     hparams = HParams.from_json(os.path.join(models_dir, 'tiny', 'hparams.json'))
     wider = HParams(**{**hparams.__dict__, 'n_embd': 64})
-    init_random(str(tmp_path / 'models' / 'tiny'), wider, os.path.join(models_dir, 'tiny'))
+    write_random_model(tmp_path / 'models' / 'tiny', wider, os.path.join(models_dir, 'tiny'),
+                       seed=1)
     with pytest.raises(UserError, match='model/wte has shape .* but hparams.json implies'):
         training.train(config(tmp_path, str(tmp_path / 'models'), corpus, steps=6))
 

@@ -70,9 +70,12 @@ def test_sliding_window_generates_past_the_context(gpt2):
     assert len(long) == n_ctx + 40 and long[:20] == short
 
 
-def test_stream_pieces_add_up_to_the_sample(gpt2):
-    pieces = list(gpt2.stream(PROMPTS[1], length=10, top_k=1))
-    assert ''.join(pieces) == gpt2.generate(PROMPTS[1], length=10, top_k=1)[0]
+@pytest.mark.parametrize('stop', [(), ('a stop text no sample reaches',)])
+def test_stream_pieces_add_up_to_the_sample(gpt2, stop):
+    """Also when the sample runs its full length: the stream holds back the end of the
+    text that could begin a stop text, or a cut UTF-8 character, until the end."""
+    pieces = list(gpt2.stream(PROMPTS[1], length=10, top_k=1, stop=stop))
+    assert ''.join(pieces) == gpt2.generate(PROMPTS[1], length=10, top_k=1, stop=stop)[0]
 
 
 def test_unknown_option_and_long_prompt_are_clear_errors(gpt2):

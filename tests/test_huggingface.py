@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -42,21 +43,70 @@ def test_export_files_and_generation_config(exported):
     assert generation['eos_token_id'] == config['eos_token_id'] == config['vocab_size'] - 1
 
 
+def our_logits(loaded, tokens):
+    """model.model's logits [batch, sequence, n_vocab] for a model_dir.ModelDir."""
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        logits = model.model(loaded.hparams, X)['logits']
+        model_dir.restore(sess, loaded.checkpoint)
+        return sess.run(logits, {X: tokens})
+
+
+def their_logits(hf, tokens):
+    import torch
+    with torch.no_grad():
+        return hf(torch.tensor(tokens)).logits.numpy()
+
+
 def test_transformers_logits_equal_ours(models_dir, exported):
-    torch = pytest.importorskip('torch')
     transformers = pytest.importorskip('transformers')
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(exported)).eval()
     loaded = model_dir.load('tiny', models_dir)
-    hparams, ckpt = loaded.hparams, loaded.checkpoint
-    tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 30])
+    tokens = np.random.RandomState(0).randint(0, loaded.hparams.n_vocab, size=[2, 30])
+    np.testing.assert_allclose(their_logits(hf, tokens), our_logits(loaded, tokens),
+                               atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope='module')
+def saved_by_transformers(models_dir, tmp_path_factory):
+    """A GPT2LMHeadModel of the tiny model's shape built and saved by transformers itself,
+    with random biases and layer-norm gains and biases (its own initialisation leaves them
+    at 0 and 1), beside the tiny model's vocabulary as vocab.json and merges.txt (how the
+    Hub's GPT-2 folders hold it; transformers 5 itself writes only tokenizer.json)."""
+    torch = pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    loaded = model_dir.load('tiny', models_dir)
+    hparams, eot = loaded.hparams, loaded.encoder.eot_token
+    config = transformers.GPT2Config(vocab_size=hparams.n_vocab, n_positions=hparams.n_ctx,
+                                     n_embd=hparams.n_embd, n_head=hparams.n_head,
+                                     n_layer=hparams.n_layer, bos_token_id=eot,
+                                     eos_token_id=eot)
+    torch.manual_seed(1)
+    hf = transformers.GPT2LMHeadModel(config).eval()
     with torch.no_grad():
-        theirs = hf(torch.tensor(tokens)).logits.numpy()
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [None, None])
-        logits = model.model(hparams, X)['logits']
-        model_dir.restore(sess, ckpt)
-        ours = sess.run(logits, {X: tokens})
-    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=0)
+        for name, parameter in hf.named_parameters():
+            if '.ln_' in name and name.endswith('.weight'):
+                parameter.normal_(1, 0.2)
+            elif name.endswith('.bias'):
+                parameter.normal_(0, 0.1)
+            elif name.startswith('transformer.h.'):
+                parameter.normal_(0, 0.2)
+    out = tmp_path_factory.mktemp('hf') / 'saved-by-transformers'
+    hf.save_pretrained(str(out))
+    shutil.copyfile(f'{loaded.path}/encoder.json', out / 'vocab.json')
+    shutil.copyfile(f'{loaded.path}/vocab.bpe', out / 'merges.txt')
+    return hf, out
+
+
+def test_import_of_a_model_saved_by_transformers_gives_its_logits(saved_by_transformers,
+                                                                   tmp_path):
+    """Not our own export: a name mapping wrong both ways would survive the round trip."""
+    hf, saved = saved_by_transformers
+    huggingface.import_(str(saved), str(tmp_path / 'imported'))
+    loaded = model_dir.load('imported', str(tmp_path))
+    tokens = np.random.RandomState(0).randint(0, loaded.hparams.n_vocab, size=[2, 30])
+    np.testing.assert_allclose(our_logits(loaded, tokens), their_logits(hf, tokens),
+                               atol=1e-4, rtol=0)
 
 
 def test_transformers_tokenizer_gives_our_ids(models_dir, exported):
@@ -68,7 +118,6 @@ def test_transformers_tokenizer_gives_our_ids(models_dir, exported):
 
 
 def test_unsupported_architecture_is_refused(exported, tmp_path):
-    import shutil
     bad = tmp_path / 'bad'
     shutil.copytree(exported, bad)
     config = json.loads((bad / 'config.json').read_text())
@@ -82,7 +131,6 @@ def test_unsupported_architecture_is_refused(exported, tmp_path):
 
 
 def test_shape_that_does_not_match_config_is_named(exported, tmp_path):
-    import shutil
     bad = tmp_path / 'bad'
     shutil.copytree(exported, bad)
     config = json.loads((bad / 'config.json').read_text())
@@ -94,7 +142,6 @@ def test_shape_that_does_not_match_config_is_named(exported, tmp_path):
 
 
 def test_missing_files_and_mismatched_vocabulary(exported, tmp_path):
-    import shutil
     bad = tmp_path / 'bad'
     shutil.copytree(exported, bad)
     os.remove(bad / 'merges.txt')

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import model
 import model_dir
+import sample
 from cli import UserError
 from fixtures import numpy_gpt2
 from hparams import HParams, variable_shapes
@@ -42,6 +43,36 @@ def test_logits_match_numpy_forward_pass(tiny):
     for row in range(2):
         np.testing.assert_allclose(ours[row], numpy_gpt2(weights, hparams, tokens[row]),
                                    atol=1e-5, rtol=0)
+
+
+def test_the_tiny_model_has_random_biases_and_gains_and_a_varied_greedy_continuation(tiny):
+    """What makes the parity tests able to see a bias or layer-norm mistake: no bias is
+    zero, no gain is one; and greedy decoding does not repeat one token, so that a
+    decoder's wrong position or cache shows in the tokens it picks."""
+    hparams, ckpt = tiny
+    weights = load_weights(ckpt)
+    for name, value in weights.items():
+        if name.endswith('/b'):
+            assert np.all(value != 0), name
+        if name.endswith('/g'):
+            assert np.all(value != 1) and value.std() > 0.1, name
+    tokens = [0]
+    for _ in range(20):
+        tokens.append(int(numpy_gpt2(weights, hparams, tokens)[-1].argmax()))
+    assert len(set(tokens[1:])) >= 5, tokens
+
+
+def test_init_random_is_gpt2s_initialisation(tmp_path, tiny, vocab_dir):
+    """init_model.py's weights: zero biases, unit gains, zero layer-norm biases."""
+    hparams, _ = tiny
+    model_dir.init_random(str(tmp_path / 'm'), hparams, vocab_dir, seed=1)
+    weights = load_weights(model_dir.find_checkpoint(str(tmp_path / 'm')))
+    assert sorted(weights) == sorted(variable_shapes(hparams))
+    for name, value in weights.items():
+        if name.endswith(('/b', '/g')):
+            assert np.all(value == (name.endswith('/g'))), name
+        else:
+            assert 0 < value.std() < 0.05, name
 
 
 def autodiff_attention(q, k, v):
@@ -146,6 +177,58 @@ def test_left_padded_rows_compute_what_they_would_alone(tiny, kind):
             alone.append([one.prefill([row])[0]] +
                          [one.extend(more[b:b + 1, i])[0] for i in range(2)])
     np.testing.assert_allclose(np.stack(together, 1), np.array(alone), atol=1e-5, rtol=0)
+
+
+class Recording:
+    """A decoder passing every call on, keeping after each the tokens it holds (what the
+    last prefill fed, and every token since) and the logits it gave."""
+
+    def __init__(self, decoder):
+        self.decoder, self.n_ctx = decoder, decoder.n_ctx
+        self.steps = []  # (rows of tokens, logits [batch, n_vocab])
+        self.n_prefills = 0
+
+    def prefill(self, rows):
+        self.rows, self.n_prefills = [list(r) for r in rows], self.n_prefills + 1
+        return self._record(self.decoder.prefill(rows))
+
+    def extend(self, tokens):
+        for row, token in zip(self.rows, tokens, strict=True):
+            row.append(int(token))
+        return self._record(self.decoder.extend(tokens))
+
+    def _record(self, logits):
+        self.steps.append(([list(r) for r in self.rows], logits))
+        return logits
+
+
+@pytest.mark.parametrize('kind', ['graph', 'cpu'])
+def test_decoder_logits_after_the_window_slides_equal_the_models_on_the_kept_tokens(
+        tiny, models_dir, kind):
+    """Prompts of 40 and 3 tokens, greedy past the context twice: after each slide the
+    rows go in again as windows of 32 and 28 tokens (left-padded), and every step's
+    logits are model.model's on the tokens the decoder holds."""
+    hparams, ckpt = tiny
+    rs = np.random.RandomState(4)
+    prompts = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (40, 3)]
+    options = sample.SamplingOptions(length=hparams.n_ctx + 10, top_k=1,
+                                     stop_at_endoftext=False).checked(hparams)
+    stopper = sample.Stopper(model_dir.load('tiny', models_dir).encoder, options)
+    with new_decoder(kind, hparams, ckpt) as make:
+        recording = Recording(make(options.length))
+        for _ in sample.decode_steps(recording, prompts, options, np.random.default_rng(0),
+                                     stopper):
+            pass
+    assert recording.n_prefills == 3
+    assert len(recording.steps) == options.length
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [1, None])
+        last = model.model(hparams, X)['logits'][0, -1]
+        model_dir.restore(sess, ckpt)
+        for step, (rows, logits) in enumerate(recording.steps):
+            expected = [sess.run(last, {X: [row]}) for row in rows]
+            np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0,
+                                       err_msg=f'step {step}')
 
 
 def test_vocabulary_without_endoftext_is_one_clear_error(tmp_path, models_dir):
