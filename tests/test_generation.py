@@ -17,6 +17,7 @@ import time
 import pytest
 
 import generation
+import run_with_fakes
 import sample_files
 from cli import UserError
 from fixtures import ROOT, run_script, script_env
@@ -162,23 +163,25 @@ def test_a_prompt_too_long_is_one_error_line_and_no_output(models_dir, tmp_path)
 @pytest.mark.slow
 def test_ctrl_c_while_running_prompts_keeps_the_finished_samples(models_dir, tmp_path):
     out = tmp_path / 'jokes.jsonl'
+    # The fake holds the third batch (one sample each) until Ctrl-C.
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'src/interactive_conditional_samples.py'),
-         '--models_dir', models_dir, '--model_name', 'tiny', '--prompts', '-', '--output',
-         str(out), '--length', '30', '--nostop_at_endoftext'], stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=script_env(), text=True)
-    proc.stdin.write('\n'.join(PROMPTS * 200) + '\n')
+        run_with_fakes.command('hold_after_batches=2', 'src/interactive_conditional_samples.py',
+                               '--models_dir', models_dir, '--model_name', 'tiny', '--prompts',
+                               '-', '--output', str(out), '--length', '30',
+                               '--nostop_at_endoftext'),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=script_env(), text=True)
+    proc.stdin.write('\n'.join(PROMPTS) + '\n')
     proc.stdin.close()
-    partial = tmp_path / 'jokes.jsonl.partial'
-    deadline = time.time() + 120
-    while not (partial.exists() and partial.read_text().count('\n') >= 2):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.1)
+    for line in proc.stderr:
+        if line.startswith('fake: holding before batch 3'):
+            break
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert 'interrupted' in proc.stderr.read()
     records = [json.loads(line) for line in out.read_text(encoding='utf-8').splitlines()]
-    assert 2 <= len(records) < 600 and not partial.exists()
+    assert [(r['prompt'], r['tokens']) for r in records] == [(p, 30) for p in PROMPTS[:2]]
+    assert not (tmp_path / 'jokes.jsonl.partial').exists()
 
 
 @pytest.mark.slow
