@@ -6,13 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import resources
+import run_with_fakes
 import train_graph
 import training
 from cli import UserError
@@ -479,18 +479,23 @@ def test_learning_rate_schedules():
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
-    proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if line.startswith('[3 |'):
-            proc.send_signal(signal.SIGTERM)
-            break
-    out = proc.stdout.read()
-    assert proc.wait(timeout=120) == 0
-    assert 'interrupted' in out
-    step = int((tmp_path / 'checkpoint' / 'run1' / 'counter').read_text())
-    assert step >= 3
-    assert (tmp_path / 'checkpoint' / 'run1' / f'model-{step}.index').exists()
+    # The fake holds the run after step 3 until the signal: it comes during that step.
+    cmd = run_with_fakes.command('hold_after_step=3', 'train.py',
+                                 *train_command(models_dir, corpus)[2:])
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=script_env())
+    try:
+        for line in proc.stdout:
+            if line.startswith('fake: holding after step 3'):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert 'interrupted' in out and '[4 | ' not in out
+    assert (tmp_path / 'checkpoint' / 'run1' / 'counter').read_text() == '3\n'
+    assert (tmp_path / 'checkpoint' / 'run1' / 'model-3.index').exists()
 
 
 @pytest.mark.parametrize('saving, code, message', [
@@ -550,13 +555,15 @@ def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus):
+def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus, capsys):
     c = config(tmp_path, models_dir, corpus, steps=20, optimizer='sgd', learning_rate=1e12,
                save_every=1000)
-    start = time.time()
-    with pytest.raises(UserError, match='loss is (nan|inf).*nothing saved'):
+    with pytest.raises(UserError, match=r'loss is (nan|inf).*nothing saved') as error:
         training.train(c)
-    assert time.time() - start < 120
+    # It stops at the first step whose loss is not finite, not at the end of the run.
+    failed = int(re.match(r'step (\d+):', str(error.value)).group(1))
+    steps, _ = losses_of(capsys)
+    assert failed < 20 and len(steps) == failed - 1
     assert not (tmp_path / 'checkpoint' / 'run1' / 'counter').exists()
 
 
