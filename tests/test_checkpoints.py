@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import run_with_fakes
 import stress_resume
 import training
 from cli import UserError
@@ -269,17 +270,21 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
     subprocess.run(stress_resume.command(args, str(whole), 8) + flags, env=env,
                    check=True, capture_output=True)
     parts = tmp_path / 'parts'
-    proc = subprocess.Popen(stress_resume.command(args, str(parts), 8) + flags,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    for line in proc.stdout:
-        if line.startswith('[3 |'):
-            proc.send_signal(signal.SIGTERM)
-            break
-    proc.stdout.read()
-    assert proc.wait(timeout=120) == 0
-    stopped = int((parts / 'checkpoint' / 'run1' / 'counter').read_text())
-    assert 3 <= stopped < 8
+    # The fake holds the run after step 3 until the signal, however fast the steps go.
+    proc = subprocess.Popen(
+        run_with_fakes.command('hold_after_step=3', 'train.py',
+                               *stress_resume.command(args, str(parts), 8)[2:], *flags),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('fake: holding after step 3'):
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert (parts / 'checkpoint' / 'run1' / 'counter').read_text() == '3\n'
     subprocess.run(stress_resume.command(args, str(parts), 8) + flags, env=env,
                    check=True, capture_output=True)
     expected = logged_losses(str(whole / 'checkpoint' / 'run1'))
