@@ -68,10 +68,11 @@ def test_a_dead_worker_stops_the_other_with_a_clear_message(tmp_path, models_dir
         if line.startswith('[2 |'):
             break
     procs[1].kill()
-    start = time.time()
-    _, err = procs[0].communicate(timeout=120)
+    try:
+        _, err = procs[0].communicate(timeout=120)  # only a hang takes this long
+    finally:
+        procs[0].kill()
     assert procs[0].returncode == 2
-    assert time.time() - start < 60
     assert 'another worker stopped or cannot be reached' in err
     assert 'restart every worker to resume' in err
 
@@ -97,9 +98,9 @@ def test_a_signal_to_every_worker_stops_all_at_one_step_and_the_chief_saves(
     time.sleep(0.5)
     procs[0].send_signal(signal.SIGTERM)
     outs = finish(procs)
-    steps = [int(re.findall(r'^\[(\d+) \|', out, re.M)[-1]) for out in outs[1:]]
+    steps = [int(re.findall(r'^\[(\d+) \|', out, re.M)[-1]) for out in outs]
     saved = int((tmp_path / 'run1' / 'counter').read_text())
-    assert steps == [saved] and 'interrupted' in outs[1]
+    assert steps == [saved, saved] and all('interrupted' in out for out in outs)
     assert (tmp_path / 'run1' / f'model-{saved}.index').exists()
 
 
