@@ -6,6 +6,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -298,12 +299,15 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_sigkill_at_random_moments_resumes_exactly(models_dir, corpus):
+def test_sigkill_at_random_moments_resumes_exactly(models_dir, corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where its folders go
     args = stress_resume.parse_args(['--rounds', '16', '--models_dir', models_dir,
                                      '--model_name', 'tiny', '--dataset', corpus])
     result = stress_resume.stress(args)
-    assert result['steps'] >= 10
+    # Each round that waited for a save added a step at least: the kills came mid-run.
+    assert result['steps'] >= result['saving_rounds'] >= 10
     assert result['mismatched'] == [] and result['missing'] == []
+    assert os.listdir(tmp_path) == []  # its working folders removed
 
 
 def test_a_save_that_cannot_be_written_keeps_the_previous_checkpoint(
