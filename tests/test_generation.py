@@ -55,11 +55,14 @@ def test_seeded_model_repeats_and_unseeded_calls_differ(models_dir):
     def texts(seed):
         g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed)
         try:
-            return g.generate(PROMPTS[0], nsamples=2, length=8)
+            return g.generate(PROMPTS[0], nsamples=2, length=8, return_tokens=True)
         finally:
             g.close()
     assert texts(5) == texts(5)
     assert texts(5) != texts(6)
+    # Unseeded models draw from fresh entropy: 16 tokens sampled alike twice would take
+    # a model far more certain than this random one.
+    assert texts(None) != texts(None)
 
 
 def test_sliding_window_generates_past_the_context(gpt2):
@@ -93,7 +96,19 @@ def test_readme_api_example_runs(models_dir, tmp_path, monkeypatch, capsys):
     shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'models' / '117M')
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_example(), 'README.md', 'exec'), {})
-    assert capsys.readouterr().out.strip()
+    printed = capsys.readouterr().out
+    # The same calls on the same seed: six jokes cut at their first newline, one a line,
+    # then the streamed text.
+    g = generation.GPT2.load('models/117M', seed=1)
+    try:
+        jokes = g.generate(['Why did the chicken cross the road?|', 'Knock knock|'],
+                           nsamples=3, length=40, top_k=40, temperature=0.7, stop=['\n'])
+        g.generate('A man walks into a bar|', length=20, return_tokens=True)
+        streamed = ''.join(g.stream('My dog|', length=30))
+    finally:
+        g.close()
+    assert len(jokes) == 6 and not any('\n' in joke for joke in jokes)
+    assert printed == ''.join(joke + '\n' for joke in jokes) + streamed
 
 
 def samples_script(models_dir, *args, **kwargs):
@@ -312,6 +327,7 @@ def test_api_loads_a_training_run_folder(tmp_path, models_dir, corpus):
     g = generation.GPT2.load(str(tmp_path / 'checkpoint' / 'run1'))
     try:
         assert g.model.checkpoint.endswith('model-2')
-        assert len(g.generate('hi', length=3, return_tokens=True)[0]) <= 3
+        assert len(g.generate('hi', length=3, return_tokens=True,
+                              stop_at_endoftext=False)[0]) == 3
     finally:
         g.close()
