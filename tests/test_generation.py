@@ -185,14 +185,17 @@ def test_ctrl_c_while_running_prompts_keeps_the_finished_samples(models_dir, tmp
                                '-', '--output', str(out), '--length', '30',
                                '--nostop_at_endoftext'),
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=script_env(), text=True)
-    proc.stdin.write('\n'.join(PROMPTS) + '\n')
-    proc.stdin.close()
-    for line in proc.stderr:
-        if line.startswith('fake: holding before batch 3'):
-            break
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+        env=script_env(), text=True, preexec_fn=default_sigint)
+    try:
+        proc.stdin.write('\n'.join(PROMPTS) + '\n')
+        proc.stdin.close()
+        for line in proc.stderr:
+            if line.startswith('fake: holding before batch 3'):
+                break
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130  # only a hang takes this long
+    finally:
+        proc.kill()
     assert 'interrupted' in proc.stderr.read()
     records = [json.loads(line) for line in out.read_text(encoding='utf-8').splitlines()]
     assert [(r['prompt'], r['tokens']) for r in records] == [(p, 30) for p in PROMPTS[:2]]
@@ -237,9 +240,17 @@ def test_nsamples_not_multiple_of_batch_size_is_one_clear_line(models_dir):
     assert 'error: --nsamples 3 is not a multiple of --batch_size 2' in result.stderr
 
 
+def default_sigint():
+    """In the child: SIGINT as a shell leaves it for a command it runs. A test run in the
+    background (`make test &`, some CI runners) inherits SIGINT ignored, and Python then
+    raises no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def controlling_terminal():
     """In the child: a session of its own whose terminal is the pty on its stdin, so that
     Ctrl-C typed there is SIGINT, as in a shell."""
+    default_sigint()
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
@@ -280,6 +291,21 @@ class Terminal:
                     break
         return self.seen
 
+    def wait_reading(self, timeout=60):
+        """Until the program sleeps in a system call on file descriptor 0, its read of the
+        terminal (Linux's /proc/PID/syscall: number, then arguments). A Ctrl-C that comes
+        between the prompt and that read is held by CPython's input() until the next key."""
+        deadline = time.time() + timeout
+        while not self._reading():
+            if time.time() > deadline:
+                raise AssertionError('the program never read the terminal')
+            time.sleep(0.01)
+
+    def _reading(self):
+        with open(f'/proc/{self.proc.pid}/syscall', encoding='ascii') as f:
+            fields = f.read().split()
+        return len(fields) > 1 and fields[0] != 'running' and fields[1] == '0x0'
+
     def type(self, text):
         os.write(self.fd, text.encode())
 
@@ -313,6 +339,7 @@ def test_ctrl_c_at_the_prompt_exits_0(models_dir):
     term = Terminal(models_dir)
     try:
         term.read_until('Model prompt >>> $')
+        term.wait_reading()
         term.type('\x03')
         assert term.proc.wait(timeout=60) == 0
     finally:
