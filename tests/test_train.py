@@ -28,10 +28,9 @@ from fixtures import (
     variables_of,
 )
 from fixtures import train_config as config
+from test_plot_run import BLUE, ORANGE, pixels_of
 from train_config import TrainConfig
 from training import learning_rate_at
-
-BLUE, ORANGE = (0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)  # matplotlib's first two colours
 
 
 def losses_of(capsys):
@@ -76,8 +75,7 @@ def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
     np.testing.assert_array_equal(picture, redrawn)
     rgb = np.round(picture[..., :3] * 255)
     assert picture.shape == (450, 800, 4)  # 8 x 4.5 inches at 100 dpi
-    assert np.all(np.abs(rgb - BLUE) < 30, axis=-1).sum() > 300  # a curve, not a legend
-    assert np.all(np.abs(rgb - ORANGE) < 30, axis=-1).sum() == 0
+    assert pixels_of(rgb, BLUE) > 300 and pixels_of(rgb, ORANGE) == 0  # a curve, not a legend
     # The run folder is itself a model directory in the release layout.
     assert {'hparams.json', 'encoder.json', 'vocab.bpe', 'checkpoint'} <= set(os.listdir(run))
 
