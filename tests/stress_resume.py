@@ -35,26 +35,27 @@ def command(args, workdir, steps):
                          model_name=args.model_name)
 
 
-def one_round(args, workdir, rng, steps):
+def one_round(args, workdir, rng, steps, before):
     """Start (resume) training and SIGKILL it: one time in five during start-up, otherwise
-    a random moment after its first step, when saves (every step) are under way. Returns
-    what it printed."""
+    a random moment after the first checkpoint it saves, when saves (every step) are under
+    way (`before`: the complete checkpoints so far). Returns what it printed and whether
+    it waited for a save."""
     env = script_env()
+    run_dir = os.path.join(workdir, 'checkpoint', 'run1')
     with tempfile.NamedTemporaryFile('w+') as out:
         proc = subprocess.Popen(command(args, workdir, steps), stdout=out,
                                 stderr=subprocess.DEVNULL, env=env)
-        if rng.random() < 0.2:
-            time.sleep(rng.uniform(0, args.max_seconds))
-        else:
+        saving = rng.random() >= 0.2
+        if saving:  # waits for an event; the deadline only ends a run that hangs
             deadline = time.time() + 120
-            while '\n[' not in open(out.name, encoding='utf-8').read() and \
-                    proc.poll() is None and time.time() < deadline:
+            while complete_steps(run_dir)[-1:] == before[-1:] and proc.poll() is None and \
+                    time.time() < deadline:
                 time.sleep(0.05)
-            time.sleep(rng.uniform(0, args.max_seconds))
+        time.sleep(rng.uniform(0, args.max_seconds))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         out.seek(0)
-        return out.read()
+        return out.read(), saving
 
 
 def check_round(printed, before):
@@ -72,25 +73,25 @@ def check_round(printed, before):
 
 def stress(args):
     rng = random.Random(args.seed)
-    workdir = tempfile.mkdtemp(prefix='stress-')
-    run_dir = os.path.join(workdir, 'checkpoint', 'run1')
-    steps = 100000
-    for _ in range(args.rounds):
-        before = complete_steps(run_dir)
-        printed = one_round(args, workdir, rng, steps)
-        check_round(printed, before)
-    reached = complete_steps(run_dir)[-1]
-    reference_dir = tempfile.mkdtemp(prefix='reference-')
-    env = script_env()
-    subprocess.run(command(args, reference_dir, reached), check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    reference = logged_losses(os.path.join(reference_dir, 'checkpoint', 'run1'))
-    stressed = logged_losses(run_dir)
+    with tempfile.TemporaryDirectory(prefix='stress-') as workdir, \
+            tempfile.TemporaryDirectory(prefix='reference-') as reference_dir:
+        run_dir = os.path.join(workdir, 'checkpoint', 'run1')
+        saving_rounds = 0
+        for _ in range(args.rounds):
+            before = complete_steps(run_dir)
+            printed, saving = one_round(args, workdir, rng, 100000, before)
+            check_round(printed, before)
+            saving_rounds += saving
+        reached = complete_steps(run_dir)[-1]
+        subprocess.run(command(args, reference_dir, reached), check=True, env=script_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reference = logged_losses(os.path.join(reference_dir, 'checkpoint', 'run1'))
+        stressed = logged_losses(run_dir)
     mismatched = [s for s in range(1, reached + 1)
                   if any(loss != reference[s][0] for loss in stressed.get(s, []))]
     missing = [s for s in range(1, reached + 1) if s not in stressed]
-    return {'rounds': args.rounds, 'steps': reached, 'mismatched': mismatched,
-            'missing': missing}
+    return {'rounds': args.rounds, 'saving_rounds': saving_rounds, 'steps': reached,
+            'mismatched': mismatched, 'missing': missing}
 
 
 def parse_args(argv=None):

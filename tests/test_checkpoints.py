@@ -6,11 +6,13 @@ import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import run_with_fakes
 import stress_resume
 import training
 from cli import UserError
@@ -269,17 +271,21 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
     subprocess.run(stress_resume.command(args, str(whole), 8) + flags, env=env,
                    check=True, capture_output=True)
     parts = tmp_path / 'parts'
-    proc = subprocess.Popen(stress_resume.command(args, str(parts), 8) + flags,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    for line in proc.stdout:
-        if line.startswith('[3 |'):
-            proc.send_signal(signal.SIGTERM)
-            break
-    proc.stdout.read()
-    assert proc.wait(timeout=120) == 0
-    stopped = int((parts / 'checkpoint' / 'run1' / 'counter').read_text())
-    assert 3 <= stopped < 8
+    # The fake holds the run after step 3 until the signal, however fast the steps go.
+    proc = subprocess.Popen(
+        run_with_fakes.command('hold_after_step=3', 'train.py',
+                               *stress_resume.command(args, str(parts), 8)[2:], *flags),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('fake: holding after step 3'):
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert (parts / 'checkpoint' / 'run1' / 'counter').read_text() == '3\n'
     subprocess.run(stress_resume.command(args, str(parts), 8) + flags, env=env,
                    check=True, capture_output=True)
     expected = logged_losses(str(whole / 'checkpoint' / 'run1'))
@@ -293,12 +299,15 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, models_dir,
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_sigkill_at_random_moments_resumes_exactly(models_dir, corpus):
+def test_sigkill_at_random_moments_resumes_exactly(models_dir, corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where its folders go
     args = stress_resume.parse_args(['--rounds', '16', '--models_dir', models_dir,
                                      '--model_name', 'tiny', '--dataset', corpus])
     result = stress_resume.stress(args)
-    assert result['steps'] >= 10
+    # Each round that waited for a save added a step at least: the kills came mid-run.
+    assert result['steps'] >= result['saving_rounds'] >= 10
     assert result['mismatched'] == [] and result['missing'] == []
+    assert os.listdir(tmp_path) == []  # its working folders removed
 
 
 def test_a_save_that_cannot_be_written_keeps_the_previous_checkpoint(

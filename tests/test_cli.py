@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -53,11 +54,14 @@ def test_start_noise_is_held_back_and_real_errors_show():
         assert not cli.is_start_noise(line, has_driver=False)
 
 
-def run_start(*args, **env):
+def run_start(*args, first_on_path=None, **env):
     code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"]); '
             'print("after start", file=sys.stderr)')
+    full_env = script_env(**env)
+    if first_on_path:
+        full_env['PYTHONPATH'] = f'{first_on_path}{os.pathsep}{full_env["PYTHONPATH"]}'
     return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
-                          env=script_env(**env), timeout=120)
+                          env=full_env, timeout=120)
 
 
 def test_tensorflow_starts_quietly_unless_asked():
@@ -70,3 +74,31 @@ def test_tensorflow_starts_quietly_unless_asked():
         if any(cli.is_start_noise(line, has_driver=False)
                for line in loud.stderr.splitlines(keepends=True)):
             assert len(loud.stderr) > len(quiet.stderr)
+
+
+FAKE_TENSORFLOW = """# A stand-in for TensorFlow, writing to file descriptor 2 as its C++ does.
+import logging
+import os
+import types
+
+os.write(2, {at_import!r}.encode())
+config = types.SimpleNamespace(
+    list_physical_devices=lambda: os.write(2, {at_devices!r}.encode()) and [])
+get_logger = lambda: logging.getLogger('tensorflow')
+"""
+
+
+def test_only_real_errors_get_through_the_start_up_filter(tmp_path):
+    """A fake `tensorflow` first on the path prints start-up noise and a real error line
+    to fd 2 while it is imported and while it lists devices: the error alone shows,
+    unless --verbose."""
+    error = REAL_ERRORS[0]
+    at_import, at_devices = ''.join(START_LINES[:3]) + error, ''.join(START_LINES[3:])
+    (tmp_path / 'tensorflow').mkdir()
+    (tmp_path / 'tensorflow' / '__init__.py').write_text(
+        FAKE_TENSORFLOW.format(at_import=at_import, at_devices=at_devices))
+    quiet = run_start(first_on_path=tmp_path)
+    assert (quiet.returncode, quiet.stderr) == (0, error + 'after start\n')
+    loud = run_start('verbose', first_on_path=tmp_path)
+    # Verbose imports it and no more: the devices are listed later, by whoever needs them.
+    assert (loud.returncode, loud.stderr) == (0, at_import + 'after start\n')

@@ -36,7 +36,8 @@ def test_top_k_draws_among_the_k_largest_by_probability():
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    # Row 0 sorted probabilities: .665 .245 .090 ...; p .8 keeps tokens 1 and 2, p .5 only 1.
+    # Row 0 sorted probabilities: .636 .234 .086 .032 .012 (tokens 1 2 0 3 4); p .8 keeps
+    # tokens 1 and 2 (.870), p .5 only 1.
     assert sample.choose(LOGITS[:1], options(top_p=0.8), ScriptedRng(0.99)).tolist() == [2]
     assert sample.choose(LOGITS[:1], options(top_p=0.5), ScriptedRng(0.99)).tolist() == [1]
 

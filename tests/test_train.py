@@ -6,13 +6,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
+import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import plot_run
 import resources
+import run_with_fakes
 import train_graph
 import training
 from cli import UserError
@@ -26,6 +28,7 @@ from fixtures import (
     variables_of,
 )
 from fixtures import train_config as config
+from test_plot_run import BLUE, ORANGE, pixels_of
 from train_config import TrainConfig
 from training import learning_rate_at
 
@@ -57,12 +60,22 @@ def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
     text = (tmp_path / 'samples' / 'run1' / 'samples-3').read_text(encoding='utf-8')
     assert text.startswith('======== SAMPLE 1 ========\n')
     assert '<|endoftext|>' not in text  # samples stop at the end of a joke
-    _, out = losses_of(capsys)
+    losses, out = losses_of(capsys)
     assert '[5 | ' in out and '[6 | ' not in out
     # The epoch: tokens trained on (5 steps of 2 windows of n_ctx 64) over the dataset's.
     dataset_tokens = int(re.search(r'dataset has (\d+) tokens', out).group(1))
     assert f'epoch={5 * 2 * 64 / dataset_tokens:.2f}\n' in out
-    assert (run / 'loss.png').read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
+    # loss.png pictures this run's five losses: the picture of its metrics, with the
+    # training curve in blue and no validation curve.
+    metrics = plot_run.read_metrics(str(run))
+    assert metrics['loss'][0] == [1, 2, 3, 4, 5]
+    assert metrics['loss'][1] == pytest.approx(losses, abs=0.005)
+    picture = matplotlib.image.imread(run / 'loss.png')
+    redrawn = matplotlib.image.imread(plot_run.plot_run(str(run), str(tmp_path / 'again.png')))
+    np.testing.assert_array_equal(picture, redrawn)
+    rgb = np.round(picture[..., :3] * 255)
+    assert picture.shape == (450, 800, 4)  # 8 x 4.5 inches at 100 dpi
+    assert pixels_of(rgb, BLUE) > 300 and pixels_of(rgb, ORANGE) == 0  # a curve, not a legend
     # The run folder is itself a model directory in the release layout.
     assert {'hparams.json', 'encoder.json', 'vocab.bpe', 'checkpoint'} <= set(os.listdir(run))
 
@@ -93,6 +106,26 @@ def test_float16_with_loss_scaling_tracks_float32(tmp_path, models_dir, corpus):
     saved = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-12'))
     assert saved['model/wte'].dtype == np.float32  # float32 master weights
     assert saved['loss_scale'] == train_graph.INITIAL_LOSS_SCALE  # no overflow, no growth yet
+
+
+@pytest.mark.slow
+def test_a_float16_sgd_step_with_loss_scaling_moves_the_weights_as_float32_does(
+        tmp_path, models_dir, corpus):
+    """SGD's step is the gradient itself: a gradient left multiplied by the loss scale
+    (or divided by it twice) moves the weights thousands of times too far (or too
+    little), which Adam, blind to the gradients' scale, would hide."""
+    common = dict(steps=1, save_every=1, optimizer='sgd', learning_rate=0.5)
+    training.train(config(tmp_path / 'a', models_dir, corpus, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, precision='float16', **common))
+    before = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+    f32, f16 = (variables_of(str(tmp_path / run / 'checkpoint' / 'run1' / 'model-1'))
+                for run in ('a', 'b'))
+    assert f16['loss_scale'] == train_graph.INITIAL_LOSS_SCALE  # the step was not skipped
+    for name in before:
+        step32, step16 = f32[name] - before[name], f16[name] - before[name]
+        assert np.linalg.norm(step32) > 0, name
+        # float16 products: about three significant digits in each gradient.
+        assert np.linalg.norm(step16 - step32) <= 0.01 * np.linalg.norm(step32), name
 
 
 def test_a_float16_overflow_skips_the_step_and_halves_the_scale(tmp_path, models_dir, corpus,
@@ -257,7 +290,15 @@ def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
 
 
 @pytest.mark.slow
-def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus):
+def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus,
+                                                   monkeypatch):
+    graphs = []
+
+    def build_and_keep(*args, **kwargs):
+        built = train_graph.build_train_graph(*args, **kwargs)
+        graphs.append(tf.compat.v1.get_default_graph())
+        return built
+    monkeypatch.setattr(training, 'build_train_graph', build_and_keep)
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2)
     training.train(config(tmp_path / 'a', models_dir, corpus, **common,
@@ -268,6 +309,12 @@ def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus
     b = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-1'))
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
+    # The second graph runs each block's forward pass again in the backward pass: one
+    # attention softmax per block among the gradients.
+    recomputed = [sorted(op.name.split('/')[-3] for op in graph.get_operations()
+                         if op.type == 'Softmax' and op.name.startswith('gradients/'))
+                  for graph in graphs]
+    assert recomputed == [[], ['h0', 'h1']]
 
 
 def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, corpus):
@@ -321,11 +368,26 @@ def test_loss_counts_only_the_targets_the_mask_keeps(models_dir):
     assert ours == pytest.approx(np.mean(kept), abs=1e-4)
 
 
-@pytest.mark.slow
-def test_packed_training_runs(tmp_path, models_dir, corpus, capsys):
-    training.train(config(tmp_path, models_dir, corpus, pack=True, steps=2))
-    losses, _ = losses_of(capsys)
-    assert len(losses) == 2
+def test_a_packed_step_learns_only_from_the_documents(tmp_path, models_dir, corpus):
+    """A --pack step's loss: an independent forward pass over the windows it drew, counting
+    the targets inside whole documents, not the padding after them."""
+    t = training.Trainer(config(tmp_path, models_dir, corpus, pack=True))
+    drawn = []
+    batch = t.sampler.batch
+    t.sampler.batch = lambda *args: drawn.append(batch(*args)) or drawn[-1]
+    try:
+        loss = t.train_step(False).loss
+    finally:
+        t.close()
+    (tokens, mask), = drawn
+    assert 0 < mask.sum() < mask.size  # whole documents, then padding
+    weights = {k: v.astype(float) for k, v in variables_of(t.model.checkpoint).items()}
+    kept = []
+    for row, row_mask in zip(tokens, mask, strict=True):
+        logits = numpy_gpt2(weights, t.model.hparams, row)[:-1]
+        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        kept += (-logp[np.arange(len(row) - 1), row[1:]])[row_mask[1:] == 1].tolist()
+    assert loss == pytest.approx(np.mean(kept), abs=1e-4)
 
 
 @pytest.mark.slow
@@ -479,18 +541,23 @@ def test_learning_rate_schedules():
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
-    proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in proc.stdout:
-        if line.startswith('[3 |'):
-            proc.send_signal(signal.SIGTERM)
-            break
-    out = proc.stdout.read()
-    assert proc.wait(timeout=120) == 0
-    assert 'interrupted' in out
-    step = int((tmp_path / 'checkpoint' / 'run1' / 'counter').read_text())
-    assert step >= 3
-    assert (tmp_path / 'checkpoint' / 'run1' / f'model-{step}.index').exists()
+    # The fake holds the run after step 3 until the signal: it comes during that step.
+    cmd = run_with_fakes.command('hold_after_step=3', 'train.py',
+                                 *train_command(models_dir, corpus)[2:])
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=script_env())
+    try:
+        for line in proc.stdout:
+            if line.startswith('fake: holding after step 3'):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert 'interrupted' in out and '[4 | ' not in out
+    assert (tmp_path / 'checkpoint' / 'run1' / 'counter').read_text() == '3\n'
+    assert (tmp_path / 'checkpoint' / 'run1' / 'model-3.index').exists()
 
 
 @pytest.mark.parametrize('saving, code, message', [
@@ -550,13 +617,15 @@ def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus):
+def test_nan_loss_stops_without_a_checkpoint(tmp_path, models_dir, corpus, capsys):
     c = config(tmp_path, models_dir, corpus, steps=20, optimizer='sgd', learning_rate=1e12,
                save_every=1000)
-    start = time.time()
-    with pytest.raises(UserError, match='loss is (nan|inf).*nothing saved'):
+    with pytest.raises(UserError, match=r'loss is (nan|inf).*nothing saved') as error:
         training.train(c)
-    assert time.time() - start < 120
+    # It stops at the first step whose loss is not finite, not at the end of the run.
+    failed = int(re.match(r'step (\d+):', str(error.value)).group(1))
+    steps, _ = losses_of(capsys)
+    assert failed < 20 and len(steps) == failed - 1
     assert not (tmp_path / 'checkpoint' / 'run1' / 'counter').exists()
 
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Run one of the project's scripts with a test-only fake patched in: for tests that need
+a phase slow, or held until a signal, by construction instead of by the machine's speed.
+Tests only; nothing in the project reads these.
+
+    python tests/run_with_fakes.py FAKE=VALUE SCRIPT [ARGS...]
+
+FAKE is one of
+    chief_work_delay=SECONDS  train.py: the chief's first sample writing sleeps SECONDS
+    hold_after_step=N         train.py: after reporting step N, wait for SIGINT or SIGTERM
+    hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
+
+Each fake prints one line starting with `fake:` (to stdout from train.py, to stderr from
+the sampling scripts) when it takes effect, so that a test can wait for that event.
+"""
+
+import os
+import runpy
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def chief_work_delay(seconds):
+    import training
+    write_samples = training.Trainer.write_samples
+    delayed = []
+
+    def slow_write_samples(self):
+        if not delayed:
+            delayed.append(True)
+            print(f'fake: chief work delayed {seconds:g} s', flush=True)
+            time.sleep(seconds)
+        write_samples(self)
+    training.Trainer.write_samples = slow_write_samples
+
+
+def hold_after_step(step):
+    import training
+    report_step = training.report_step
+
+    def report_then_hold(t, stop, *args):
+        report_step(t, stop, *args)
+        if t.step == step:
+            print(f'fake: holding after step {step} until a signal', flush=True)
+            while not stop.requested:  # set by train()'s signal handler
+                time.sleep(0.01)
+    training.report_step = report_then_hold
+
+
+def hold_after_batches(n_batches):
+    import generation
+    samples = generation.GPT2.samples
+    calls = []
+
+    def samples_or_hold(self, *args, **kwargs):
+        calls.append(True)
+        if len(calls) > n_batches:
+            print(f'fake: holding before batch {len(calls)} until Ctrl-C', file=sys.stderr,
+                  flush=True)
+            while True:
+                time.sleep(1)  # SIGINT raises KeyboardInterrupt here
+        return samples(self, *args, **kwargs)
+    generation.GPT2.samples = samples_or_hold
+
+
+FAKES = {'chief_work_delay': (chief_work_delay, float),
+         'hold_after_step': (hold_after_step, int),
+         'hold_after_batches': (hold_after_batches, int)}
+
+
+def main(fake, script, *args):
+    name, value = fake.split('=')
+    install, kind = FAKES[name]
+    install(kind(value))
+    path = os.path.join(ROOT, script)
+    sys.argv = [path, *args]
+    runpy.run_path(path, run_name='__main__')
+
+
+def command(fake, script, *args):
+    """The command line that runs `script` (from the repository root) with `fake`."""
+    return [sys.executable, os.path.abspath(__file__), fake, script, *args]
+
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])
