@@ -52,6 +52,9 @@ class SamplingOptions:
     top_p: float = option(
         1.0, 'Float, nucleus sampling: keep the most likely tokens up to this probability '
         '(1 or 0: off)', low=0, high=1)
+    min_p: float = option(
+        0.0, 'Float: keep the tokens at least this fraction as likely as the most likely one '
+        '(0: off)', low=0, high=1)
     repetition_penalty: float = option(
         1.0, 'CTRL\'s penalty on tokens already in the sample (1: off, 1.2 is common)',
         above=0)
@@ -172,7 +175,8 @@ def _kept_sorted(row, order, normalizer, top_p, cumulative=None):
 
 def choose(logits, options, rng, seen=None):
     """The next token of each row of logits [batch, n_vocab]: repetition penalty,
-    temperature, top-k, then nucleus among what top-k kept; one uniform draw per row."""
+    temperature, top-k, then nucleus and min-p among what top-k kept; one uniform draw per
+    row."""
     logits = np.asarray(logits, np.float64)
     if options.repetition_penalty != 1 and seen is not None:
         logits = penalize(logits, seen, options.repetition_penalty)
@@ -180,6 +184,9 @@ def choose(logits, options, rng, seen=None):
     tokens = np.empty(len(logits), np.int64)
     for b, row in enumerate(logits):
         candidates, values = _kept(row, options.top_k, options.top_p)
+        if options.min_p:  # relative to the top token: a threshold on the logits
+            kept = values >= values.max() + np.log(options.min_p)
+            candidates, values = candidates[kept], values[kept]
         weights = np.cumsum(np.exp(values - values.max()))
         index = np.searchsorted(weights, rng.random() * weights[-1], side='right')
         tokens[b] = candidates[min(index, len(candidates) - 1)]

@@ -75,6 +75,11 @@ def test_stream_pieces_add_up_to_the_sample(gpt2):
     assert ''.join(pieces) == gpt2.generate(PROMPTS[1], length=10, top_k=1)[0]
 
 
+def test_min_p_one_keeps_only_the_top_token_as_top_k_one_does(gpt2):
+    greedy = gpt2.generate(PROMPTS[1], length=10, top_k=1, return_tokens=True)
+    assert gpt2.generate(PROMPTS[1], length=10, min_p=1.0, return_tokens=True) == greedy
+
+
 def test_unknown_option_and_long_prompt_are_clear_errors(gpt2):
     with pytest.raises(UserError, match='unexpected keyword'):
         gpt2.generate('x', top_z=3)

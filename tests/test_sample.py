@@ -47,6 +47,19 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert sample.choose(LOGITS[:1], options(top_p=0.5), ScriptedRng(0.99)).tolist() == [1]
 
 
+def test_min_p_keeps_tokens_at_least_that_fraction_as_likely_as_the_top_one():
+    # Relative to each row's top token: row 0 [.135 1 .368 .050 .018], row 1 [.007 .007 1
+    # .905 .018]. min_p .3 keeps tokens 1, 2 (.731, .269 once renormalised) and 2, 3 (.525,
+    # .475): .72 draws 1, .74 draws 3. min_p .4 keeps token 1 alone in row 0.
+    o = options(min_p=0.3)
+    assert sample.choose(LOGITS, o, ScriptedRng(0.72, 0.74)).tolist() == [1, 3]
+    assert sample.choose(LOGITS, o, ScriptedRng(0.74, 0.51)).tolist() == [2, 2]
+    assert sample.choose(LOGITS[:1], options(min_p=0.4), ScriptedRng(0.99)).tolist() == [1]
+    # After temperature: at .5 token 2 is e^-2 = .135 of token 1, below .3.
+    assert sample.choose(LOGITS[:1], options(min_p=0.3, temperature=0.5),
+                         ScriptedRng(0.99)).tolist() == [1]
+
+
 def test_nucleus_past_the_candidate_pool_sorts_the_whole_vocabulary(monkeypatch):
     monkeypatch.setattr(sample, 'NUCLEUS_POOL', 2)
     # Flat logits: two candidates hold 2/5 of the mass, p .7 needs four tokens.
