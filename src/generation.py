@@ -11,19 +11,25 @@
     gpt2.close()
 
 Prompts of different lengths share a batch (left-padded, the padding masked), each row
-computing what it would alone.
+computing what it would alone. Importing this module starts TensorFlow without its
+start-up lines (the program's own logging is left as it is; TF_CPP_MIN_LOG_LEVEL set
+beforehand shows them).
 """
 
 import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-import decoding
-import model_dir
+import cli
 import sample
 from cli import UserError, user_path
+
+# Started before decoding and model_dir import it, so that a program importing this API
+# shows none of TensorFlow's start-up lines (see cli.start_tensorflow).
+tf = cli.start_tensorflow()
+import decoding  # noqa: E402
+import model_dir  # noqa: E402
 
 tf1 = tf.compat.v1
 
