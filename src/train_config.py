@@ -1,17 +1,18 @@
 """One training run's settings, declared once: each field of TrainConfig carries its default
 and help, train.py's flags are built from the fields, and each checkpoint stores the
 whole config (a resumed run warns of every setting that changed). No TensorFlow here, so
-`train.py --help` and `--print_config` answer at once.
+`train.py --help` and `--print_config` answer at once. The settings of the run's samples
+(--top_k, --top_p, --sample_length) are sampling options declared in sample.py.
 
     c = TrainConfig(dataset='input-text.txt.npz', steps=1000, lr_schedule='cosine')
     check_config(c)
+    sample_options(c, hparams)   # SamplingOptions(length=1023, top_k=40, ...), checked
     parse_args(['--dataset', 'input-text.txt.npz', '--steps', '1000'])
 """
 
 import argparse
 import dataclasses
 import re
-import types
 
 import sample
 from cli import UserError
@@ -165,13 +166,6 @@ def _names(weight, name):
     return weight == name or weight.startswith(name + '/')
 
 
-def _value_type(annotation):
-    """int for `int` and `int | None`, and so on."""
-    if isinstance(annotation, types.UnionType):
-        return next(t for t in annotation.__args__ if t is not type(None))
-    return annotation
-
-
 def sample_options(c, hparams):
     """The run's samples' SamplingOptions, checked, from the settings that name an option
     (errors name their flags). As in nshepperd's train.py, --top_p above 0 replaces
@@ -192,7 +186,7 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
         meta = field.metadata
-        kind = _value_type(field.type)
+        kind = sample.value_type(field.type)
         if kind is bool:
             # A setting whose default is None (chosen for you) can be forced either way.
             action = (argparse.BooleanOptionalAction if field.default is None
