@@ -36,10 +36,10 @@ def decode_seconds(new_decoder, enc, batch, length):
     options = sample.SamplingOptions(length=length, top_k=40, stop_at_endoftext=False)
     stopper = sample.Stopper(enc, options)
     rng = np.random.default_rng(0)
-    sample.generate(new_decoder(8), [[enc.eot_token]] * batch,
-                    sample.SamplingOptions(length=8), rng, stopper)  # warm-up
+    sample.sample_batch(new_decoder(8), [[enc.eot_token]] * batch,
+                        sample.SamplingOptions(length=8), rng, stopper)  # warm-up
     start = time.perf_counter()
-    sample.generate(new_decoder(length), [[enc.eot_token]] * batch, options, rng, stopper)
+    sample.sample_batch(new_decoder(length), [[enc.eot_token]] * batch, options, rng, stopper)
     return time.perf_counter() - start
 
 

@@ -1,5 +1,5 @@
 """Decoders: the logits of each row's next token with a key/value cache, for
-sample.generate. Two forms of GPT-2's forward pass, both tested against model.model:
+sample.sample_batch. Two forms of GPT-2's forward pass, both tested against model.model:
 
 - CpuDecoder, in NumPy: sampling one token per row reads every weight once per step, so
   its speed is the speed at which the matrix products stream the weights, and NumPy's
@@ -239,9 +239,10 @@ def cpu_decoders(arrays, hparams):
 
 def generate_in_batches(new_decoder, prompts, options, rng, stopper, *, batch_size,
                         on_step=None):
-    """sample.generate over prompts (token lists), batch_size rows at a time."""
+    """sample.sample_batch over prompts (token lists), batch_size rows at a time."""
     samples = []
     for i in range(0, len(prompts), batch_size):
-        samples += sample.generate(new_decoder(options.length), prompts[i:i + batch_size],
-                                   options, rng, stopper, on_step=on_step)
+        samples += sample.sample_batch(new_decoder(options.length),
+                                       prompts[i:i + batch_size], options, rng, stopper,
+                                       on_step=on_step)
     return samples

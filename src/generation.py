@@ -11,34 +11,38 @@
     gpt2.close()
 
 Prompts of different lengths share a batch (left-padded, the padding masked), each row
-computing what it would alone.
+computing what it would alone. Importing this module starts TensorFlow without its
+start-up lines (the program's own logging is left as it is; TF_CPP_MIN_LOG_LEVEL set
+beforehand shows them).
 """
 
 import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-import decoding
-import model_dir
+import cli
 import sample
 from cli import UserError, user_path
+
+# Started before decoding and model_dir import it, so that a program importing this API
+# shows none of TensorFlow's start-up lines (see cli.start_tensorflow).
+tf = cli.start_tensorflow()
+import decoding  # noqa: E402
+import model_dir  # noqa: E402
 
 tf1 = tf.compat.v1
 
 
-def check_batch_size(batch_size):
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f'--batch_size {batch_size}: must be a whole number, at least 1')
-
-
 class GPT2:
     """A model loaded once (`loaded`: a model_dir.ModelDir); generate and stream as often
-    as you like. Sampling options are those of sample.SamplingOptions, as keywords."""
+    as you like. A call's keywords are sampling options (the fields of
+    sample.SamplingOptions) changing this model's defaults, `options` (default: the
+    fields' defaults)."""
 
-    def __init__(self, loaded, *, batch_size=8, seed=None):
-        check_batch_size(batch_size)
+    def __init__(self, loaded, *, batch_size=8, seed=None, options=None):
+        sample.check_batch_size(batch_size)
+        self.defaults = (options or sample.SamplingOptions()).checked(loaded.hparams)
         self.model, self.batch_size = loaded, batch_size
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
         self.rng = np.random.default_rng(seed)
@@ -62,21 +66,19 @@ class GPT2:
                                 checkpoint)
         return cls(loaded, batch_size=batch_size, seed=seed)
 
-    def options(self, **options):
-        """SamplingOptions from keywords, checked against this model."""
-        try:
-            return sample.SamplingOptions(**options).checked(self.hparams)
-        except TypeError as e:
-            raise UserError(str(e)) from None
+    def options(self, **keywords):
+        """This model's default SamplingOptions with the keywords' changes, checked."""
+        if not keywords:
+            return self.defaults
+        return self.defaults.changed(**keywords).checked(self.hparams)
 
     def encode(self, text):
         return encode_prompt(self.model, text)
 
-    def samples(self, prompts, *, nsamples=1, on_step=None, options=None, **keywords):
+    def samples(self, prompts, *, nsamples=1, on_step=None, **keywords):
         """sample.Sample objects: `nsamples` for each prompt (a text or a token list),
-        prompt by prompt; different prompts share batches. `options`: SamplingOptions
-        checked already, else from the keywords."""
-        options = options or self.options(**keywords)
+        prompt by prompt; different prompts share batches."""
+        options = self.options(**keywords)
         if isinstance(prompts, str):
             prompts = [prompts]
         tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
@@ -101,10 +103,10 @@ class GPT2:
             return sampled.text
         return self.encoder.decode(sampled.prompt) + sampled.text
 
-    def stream(self, prompt, *, options=None, **keywords):
+    def stream(self, prompt, **keywords):
         """The text of one sample after `prompt` (a text or a token list), piece by piece
         as it is generated."""
-        options = options or self.options(**keywords)
+        options = self.options(**keywords)
         tokens = prompt if isinstance(prompt, list) else encode_prompt(self.model, prompt)
         decoder = self.new_decoder(options.length)
         text = TextStream(self.encoder, options.stop)
@@ -135,20 +137,16 @@ def encode_prompt(loaded, text, where='prompt'):
     return tokens
 
 
-def open_model(*, model_name, models_dir, checkpoint, batch_size, nsamples, seed,
-               prompts=(), **options):
-    """What both sampling scripts start with: options and prompts ([(where, text)])
-    checked against the model before its weights load. Returns (GPT2, checked
-    SamplingOptions, prompt token lists)."""
-    batch_size = 1 if batch_size is None else batch_size
-    check_batch_size(batch_size)
-    if nsamples % batch_size:
-        raise UserError(f'--nsamples {nsamples} is not a multiple of --batch_size {batch_size}')
+def open_model(*, model_name, models_dir, checkpoint, batch_size, seed, options,
+               prompts=()):
+    """What both sampling scripts start with: options (SamplingOptions) and prompts
+    ([(where, text)]) checked against the model before its weights load. Returns (GPT2
+    sampling with those options, the prompts' token lists)."""
     loaded = model_dir.load(model_name, models_dir, checkpoint)
-    options = sample.SamplingOptions(**options).checked(loaded.hparams)
+    options = options.checked(loaded.hparams)
     tokens = [encode_prompt(loaded, text, where) for where, text in prompts]
     print('Loading checkpoint', loaded.checkpoint, file=sys.stderr)
-    return GPT2(loaded, batch_size=batch_size, seed=seed), options, tokens
+    return GPT2(loaded, batch_size=batch_size, seed=seed, options=options), tokens
 
 
 class TextStream:

@@ -1,17 +1,18 @@
 """Sampling: the options, the choice of each next token (repetition penalty, temperature,
-top-k, nucleus), where a sample ends (<|endoftext|>, stop texts), and the decode loop,
-with a sliding window past the model's context. NumPy only: the model is a function.
+top-k, nucleus, min-p), where a sample ends (<|endoftext|>, stop texts), and the decode
+loop, with a sliding window past the model's context. NumPy only: the model is a function.
 
     options = SamplingOptions(length=100, temperature=0.7, top_k=40).checked(hparams)
-    samples = generate(decoder, prompts, options, np.random.default_rng(1),
-                       Stopper(enc, options))
+    samples = sample_batch(decoder, prompts, options, np.random.default_rng(1),
+                           Stopper(enc, options))
 
-`generate` drives any decoder with `n_ctx`, `prefill(rows) -> logits [batch, n_vocab]`
-(rows: token lists of any lengths, a new batch) and `extend(tokens [batch]) -> logits`
-(one more token per row), so the loop is tested with a fake model.
+`sample_batch` drives any decoder with `n_ctx`, `prefill(rows) -> logits [batch,
+n_vocab]` (rows: token lists of any lengths, a new batch) and `extend(tokens [batch]) ->
+logits` (one more token per row), so the loop is tested with a fake model.
 """
 
 import dataclasses
+import types
 
 import numpy as np
 
@@ -21,39 +22,120 @@ from cli import UserError
 NUCLEUS_POOL = 1024
 
 
+def option(default, help, *, low=None, above=None, high=None):
+    """A field of SamplingOptions: its default, its help line, and its limits (at least
+    `low`, more than `above`, at most `high`; a name such as 'n_vocab' is the model's).
+    The sampling scripts' flags, the API's keywords, train.py's sample settings and the
+    README's table are all read from these fields; `checked` derives from the limits."""
+    return dataclasses.field(default=default, metadata={
+        'help': help, 'low': low, 'above': above, 'high': high})
+
+
+class OptionError(UserError):
+    """A bad sampling option; `param` is its field name, however the surface calls it."""
+
+    def __init__(self, param, message):
+        super().__init__(message)
+        self.param = param
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingOptions:
-    length: int | None = None  # new tokens per sample; None: half the context, as OpenAI's
-    temperature: float = 1.0
-    top_k: int = 0  # keep the k most likely tokens; 0: all
-    top_p: float = 1.0  # keep the most likely tokens up to this probability; 0 or 1: off
-    repetition_penalty: float = 1.0  # CTRL's penalty on tokens already in the row; 1: off
-    stop: tuple[str, ...] = ()  # texts that end a sample (not kept), besides <|endoftext|>
-    stop_at_endoftext: bool = True
+    length: int | None = option(
+        None, 'Number of tokens in generated text, if None (default), is determined by model '
+        'hyperparameters; beyond the context window the window slides', low=1)
+    temperature: float = option(
+        1.0, 'Float value controlling randomness in boltzmann distribution.', above=0)
+    top_k: int = option(
+        0, 'Integer value controlling diversity: keep the k most likely tokens (0: all)',
+        low=0, high='n_vocab')
+    top_p: float = option(
+        1.0, 'Float, nucleus sampling: keep the most likely tokens up to this probability '
+        '(1 or 0: off)', low=0, high=1)
+    min_p: float = option(
+        0.0, 'Float: keep the tokens at least this fraction as likely as the most likely one '
+        '(0: off)', low=0, high=1)
+    repetition_penalty: float = option(
+        1.0, 'CTRL\'s penalty on tokens already in the sample (1: off, 1.2 is common)',
+        above=0)
+    stop: tuple[str, ...] = option(
+        (), 'end a sample before this text (repeatable; \\n is a newline)')
+    stop_at_endoftext: bool = option(True, 'end each sample at <|endoftext|>')
+
+    def changed(self, **values):
+        """These options with some changed; a name that is not an option is an
+        OptionError."""
+        for name in values:
+            if name not in OPTIONS:
+                raise OptionError(name, f'{name}: unexpected keyword; sampling options are '
+                                  f'{", ".join(OPTIONS)}')
+        return dataclasses.replace(self, **values)
 
     def checked(self, hparams, flags=None):
-        """These options with `length` resolved, or a UserError naming the flag; `flags`
-        renames a field's flag (train.py's --sample_length)."""
-        def flag(name):
-            return (flags or {}).get(name, f'--{name}')
+        """These options with `length` resolved (None: half the context, as OpenAI's) and
+        `stop` a tuple, or an OptionError. Messages name each option `--name`, unless
+        `flags` says how this surface names it ({'length': '--sample_length'})."""
         length = hparams.n_ctx // 2 if self.length is None else self.length
-        if not isinstance(length, int) or length < 1:
-            raise UserError(f'{flag("length")} {length}: must be a whole number, at least 1')
-        if not self.temperature > 0:
-            raise UserError(f'{flag("temperature")} {self.temperature}: must be above 0')
-        if not 0 <= self.top_k <= hparams.n_vocab:
-            raise UserError(f'{flag("top_k")} {self.top_k}: must be between 0 (off) and '
-                            f'n_vocab {hparams.n_vocab}')
-        if not 0 <= self.top_p <= 1:
-            raise UserError(f'{flag("top_p")} {self.top_p}: must be between 0 and 1 (0 and 1 '
-                            'are off)')
-        if not self.repetition_penalty > 0:
-            raise UserError(f'{flag("repetition_penalty")} {self.repetition_penalty}: must '
-                            'be above 0 (1 is off, 1.2 is common)')
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        if not all(isinstance(s, str) and s for s in stop):
-            raise UserError(f'{flag("stop")}: each stop text must be a non-empty string')
-        return dataclasses.replace(self, length=length, stop=stop)
+        stop = (self.stop,) if isinstance(self.stop, str) else self.stop
+        resolved = dataclasses.replace(self, length=length, stop=stop)
+        for field in dataclasses.fields(self):
+            problem = _problem(field, getattr(resolved, field.name), hparams)
+            if problem:
+                flag = (flags or {}).get(field.name, f'--{field.name}')
+                raise OptionError(field.name, flag + problem)
+        return dataclasses.replace(resolved, stop=tuple(stop))
+
+
+OPTIONS = {field.name: field for field in dataclasses.fields(SamplingOptions)}
+
+
+def value_type(annotation):
+    """int for `int` and `int | None`, tuple for `tuple[str, ...]`, and so on."""
+    if isinstance(annotation, types.UnionType):
+        annotation = next(t for t in annotation.__args__ if t is not type(None))
+    return getattr(annotation, '__origin__', annotation)
+
+
+def limits(field, hparams=None):
+    """What a field's value must be, in words; with hparams, named limits have values."""
+    meta, kind = field.metadata, value_type(field.type)
+    if kind is bool:
+        return 'True or False'
+    if kind is tuple:
+        return 'non-empty texts'
+    high = meta['high']
+    if isinstance(high, str) and hparams is not None:
+        high = f'{high} {getattr(hparams, high)}'
+    whole = kind is int
+    if meta['low'] is not None and high is not None:
+        return f'between {meta["low"]} and {high}' + (' (a whole number)' if whole else '')
+    bound = f'at least {meta["low"]}' if meta['low'] is not None else f'above {meta["above"]}'
+    return ('a whole number, ' if whole else '') + bound
+
+
+def _problem(field, value, hparams):
+    """' value: must be ...' (to follow the flag) when `value` is outside the field's
+    limits, else None."""
+    meta, kind = field.metadata, value_type(field.type)
+    if kind is tuple:
+        fits = isinstance(value, tuple | list) and all(isinstance(s, str) and s for s in value)
+        return None if fits else ': each stop text must be a non-empty string'
+    if kind is bool:
+        fits = isinstance(value, bool)
+    else:
+        high = getattr(hparams, meta['high']) if isinstance(meta['high'], str) else meta['high']
+        fits = (isinstance(value, int if kind is int else (int, float))
+                and not isinstance(value, bool)
+                and (meta['low'] is None or value >= meta['low'])
+                and (meta['above'] is None or value > meta['above'])
+                and (high is None or value <= high))
+    return None if fits else f' {value}: must be {limits(field, hparams)}'
+
+
+def check_batch_size(batch_size):
+    """Rows sampled at once (speed and memory only): a whole number, at least 1."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f'--batch_size {batch_size}: must be a whole number, at least 1')
 
 
 def penalize(logits, seen, penalty):
@@ -93,7 +175,8 @@ def _kept_sorted(row, order, normalizer, top_p, cumulative=None):
 
 def choose(logits, options, rng, seen=None):
     """The next token of each row of logits [batch, n_vocab]: repetition penalty,
-    temperature, top-k, then nucleus among what top-k kept; one uniform draw per row."""
+    temperature, top-k, then nucleus and min-p among what top-k kept; one uniform draw per
+    row."""
     logits = np.asarray(logits, np.float64)
     if options.repetition_penalty != 1 and seen is not None:
         logits = penalize(logits, seen, options.repetition_penalty)
@@ -101,6 +184,9 @@ def choose(logits, options, rng, seen=None):
     tokens = np.empty(len(logits), np.int64)
     for b, row in enumerate(logits):
         candidates, values = _kept(row, options.top_k, options.top_p)
+        if options.min_p:  # relative to the top token: a threshold on the logits
+            kept = values >= values.max() + np.log(options.min_p)
+            candidates, values = candidates[kept], values[kept]
         weights = np.cumsum(np.exp(values - values.max()))
         index = np.searchsorted(weights, rng.random() * weights[-1], side='right')
         tokens[b] = candidates[min(index, len(candidates) - 1)]
@@ -193,7 +279,7 @@ def decode_steps(decoder, prompts, options, rng, stopper):
             logits, filled = decoder.extend(tokens), filled + 1
 
 
-def generate(decoder, prompts, options, rng, stopper, *, on_step=None):
+def sample_batch(decoder, prompts, options, rng, stopper, *, on_step=None):
     """A Sample after each prompt (see decode_steps); `on_step(new, ended)` is called
     after each token."""
     new = ended = None

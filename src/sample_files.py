@@ -17,39 +17,6 @@ SEPARATOR = '=' * 40 + ' SAMPLE {} ' + '=' * 40
 END_OF_PROMPT = '=' * 80
 
 
-def unescape(text):
-    r"""A stop text from the command line, where \n, \t and \\ stand for themselves."""
-    return text.replace('\\\\', '\0').replace('\\n', '\n').replace('\\t', '\t').replace(
-        '\0', '\\')
-
-
-def fire_argv(argv):
-    """argv as fire must see it: every `--stop TEXT` (fire keeps only the last) gathered
-    into one `--stop=(...)` tuple, escapes resolved; `--prompts -` (which fire reads as
-    True) as `--prompts=-`."""
-    stops, rest = take_repeated(argv, '--stop')
-    if stops:
-        rest.append(f'--stop={tuple(unescape(s) for s in stops)!r}')
-    prompts, rest = take_repeated(rest, '--prompts')
-    return rest + [f'--prompts={p}' for p in prompts]
-
-
-def take_repeated(argv, flag):
-    """(the values of every `flag VALUE` or `flag=VALUE` in argv, the other arguments)."""
-    values, rest, i = [], [], 0
-    while i < len(argv):
-        if argv[i] == flag and i + 1 < len(argv):
-            values.append(argv[i + 1])
-            i += 2
-            continue
-        if argv[i].startswith(flag + '='):
-            values.append(argv[i][len(flag) + 1:])
-        else:
-            rest.append(argv[i])
-        i += 1
-    return values, rest
-
-
 def read_prompts(path):
     """[(where, prompt)] from a file; `where` names file and line for messages."""
     name = '<stdin>' if path == '-' else path

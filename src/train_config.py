@@ -1,18 +1,20 @@
 """One training run's settings, declared once: each field of TrainConfig carries its default
 and help, train.py's flags are built from the fields, and each checkpoint stores the
 whole config (a resumed run warns of every setting that changed). No TensorFlow here, so
-`train.py --help` and `--print_config` answer at once.
+`train.py --help` and `--print_config` answer at once. The settings of the run's samples
+(--top_k, --top_p, --sample_length) are sampling options declared in sample.py.
 
     c = TrainConfig(dataset='input-text.txt.npz', steps=1000, lr_schedule='cosine')
     check_config(c)
+    sample_options(c, hparams)   # SamplingOptions(length=1023, top_k=40, ...), checked
     parse_args(['--dataset', 'input-text.txt.npz', '--steps', '1000'])
 """
 
 import argparse
 import dataclasses
 import re
-import types
 
+import sample
 from cli import UserError
 
 OPTIMIZERS = ('adam', 'adafactor', 'sgd')
@@ -24,6 +26,15 @@ MEMORY_CHECKS = ('refuse', 'warn')
 def setting(default, help, *, metavar=None, choices=None):
     return dataclasses.field(default=default,
                              metadata={'help': help, 'metavar': metavar, 'choices': choices})
+
+
+def sample_setting(option, default, note='', *, metavar=None):
+    """A setting of the run's samples under nshepperd's flag name: the sampling option
+    `option` (sample.SamplingOptions), its help from there (and `note`), its limits
+    checked there (sample_options)."""
+    return dataclasses.field(default=default, metadata={
+        'help': sample.OPTIONS[option].metadata['help'] + note, 'metavar': metavar,
+        'choices': None, 'option': option})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +70,15 @@ class TrainConfig:
                              '1558M).', choices=OPTIMIZERS)
     noise: float = setting(0.0, 'Add noise to input training data to regularize against '
                            'typos.')
-    top_k: int = setting(40, 'K for top-k sampling.')
-    top_p: float = setting(0.0, 'P for top-p sampling of the training samples. Overrides '
-                           'top_k if set > 0.')
+    top_k: int = sample_setting('top_k', 40)
+    top_p: float = sample_setting('top_p', 0.0, '; above 0 it replaces --top_k')
     restore_from: str = setting('latest', 'Either "latest", "fresh", or a path to a '
                                 'checkpoint file')
     run_name: str = setting('run1', 'Run id. Name of subdirectory in checkpoint/ and '
                             'samples/')
     sample_every: int = setting(100, 'Generate samples every N steps', metavar='N')
-    sample_length: int | None = setting(None, 'Sample this many tokens (default: n_ctx - 1, '
-                                        '1023 for released models)', metavar='TOKENS')
+    sample_length: int | None = sample_setting(
+        'length', None, '; here None is n_ctx - 1 (1023 for released models)', metavar='TOKENS')
     sample_num: int = setting(1, 'Generate this many samples', metavar='N')
     save_every: int = setting(1000, 'Write a checkpoint every N steps', metavar='N')
     max_checkpoints: int = setting(5, 'Keep the N newest checkpoints (0: keep all)',
@@ -156,11 +166,18 @@ def _names(weight, name):
     return weight == name or weight.startswith(name + '/')
 
 
-def _value_type(annotation):
-    """int for `int` and `int | None`, and so on."""
-    if isinstance(annotation, types.UnionType):
-        return next(t for t in annotation.__args__ if t is not type(None))
-    return annotation
+def sample_options(c, hparams):
+    """The run's samples' SamplingOptions, checked, from the settings that name an option
+    (errors name their flags). As in nshepperd's train.py, --top_p above 0 replaces
+    --top_k, and the length is n_ctx - 1 unless set."""
+    settings = [f for f in dataclasses.fields(TrainConfig) if 'option' in f.metadata]
+    values = {f.metadata['option']: getattr(c, f.name) for f in settings}
+    if values['top_p'] > 0:
+        values['top_k'] = 0
+    if values['length'] is None:
+        values['length'] = hparams.n_ctx - 1
+    flags = {f.metadata['option']: f'--{f.name}' for f in settings}
+    return sample.SamplingOptions(**values).checked(hparams, flags)
 
 
 def build_parser():
@@ -169,7 +186,7 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
         meta = field.metadata
-        kind = _value_type(field.type)
+        kind = sample.value_type(field.type)
         if kind is bool:
             # A setting whose default is None (chosen for you) can be forced either way.
             action = (argparse.BooleanOptionalAction if field.default is None

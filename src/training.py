@@ -31,7 +31,7 @@ from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
 from progress import Progress
 from stop_flag import StopFlag
-from train_config import check_config, check_trained
+from train_config import check_config, check_trained, sample_options
 from train_graph import build_train_graph
 
 tf1 = tf.compat.v1
@@ -106,11 +106,7 @@ class Trainer:
                                     allow_special=not c.endoftext_as_text)
         hparams = self.model.hparams
         check_trained(c, hparams.n_layer, variable_shapes(hparams))
-        # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
-        self.sampling = sample.SamplingOptions(
-            length=hparams.n_ctx - 1 if c.sample_length is None else c.sample_length,
-            top_k=0 if c.top_p > 0 else c.top_k, top_p=c.top_p).checked(
-            hparams, {'length': '--sample_length'})
+        self.sampling = sample_options(c, hparams)
         resources.check_optimizer_memory(c, hparams)
         self.cluster = distributed.from_environment(c.collective_timeout)
         if self.cluster.n_workers > 1 and c.seed is None:

@@ -82,11 +82,39 @@ def test_stream_pieces_add_up_to_the_sample(gpt2, stop):
     assert ''.join(pieces) == gpt2.generate(PROMPTS[1], length=10, top_k=1, stop=stop)[0]
 
 
+def test_min_p_one_keeps_only_the_top_token_as_top_k_one_does(gpt2):
+    greedy = gpt2.generate(PROMPTS[1], length=10, top_k=1, return_tokens=True)
+    assert gpt2.generate(PROMPTS[1], length=10, min_p=1.0, return_tokens=True) == greedy
+
+
 def test_unknown_option_and_long_prompt_are_clear_errors(gpt2):
     with pytest.raises(UserError, match='unexpected keyword'):
         gpt2.generate('x', top_z=3)
     with pytest.raises(UserError, match='more than the model\'s context of 64'):
         gpt2.generate('word ' * 100)
+
+
+USER_PROGRAM = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
+logging.getLogger('mine').info('before')
+from generation import GPT2
+gpt2 = GPT2.load(sys.argv[1], seed=1)
+print(len(gpt2.generate('Hi|', length=3)))
+logging.getLogger('mine').info('after')
+gpt2.close()
+"""
+
+
+@pytest.mark.slow
+def test_the_api_is_quiet_in_a_users_program_and_leaves_its_logging_alone(models_dir):
+    # Unset as in a user's shell: this process set it when it imported generation.
+    env = {k: v for k, v in script_env().items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+    result = subprocess.run([sys.executable, '-c', USER_PROGRAM,
+                             os.path.join(models_dir, 'tiny')],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert (result.returncode, result.stdout) == (0, '1\n'), result.stderr[-2000:]
+    assert result.stderr == 'mine: before\nmine: after\n'
 
 
 def readme_example():
@@ -130,6 +158,17 @@ def test_prompts_file_to_jsonl(models_dir, tmp_path):
     assert [r['prompt'] for r in records] == [p for p in PROMPTS for _ in range(2)]
     assert all(r['sample'].startswith(r['prompt']) and 0 < r['tokens'] <= 6 for r in records)
     assert not (tmp_path / 'jokes.jsonl.partial').exists()
+
+
+@pytest.mark.slow
+def test_prompts_share_batches_whatever_nsamples_and_batch_size(models_dir, tmp_path):
+    out = tmp_path / 'jokes.jsonl'
+    for flags, prompts in [((), PROMPTS), (('--nsamples', '3'), PROMPTS[:2])]:
+        samples_script(models_dir, '--prompts', '-', '--batch_size', '4', '--output',
+                       str(out), *flags, stdin='\n'.join(prompts) + '\n')
+        records = [json.loads(line) for line in out.read_text(encoding='utf-8').splitlines()]
+        nsamples = 3 if flags else 1
+        assert [r['prompt'] for r in records] == [p for p in prompts for _ in range(nsamples)]
 
 
 @pytest.mark.slow

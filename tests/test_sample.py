@@ -1,10 +1,16 @@
-"""The sampler on fake logits: token choice, stops, the loop, the sliding window."""
+"""The sampler on fake logits: token choice, stops, the loop, the sliding window; the
+options' declaration and the README's table of it."""
+
+import dataclasses
+import os
+import re
 
 import numpy as np
 import pytest
 
 import sample
 from cli import UserError
+from fixtures import ROOT
 from hparams import HParams
 
 LOGITS = np.array([[1.0, 3.0, 2.0, 0.0, -1.0],
@@ -40,6 +46,19 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     # tokens 1 and 2 (.870), p .5 only 1.
     assert sample.choose(LOGITS[:1], options(top_p=0.8), ScriptedRng(0.99)).tolist() == [2]
     assert sample.choose(LOGITS[:1], options(top_p=0.5), ScriptedRng(0.99)).tolist() == [1]
+
+
+def test_min_p_keeps_tokens_at_least_that_fraction_as_likely_as_the_top_one():
+    # Relative to each row's top token: row 0 [.135 1 .368 .050 .018], row 1 [.007 .007 1
+    # .905 .018]. min_p .3 keeps tokens 1, 2 (.731, .269 once renormalised) and 2, 3 (.525,
+    # .475): .72 draws 1, .74 draws 3. min_p .4 keeps token 1 alone in row 0.
+    o = options(min_p=0.3)
+    assert sample.choose(LOGITS, o, ScriptedRng(0.72, 0.74)).tolist() == [1, 3]
+    assert sample.choose(LOGITS, o, ScriptedRng(0.74, 0.51)).tolist() == [2, 2]
+    assert sample.choose(LOGITS[:1], options(min_p=0.4), ScriptedRng(0.99)).tolist() == [1]
+    # After temperature: at .5 token 2 is e^-2 = .135 of token 1, below .3.
+    assert sample.choose(LOGITS[:1], options(min_p=0.3, temperature=0.5),
+                         ScriptedRng(0.99)).tolist() == [1]
 
 
 def test_nucleus_past_the_candidate_pool_sorts_the_whole_vocabulary(monkeypatch):
@@ -83,6 +102,37 @@ def test_bad_options_name_the_flag():
     assert options().length == HPARAMS.n_ctx // 2
 
 
+def test_a_bad_option_names_its_field_however_the_surface_calls_it():
+    for values, param, message in [
+            ({'length': 0}, 'length', 'max_tokens 0: must be a whole number, at least 1'),
+            ({'top_k': 2.0}, 'top_k', 'top_k 2.0: must be between 0 and n_vocab 5 '
+                                      r'\(a whole number\)'),
+            ({'top_p': 'x'}, 'top_p', 'top_p x: must be between 0 and 1'),
+            ({'stop_at_endoftext': 1}, 'stop_at_endoftext', 'must be True or False'),
+            ({'stop': 5}, 'stop', 'each stop text')]:
+        with pytest.raises(sample.OptionError, match=message) as caught:
+            sample.SamplingOptions(**values).checked(
+                HPARAMS, {f: f for f in sample.OPTIONS} | {'length': 'max_tokens'})
+        assert caught.value.param == param
+    with pytest.raises(sample.OptionError, match='top_z: unexpected keyword') as caught:
+        sample.SamplingOptions().changed(top_z=3)
+    assert caught.value.param == 'top_z'
+
+
+def readme_table_row(field):
+    cells = [f'`{field.name}`', f'`{field.default!r}`', sample.limits(field),
+             field.metadata['help']]
+    return '| ' + ' | '.join(c.replace('|', '\\|') for c in cells) + ' |'
+
+
+def test_readme_table_lists_every_sampling_option_as_declared():
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    table = re.search(r'<!-- sampling options -->\n(.*?)\n\n', readme, re.S).group(1)
+    expected = [readme_table_row(f) for f in dataclasses.fields(sample.SamplingOptions)]
+    assert table.splitlines()[2:] == expected, 'README table rows:\n' + '\n'.join(expected)
+
+
 class FakeEncoder:
     """Token i decodes to the i-th letter; token 4 is <|endoftext|>."""
     eot_token = 4
@@ -116,7 +166,7 @@ class FakeDecoder:
 
 def run(decoder, prompts, **values):
     o = options(top_k=1, **values)
-    return sample.generate(decoder, prompts, o, ScriptedRng(*[0] * 100),
+    return sample.sample_batch(decoder, prompts, o, ScriptedRng(*[0] * 100),
                            sample.Stopper(FakeEncoder(), o))
 
 
