@@ -22,7 +22,7 @@ from train_config import is_trained
 # section has the figures): a fixed part (TensorFlow, the data, one layer's and the
 # logits' activations), float32 copies of the weights (weights, gradients, temporaries),
 # plus the optimizer's state and update temporaries, which only trained weights have.
-# For 124M, which trains without recomputation, it overestimates (6.5 GB for 4.5 with Adam).
+# For 124M, which trains without recomputation, it overestimates (the README has by how much).
 FIXED_BYTES = 4 << 30
 BASE_WEIGHT_COPIES = 2.75
 OPTIMIZER_WEIGHT_COPIES = {'adam': 2.75, 'adafactor': 0.0, 'sgd': 0.0}

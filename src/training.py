@@ -61,11 +61,11 @@ StepResult = collections.namedtuple(
 
 def initialize(sess):
     """Initialise every variable of the graph but the model's weights, which come from a
-    checkpoint (initialising them too would hold two copies while restoring: 12 GB for
-    1558M). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
+    checkpoint (initialising them too would hold two copies of the weights while
+    restoring). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
     computed in the graph, such a start value is folded into a constant that the session
     keeps, and once the optimizer has written the variable the constant is a second copy
-    for the whole run (1 GB for 124M with Adam)."""
+    for the whole run (the README's Performance section has what this saved)."""
     weights = {v.name for v in model_dir.model_variables()}
     variables = [v for v in tf1.global_variables() + tf1.local_variables()
                  if v.name not in weights]
