@@ -27,6 +27,7 @@ from google.protobuf import text_format
 import model_dir
 from cli import UserError, user_path
 from plot_run import METRICS
+from release import HPARAMS, VOCAB_FILES
 
 tf1 = tf.compat.v1
 
@@ -232,7 +233,7 @@ class RunFolder:
 
     def _check_vocabulary(self):
         """A run continues with the vocabulary it was trained with, or not at all."""
-        for name in model_dir.VOCAB_FILES:
+        for name in VOCAB_FILES:
             ours, source = os.path.join(self.path, name), os.path.join(self.model.path, name)
             if os.path.isfile(ours) and not filecmp.cmp(ours, source, shallow=False):
                 raise UserError(f'{ours} differs from {source}: this run was trained with '
@@ -249,9 +250,9 @@ class RunFolder:
             write_atomic(f'{prefix}.state.json', json.dumps(record))
             self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
             write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
-            if not os.path.exists(os.path.join(self.path, 'hparams.json')):
+            if not os.path.exists(os.path.join(self.path, HPARAMS)):
                 model_dir.copy_vocabulary(self.model.path, self.path)
-                write_atomic(os.path.join(self.path, 'hparams.json'),
+                write_atomic(os.path.join(self.path, HPARAMS),
                              self.model.hparams.to_json())
         except (OSError, tf.errors.OpError) as e:
             self.open()  # removes the partial files

@@ -22,6 +22,7 @@ import numpy as np
 import cli
 import encoder
 from hparams import SIZES, HParams, variable_shapes
+from release import CHECKPOINT, VOCAB_FILES
 from train_config import OPTIMIZERS, TrainConfig
 
 TINY = (64, 4, 2)  # n_embd, n_head, n_layer: what CI checks with
@@ -42,10 +43,10 @@ def find_vocabulary(vocab_dir):
     candidates = [vocab_dir] if vocab_dir else [os.environ.get('GPT2_VOCAB_DIR'),
                                                 'models/117M', 'models/124M']
     for path in filter(None, candidates):
-        if all(os.path.isfile(os.path.join(path, f)) for f in ('encoder.json', 'vocab.bpe')):
+        if all(os.path.isfile(os.path.join(path, f)) for f in VOCAB_FILES):
             return path
-    raise cli.UserError(f'{vocab_dir or "models/117M"}: no encoder.json and vocab.bpe there; '
-                        'pass --vocab_dir (sh download_model.sh 117M fetches them)')
+    raise cli.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
+                        'there; pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
 def cpu_name():
@@ -143,7 +144,7 @@ def print_run(tf, resources, size, vocab_dir, n_vocab):
         n_params = sum(int(np.prod(s)) for s in variable_shapes(hparams).values())
         print(f'== a random {size} model ({n_params / 1e6:.1f}M parameters, n_ctx {n_ctx})')
         model_dir.init_random(path, hparams, vocab_dir)
-        seconds, dtype, loss = time_training_step(tf, hparams, os.path.join(path, 'model.ckpt'),
+        seconds, dtype, loss = time_training_step(tf, hparams, os.path.join(path, CHECKPOINT),
                                                   resources)
         print(f'training step: {seconds:.2f} s, {n_ctx / seconds:.0f} tokens/s, batch 1 x '
               f'{n_ctx}, Adam, {dtype.name} products, loss {loss:.2f} (random weights: about '

@@ -38,7 +38,7 @@ class TrainConfig:
                            'chunks of this minimum size', metavar='CHARS')
     encoding: str = setting('utf-8', 'Set the encoding for reading and writing files.')
     endoftext_as_text: bool = setting(False, 'Encode the text <|endoftext|> as five ordinary '
-                                      'tokens, as the 2019 code did')
+                                      'tokens, as the 2019 code did (to reproduce old runs)')
     batch_size: int = setting(1, 'Batch size, per worker when training on several '
                               '(TF_CONFIG)', metavar='SIZE')
     learning_rate: float = setting(0.00002, 'Learning rate for Adam', metavar='LR')
@@ -163,24 +163,35 @@ def _value_type(annotation):
     return annotation
 
 
+def add_flag(p, field):
+    """The flag of one TrainConfig field, with its default, help, metavar and choices."""
+    meta = field.metadata
+    kind = _value_type(field.type)
+    if kind is bool:
+        # A setting whose default is None (chosen for you) can be forced either way.
+        action = argparse.BooleanOptionalAction if field.default is None else 'store_true'
+        p.add_argument(f'--{field.name}', action=action, default=field.default,
+                       help=meta['help'])
+        return
+    required = field.default is dataclasses.MISSING
+    p.add_argument(f'--{field.name}', type=kind, metavar=meta.get('metavar'),
+                   choices=meta.get('choices'), required=required,
+                   default=None if required else field.default, help=meta['help'])
+
+
+def add_settings(p, names):
+    """The flags of these settings, for another command that takes them too (encode.py)."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    for name in names:
+        add_flag(p, fields[name])
+
+
 def build_parser():
     """train.py's command line: one flag per TrainConfig field, plus COMMAND_FLAGS."""
     p = argparse.ArgumentParser(description='Fine-tune GPT-2 on your custom dataset.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
-        meta = field.metadata
-        kind = _value_type(field.type)
-        if kind is bool:
-            # A setting whose default is None (chosen for you) can be forced either way.
-            action = (argparse.BooleanOptionalAction if field.default is None
-                      else 'store_true')
-            p.add_argument(f'--{field.name}', action=action, default=field.default,
-                           help=meta['help'])
-            continue
-        required = field.default is dataclasses.MISSING
-        p.add_argument(f'--{field.name}', type=kind, metavar=meta.get('metavar'),
-                       choices=meta.get('choices'), required=required,
-                       default=None if required else field.default, help=meta['help'])
+        add_flag(p, field)
     for name, help in COMMAND_FLAGS.items():
         p.add_argument(f'--{name}', action='store_true', help=help)
     return p
