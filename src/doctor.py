@@ -22,8 +22,9 @@ import numpy as np
 import cli
 import encoder
 from hparams import SIZES, HParams, variable_shapes
+from optimizers import OPTIMIZERS
 from release import CHECKPOINT, VOCAB_FILES
-from train_config import OPTIMIZERS, TrainConfig
+from train_config import TrainConfig
 
 TINY = (64, 4, 2)  # n_embd, n_head, n_layer: what CI checks with
 CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')

@@ -13,10 +13,9 @@ import dataclasses
 import re
 import types
 
+import optimizers
 from cli import UserError
 
-OPTIMIZERS = ('adam', 'adafactor', 'sgd')
-LR_SCHEDULES = ('constant', 'cosine', 'linear')
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 MEMORY_CHECKS = ('refuse', 'warn')
 
@@ -56,7 +55,7 @@ class TrainConfig:
                               'more weights to train, by name under model/, comma-separated '
                               '(ln_f,wte,h0/attn)', metavar='NAMES')
     optimizer: str = setting('adam', 'Optimizer. adafactor keeps almost no state (for '
-                             '1558M).', choices=OPTIMIZERS)
+                             '1558M).', choices=tuple(optimizers.OPTIMIZERS))
     noise: float = setting(0.0, 'Add noise to input training data to regularize against '
                            'typos.')
     top_k: int = setting(40, 'K for top-k sampling.')
@@ -88,7 +87,8 @@ class TrainConfig:
     steps: int = setting(0, 'Stop and save once the run has trained N steps in all (0: '
                          'until Ctrl-C)', metavar='N')
     lr_schedule: str = setting('constant', 'Learning-rate schedule after warm-up; cosine and '
-                               'linear decay to --min_lr at --steps', choices=LR_SCHEDULES)
+                               'linear decay to --min_lr at --steps',
+                               choices=tuple(optimizers.LR_SCHEDULES))
     warmup_steps: int = setting(0, 'Raise the learning rate linearly over the first N steps',
                                 metavar='N')
     min_lr: float = setting(0.0, 'Learning rate at the end of a cosine or linear schedule',

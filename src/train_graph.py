@@ -10,9 +10,9 @@ import dataclasses
 
 import tensorflow as tf
 
-import adafactor
 import distributed
 import model
+from optimizers import OPTIMIZERS
 from train_config import is_trained
 
 tf1 = tf.compat.v1
@@ -146,10 +146,4 @@ def apply_gradients(c, grads, train_vars, lr, global_step, grad_norm):
                   if c.weight_decay and v.shape.rank >= 2]
     with tf.control_dependencies(decays):
         pairs = list(zip(grads, train_vars, strict=True))
-        if c.optimizer == 'adafactor':
-            return adafactor.apply_gradients(pairs, lr, global_step)
-        if c.optimizer == 'adam':
-            opt = tf1.train.AdamOptimizer(learning_rate=lr)
-        else:
-            opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
-        return opt.apply_gradients(pairs, global_step=global_step)
+        return OPTIMIZERS[c.optimizer].apply(pairs, lr, global_step)

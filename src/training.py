@@ -29,27 +29,13 @@ import sample
 from cli import UserError
 from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
+from optimizers import learning_rate_at
 from progress import Progress
 from stop_flag import StopFlag
 from train_config import check_config, check_trained
 from train_graph import build_train_graph
 
 tf1 = tf.compat.v1
-
-
-def learning_rate_at(c, step):
-    """The learning rate of step `step` (0 for the first): linear warm-up, then constant,
-    cosine or linear decay to min_lr at c.steps."""
-    if step < c.warmup_steps:
-        return c.learning_rate * (step + 1) / c.warmup_steps
-    if c.lr_schedule == 'constant':
-        return c.learning_rate
-    progress = min(1.0, (step - c.warmup_steps) / (c.steps - c.warmup_steps))
-    if c.lr_schedule == 'cosine':
-        factor = 0.5 * (1 + math.cos(math.pi * progress))
-    else:
-        factor = 1 - progress
-    return c.min_lr + (c.learning_rate - c.min_lr) * factor
 
 
 # What one training step reports: its loss and gradient norm, the tokens trained on, whether
