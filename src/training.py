@@ -33,7 +33,7 @@ from optimizers import learning_rate_at
 from progress import Progress
 from stop_flag import StopFlag
 from train_config import check_config, check_trained
-from train_graph import build_train_graph
+from train_graph import open_train_step, step_choices
 
 tf1 = tf.compat.v1
 
@@ -43,24 +43,6 @@ tf1 = tf.compat.v1
 # (the step was then skipped).
 StepResult = collections.namedtuple(
     'StepResult', 'loss grad_norm tokens stop_agreed overflow loss_scale')
-
-
-def initialize(sess):
-    """Initialise every variable of the graph but the model's weights, which come from a
-    checkpoint (initialising them too would hold two copies of the weights while
-    restoring). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
-    computed in the graph, such a start value is folded into a constant that the session
-    keeps, and once the optimizer has written the variable the constant is a second copy
-    for the whole run (the README's Performance section has what this saved)."""
-    weights = {v.name for v in model_dir.model_variables()}
-    variables = [v for v in tf1.global_variables() + tf1.local_variables()
-                 if v.name not in weights]
-    zeros = {}
-    for v in variables:
-        value = v.initial_value
-        if value.op.type == 'Fill' and tf.get_static_value(value.op.inputs[1]) == 0:
-            zeros[value] = np.zeros(value.shape, value.dtype.as_numpy_dtype)
-    sess.run([v.initializer for v in variables], zeros)
 
 
 class Trainer:
@@ -115,21 +97,15 @@ class Trainer:
         self.tokens_seen = 0  # by all workers, for the epoch
         self.stale_evaluations = 0  # in a row without a better validation loss
         self.sample_rng = np.random.default_rng(c.seed)
-        recompute, reason = resources.choose_memory_saving(c, hparams)
-        print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
-        dtype, reason = resources.choose_precision(c.precision)
-        print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
-        if resources.needs_op_determinism(c.seed):
-            tf.config.experimental.enable_op_determinism()
-        self.graph = tf.Graph()
+        choices = step_choices(c, hparams)
+        print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
+              f'({choices.recompute_reason})')
+        print(f'precision: {choices.dtype.name} matrix products, float32 weights '
+              f'({choices.precision_reason})')
+        opened = open_train_step(hparams, c, choices, self.cluster)
+        self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
-            if c.seed is not None:
-                tf1.set_random_seed(c.seed)
-            self.g = build_train_graph(hparams, c, recompute, dtype, self.cluster)
             self.gen = decoding.sampling_graph(hparams, reuse=True)
-            self.sess = tf1.Session(self.cluster.target, graph=self.graph,
-                                    config=self.cluster.config)
-            initialize(self.sess)
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)

@@ -569,7 +569,7 @@ def test_initialize_feeds_zeros_and_runs_the_other_initializers():
         real_run = sess.run
         sess.run = lambda fetches, feed_dict=None: (feeds.append(feed_dict),
                                                     real_run(fetches, feed_dict))[1]
-        training.initialize(sess)
+        train_graph.initialize(sess)
         sess.run = real_run
         assert list(feeds[0]) == [zeros.initial_value]  # fed, not computed in the graph
         np.testing.assert_array_equal(sess.run(zeros), np.zeros([300, 200], np.float32))
