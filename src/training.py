@@ -1,10 +1,10 @@
-"""Fine-tuning GPT-2: the run behind train.py (check, load, write), the learning-rate
-schedule and the loop.
+"""Fine-tuning GPT-2: the run behind train.py (check, load, write) and the loop.
 
     train(TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250))
 
-(TrainConfig is in train_config.py, the step's graph in train_graph.py, the run folder in
-checkpoints.py.)
+(TrainConfig is in train_config.py, the step's graph in train_graph.py, optimizers and
+schedules in optimizers.py, the run folder in checkpoints.py, its figures and samples in
+run_log.py.)
 
 Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
 optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
@@ -14,6 +14,7 @@ samples/<run>/samples-<step>.
 
 import collections
 import math
+import os
 import time
 
 import numpy as np
@@ -25,8 +26,9 @@ import distributed
 import model_dir
 import plot_run
 import resources
+import run_log
 import sample
-from cli import UserError
+from cli import UserError, user_path
 from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
 from optimizers import learning_rate_at
@@ -51,11 +53,12 @@ class Trainer:
 
     def __init__(self, c):
         self.c = c
-        self.run = self.sess = None
+        self.run = self.sess = self.summaries = None
         try:
             self._check()
             self._load()
             self.run.open()
+            self.best_loss = self.run.best_loss()  # a replaced run's best is aside by now
         except BaseException:
             self.close()
             raise
@@ -63,6 +66,8 @@ class Trainer:
     def close(self):
         if self.sess is not None:
             self.sess.close()
+        if self.summaries is not None:
+            self.summaries.close()
         if self.run is not None:
             self.run.close()
 
@@ -70,9 +75,9 @@ class Trainer:
         """Settings, model, sampling options, memory, workers, data: nothing written."""
         c = self.c
         check_config(c)
-        self.model = model_dir.load(c.model_name, c.models_dir,
+        self.model_dir = model_dir.load(c.model_name, c.models_dir,
                                     allow_special=not c.endoftext_as_text)
-        hparams = self.model.hparams
+        hparams = self.model_dir.hparams
         check_trained(c, hparams.n_layer, variable_shapes(hparams))
         # As in nshepperd's train.py, --top_p above 0 replaces --top_k.
         self.sampling = sample.SamplingOptions(
@@ -85,14 +90,17 @@ class Trainer:
             raise UserError('--seed: needed with several workers, which must all draw the '
                             'same batches')
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
-        self.run = folder(c, self.model)
+        self.run = folder(c, self.model_dir)
         self.run.lock()
+        self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
+                          else run_log.NoSummaries())
+        self.samples = run_log.Samples(os.path.join(user_path(c.sample_dir), c.run_name))
         self.sampler, self.val_batches, self.dataset_tokens = load_data(
-            c, self.model.encoder, hparams)
+            c, self.model_dir.encoder, hparams)
 
     def _load(self):
         """The graph and session; weights, optimizer and data state restored."""
-        c, hparams = self.c, self.model.hparams
+        c, hparams = self.c, self.model_dir.hparams
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         self.tokens_seen = 0  # by all workers, for the epoch
         self.stale_evaluations = 0  # in a row without a better validation loss
@@ -122,7 +130,7 @@ class Trainer:
             # Runs saved before these were kept: the epoch as if every window were full.
             window = self.c.batch_size * self.c.accumulate_gradients * self.cluster.n_workers
             self.tokens_seen = int(state.get('tokens_seen',
-                                             self.step * window * self.model.hparams.n_ctx))
+                                             self.step * window * self.model_dir.hparams.n_ctx))
             self.stale_evaluations = int(state.get('stale_evaluations', 0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f'step {self.step}: the saved data order or noise state is '
@@ -132,16 +140,16 @@ class Trainer:
     def next_batch(self):
         """This worker's share of the global batch, which every worker draws alike."""
         n, i, b = self.cluster.n_workers, self.cluster.index, self.c.batch_size
-        tokens, mask = self.sampler.batch(b * n, self.model.hparams.n_ctx)
-        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.model.hparams.n_vocab)
+        tokens, mask = self.sampler.batch(b * n, self.model_dir.hparams.n_ctx)
+        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.model_dir.hparams.n_vocab)
         mine = slice(i * b, (i + 1) * b)
         return {self.g.context: tokens[mine], self.g.context_in: noisy[mine],
                 self.g.loss_mask: mask[mine]}
 
     def train_step(self, stop_requested):
-        """One optimizer step; returns its StepResult."""
+        """One optimizer step, counted with its tokens; returns its StepResult."""
         try:
-            return self._train_step(1.0 if stop_requested else 0.0)
+            result = self._train_step(1.0 if stop_requested else 0.0)
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                 tf.errors.CancelledError, tf.errors.AbortedError,
                 tf.errors.InternalError) as e:
@@ -151,6 +159,9 @@ class Trainer:
                             'another worker stopped or cannot be reached '
                             f'({type(e).__name__}); restart every worker to resume from '
                             'the last checkpoint') from None
+        self.step += 1
+        self.tokens_seen += result.tokens * self.cluster.n_workers
+        return result
 
     def _train_step(self, stop_in):
         g, c = self.g, self.c
@@ -181,33 +192,40 @@ class Trainer:
     def write_samples(self):
         """--sample_num samples, each starting after <|endoftext|>, into samples/<run>."""
         print('Generating samples...')
-        enc = self.model.encoder
+        enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        new_decoder = decoding.session_decoders(self.sess, self.model.hparams, self.gen)
+        new_decoder = decoding.session_decoders(self.sess, self.model_dir.hparams, self.gen)
         samples = decoding.generate_in_batches(
             new_decoder, prompts, self.sampling, self.sample_rng,
             sample.Stopper(enc, self.sampling), batch_size=self.c.batch_size)
         texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])
-        self.run.write_samples(self.step, texts)
+        self.samples.write(self.step, texts)
 
     def validation_loss(self):
         return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})
                               for batch in self.val_batches]))
 
-    def validate(self, best):
-        """Validation loss and perplexity; keeps the best model apart. Returns the best."""
+    def evaluate(self):
+        """A validation that counts for early stopping."""
+        improved = self.validate()
+        self.stale_evaluations = 0 if improved else self.stale_evaluations + 1
+
+    def validate(self):
+        """Validation loss and perplexity; keeps the best model apart. Returns whether it
+        is better than the best so far."""
         print('Calculating validation loss...')
         val_loss = self.validation_loss()
         print(f'[{self.step} | validation] loss={val_loss:.4f} '
               f'perplexity={math.exp(min(val_loss, 700)):.2f}')
-        self.run.log_scalars(self.step, val_loss=val_loss,
-                             val_perplexity=math.exp(min(val_loss, 700)))
-        if val_loss < best and self.step > 0:
+        self.summaries.log(self.step, val_loss=val_loss,
+                           val_perplexity=math.exp(min(val_loss, 700)))
+        if val_loss < self.best_loss and self.step > 0:
             self.run.save_best(self.sess, self.step, val_loss)
-            return val_loss
-        return best
+            self.best_loss = val_loss
+            return True
+        return False
 
 
     def plot_losses(self):
@@ -238,10 +256,9 @@ def train(c, stop=None):
 
 def loop(t, stop):
     c = t.c
-    best = t.run.best_loss()
     if c.val_every:
         if t.run.writes:  # the weights resumed from: no news for early stopping
-            best = t.validate(best)
+            t.validate()
         t.wait_for_chief()
     stop.saved = t.step
     progress = Progress(c.steps, t.step, t.dataset_tokens)
@@ -251,16 +268,14 @@ def loop(t, stop):
                 break  # several workers first agree on it through a step
             step_start = time.time()
             result = t.train_step(stop.requested)
-            t.step += 1
-            t.tokens_seen += result.tokens * t.cluster.n_workers
             report_step(t, stop, progress, result, time.time() - step_start)
-            best = chief_work(t, stop, best)
+            chief_work(t, stop)
             if result.stop_agreed:
                 stop.requested = True
                 break
             if c.early_stopping and t.stale_evaluations >= c.early_stopping:
                 print(f'early stopping: no better validation loss in {c.early_stopping} '
-                      f'evaluations (best {best:.4f}, kept in {t.run.path}/best)')
+                      f'evaluations (best {t.best_loss:.4f}, kept in {t.run.path}/best)')
                 stop.early = True
                 stop.requested = True  # several workers agree on it through a step
     if stop.requested and not stop.early:
@@ -280,7 +295,7 @@ def report_step(t, stop, progress, result, seconds):
     if result.overflow and result.loss_scale > 1:
         print(f'step {t.step}: gradients overflowed float16 at loss scale '
               f'{result.loss_scale:g}; step skipped, scale now {result.loss_scale / 2:g}')
-        t.run.log_scalars(t.step, loss_scale=result.loss_scale / 2)
+        t.summaries.log(t.step, loss_scale=result.loss_scale / 2)
         return
     if not np.isfinite(result.loss) or result.overflow:
         raise UserError(f'step {t.step}: loss is {result.loss}; training stopped and nothing '
@@ -289,14 +304,13 @@ def report_step(t, stop, progress, result, seconds):
                         (', or use --precision float32' if result.overflow else ''))
     tokens_per_second = result.tokens / seconds
     progress.update(t.step, result.loss, tokens_per_second, t.tokens_seen)
-    t.run.log_scalars(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
-                      grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
+    t.summaries.log(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
+                    grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
 
 
-def chief_work(t, stop, best):
+def chief_work(t, stop):
     """This step's saves, samples and validation, which the chief alone does (the other
-    workers would discard them); then the workers go on together. Returns the best
-    validation loss."""
+    workers would discard them); then the workers go on together."""
     c, step = t.c, t.step
     due = [step % c.save_every == 0, step % c.sample_every == 0,
            bool(c.val_every) and step % c.val_every == 0]
@@ -307,9 +321,6 @@ def chief_work(t, stop, best):
     if due[1] and t.run.writes:
         t.write_samples()
     if due[2] and t.run.writes:
-        new_best = t.validate(best)
-        t.stale_evaluations = 0 if new_best < best else t.stale_evaluations + 1
-        best = new_best
+        t.evaluate()
     if any(due):
         t.wait_for_chief()
-    return best
