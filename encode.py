@@ -18,27 +18,19 @@ import tqdm  # noqa: E402
 import cli  # noqa: E402
 import encoder  # noqa: E402
 from load_dataset import NpzTokenWriter, check_paths, expand_paths, iter_token_groups, token_dtype  # noqa: E402
+from train_config import add_settings  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Pre-encode text files into tokenized training set.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--model_name', metavar='MODEL', type=str, default='117M',
-                        help='Pretrained model name')
-    parser.add_argument('--models_dir', metavar='DIR', type=str, default='models',
-                        help='Directory holding the model directories')
-    parser.add_argument('--combine', metavar='CHARS', type=int, default=50000,
-                        help='Concatenate files with <|endoftext|> separator into chunks of '
-                             'this minimum size')
-    parser.add_argument('--encoding', type=str, default='utf-8',
-                        help='Set the encoding for reading and writing files.')
+    # As train.py takes them: the same defaults and help (a .npz encoded here trains there).
+    add_settings(parser, ('model_name', 'models_dir', 'combine', 'encoding',
+                          'endoftext_as_text'))
     parser.add_argument('--encoding_errors', choices=['strict', 'replace', 'ignore'],
                         default='strict', help='What to do with bytes that are not valid '
                                                'in --encoding')
-    parser.add_argument('--endoftext_as_text', action='store_true',
-                        help='Encode the text <|endoftext|> as five ordinary tokens, as the '
-                             '2019 encoder did (to reproduce old runs)')
     parser.add_argument('in_text', metavar='PATH', type=str,
                         help='Input file, directory, or glob pattern (utf-8 text).')
     parser.add_argument('out_npz', metavar='OUT.npz', type=str, help='Output file path')

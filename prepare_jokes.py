@@ -24,7 +24,7 @@ from cli import UserError as InputError  # noqa: E402
 from cli import run  # noqa: E402
 from text_data import DocumentWriter, clean  # noqa: E402
 
-FORMATS = {  # fields each format's records must have, and the score field if any
+JOKE_FILE_FIELDS = {  # fields each format's records must have, and the score field if any
     'reddit': (('title', 'body', 'score'), 'score'),
     'wocka': (('title', 'body', 'category'), None),
     'stupidstuff': (('body', 'rating'), 'rating'),
@@ -34,8 +34,8 @@ FORMATS = {  # fields each format's records must have, and the score field if an
 def detect_format(path, record):
     if not isinstance(record, dict):
         raise InputError(f'{path}: record 1 is not an object')
-    for name in FORMATS:
-        if all(field in record for field in FORMATS[name][0]):
+    for name in JOKE_FILE_FIELDS:
+        if all(field in record for field in JOKE_FILE_FIELDS[name][0]):
             return name
     raise InputError(f'{path}: record 1 has fields {sorted(record)}; expected those of '
                      'reddit_jokes.json (title, body, score), wocka.json (title, body, '
@@ -57,7 +57,7 @@ def read_jokes(path, min_score):
         raise InputError(f'{path}: not valid JSON ({e})') from None
     if not isinstance(records, list) or not records:
         raise InputError(f'{path}: expected a non-empty JSON list of jokes')
-    fields, score_field = FORMATS[detect_format(path, records[0])]
+    fields, score_field = JOKE_FILE_FIELDS[detect_format(path, records[0])]
     if min_score is not None and score_field is None:
         raise InputError(f'{path}: has no score or rating, so --min_score cannot apply')
     jokes = []

@@ -25,9 +25,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
 from cli import UserError, run  # noqa: E402
+from release import ENDOFTEXT  # noqa: E402
 from text_data import (  # noqa: E402
-    ENDOFTEXT,
-    FORMATS,
+    FILE_FORMATS,
     BadRecord,
     DocumentWriter,
     clean,
@@ -43,7 +43,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('inputs', nargs='+', metavar='PATH', help='Files or folders to read')
     p.add_argument('-o', '--output', default='input-text.txt', help='Training text to write')
-    p.add_argument('--format', choices=FORMATS, help='Format of every input (default: from '
+    p.add_argument('--format', choices=FILE_FORMATS, help='Format of every input (default: from '
                    'each name)')
     p.add_argument('--field', default='text', help='The CSV/TSV column or JSON field that '
                    'holds the document')

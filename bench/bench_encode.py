@@ -14,6 +14,8 @@ import time
 
 from common import CACHE, ROOT, jokes_text, random_model, report, vocab_dir
 
+from release import ENCODER, ENDOFTEXT, MERGES
+
 
 def run_encode(path, models_dir, name):
     """Seconds and peak RSS (GB) of one encode.py run in a fresh process."""
@@ -33,9 +35,9 @@ def reference_mb_per_s(text):
     import tokenizers
     vocab_path = vocab_dir()
     tok = tokenizers.Tokenizer(tokenizers.models.BPE.from_file(
-        f'{vocab_path}/encoder.json', f'{vocab_path}/vocab.bpe'))
+        os.path.join(vocab_path, ENCODER), os.path.join(vocab_path, MERGES)))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    docs = text.split('<|endoftext|>')
+    docs = text.split(ENDOFTEXT)
     start = time.perf_counter()
     tok.encode_batch(docs)
     return len(text.encode()) / 1e6 / (time.perf_counter() - start)

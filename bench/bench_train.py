@@ -13,10 +13,8 @@ from common import median_time, peak_rss_gb, random_model, report
 
 import model_dir
 from hparams import variable_shapes
-from resources import choose_memory_saving, choose_precision
 from train_config import PRECISIONS, TrainConfig
-from train_graph import build_train_graph
-from training import initialize
+from train_graph import open_train_step, step_choices
 
 tf1 = tf.compat.v1
 
@@ -42,17 +40,16 @@ def flops_per_token(hparams):
 def measure(hparams, ckpt, batch_size, steps, precision):
     """Seconds per step and peak RSS of training in a fresh process state."""
     c = TrainConfig(dataset='-', batch_size=batch_size, precision=precision)
-    recompute, _ = choose_memory_saving(c, hparams)
-    dtype, _ = choose_precision(precision)
-    with tf.Graph().as_default(), tf1.Session() as sess:
-        g = build_train_graph(hparams, c, recompute, dtype)
-        initialize(sess)  # as train.py does: Adam's moments from fed zeros
-        model_dir.restore(sess, ckpt)
+    choices = step_choices(c, hparams)
+    t = open_train_step(hparams, c, choices, checkpoint=ckpt)  # as train.py opens it
+    try:
         rs = np.random.RandomState(0)
         tokens = rs.randint(0, hparams.n_vocab, [batch_size, hparams.n_ctx])
-        feed = {g.context: tokens, g.lr: 1e-5}
-        seconds = median_time(lambda: sess.run(g.train_op, feed), runs=steps, warmup=2)
-    return seconds, dtype, recompute
+        feed = {t.g.context: tokens, t.g.lr: 1e-5}
+        seconds = median_time(lambda: t.sess.run(t.g.train_op, feed), runs=steps, warmup=2)
+    finally:
+        t.close()
+    return seconds, choices.dtype, choices.recompute
 
 
 def main():

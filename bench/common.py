@@ -8,6 +8,8 @@ import statistics
 import sys
 import time
 
+from release import CHECKPOINT_STATE, ENCODER, ENDOFTEXT
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('BENCH_CACHE', os.path.join(ROOT, '.bench-cache'))
 
@@ -47,7 +49,7 @@ def peak_rss_gb(who=resource.RUSAGE_SELF):
 def vocab_dir():
     for path in (os.environ.get('GPT2_VOCAB_DIR'), os.path.join(ROOT, '..', 'shared',
                                                                  'gpt2-vocab')):
-        if path and os.path.isfile(os.path.join(path, 'encoder.json')):
+        if path and os.path.isfile(os.path.join(path, ENCODER)):
             return path
     sys.exit('bench: set GPT2_VOCAB_DIR to a directory with GPT-2\'s encoder.json/vocab.bpe')
 
@@ -56,7 +58,7 @@ def random_model(size='124M'):
     """(models_dir, name) of a model with random weights, made once: a released shape, or
     'tiny' (2 layers, 32 wide, n_ctx 64) for timing what is not the model."""
     name = f'random-{size}'
-    if not os.path.isfile(os.path.join(CACHE, name, 'checkpoint')):
+    if not os.path.isfile(os.path.join(CACHE, name, CHECKPOINT_STATE)):
         import cli
         cli.start_tensorflow()
         from hparams import SIZES, HParams
@@ -76,4 +78,4 @@ def jokes_text():
     path = os.environ.get('JOKES_JSON', os.path.join(ROOT, '..', 'shared', 'data',
                                                      'stupidstuff.json'))
     with open(path, encoding='utf-8') as f:
-        return '<|endoftext|>'.join(j['body'] for j in json.load(f)) + '<|endoftext|>'
+        return ENDOFTEXT.join(j['body'] for j in json.load(f)) + ENDOFTEXT

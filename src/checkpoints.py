@@ -1,4 +1,5 @@
-"""A training run's folder: checkpoints, counter, run state, lock and summaries.
+"""A training run's folder: its lock, checkpoints, counter, run state and best model
+(what else a run writes there, and its samples, are run_log.py's).
 
     checkpoint/run1/
       checkpoint, model-<step>.{index,data-*,meta}   TensorFlow's files (relative paths)
@@ -6,10 +7,7 @@
       counter                   the newest saved step, as the 2019 train.py wrote it
       hparams.json, encoder.json, vocab.bpe          so the folder is a model directory
       best/                     the model with the lowest validation loss (release layout)
-      events.out.tfevents.*     TensorBoard summaries
-      metrics.jsonl             the same figures, a JSON record per line; loss.png drawn
-                                from them at the end of a run (plot_run.py)
-    samples/run1/samples-<step>
+      events.out.tfevents.*, metrics.jsonl, loss.png   the run's figures (run_log.py)
 """
 
 import dataclasses
@@ -25,45 +23,26 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 import model_dir
+from atomic_files import sync_directory, write_atomic
 from cli import UserError, user_path
-from plot_run import METRICS
+from release import HPARAMS, VOCAB_FILES
 
 tf1 = tf.compat.v1
 
 
-def write_atomic(path, text):
-    """Replace `path` with `text` so that a reader sees the old or the new file, whole,
-    also after a power loss (the file, then its directory entry, reach the disk)."""
-    partial = f'{path}.partial'
-    with open(partial, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    sync_directory(os.path.dirname(path) or '.')
-
-
-def sync_directory(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class RunFolder:
-    """The chief's run folder: checkpoint/<run> and samples/<run>, written by one
-    train.py at a time. Training sees save(sess, step, state) and restore(sess) ->
-    (step, state); `state` is the trainer's own (data order, noise), stored as JSON."""
+    """The chief's run folder, checkpoint/<run>, written by one train.py at a time.
+    Training sees save(sess, step, state) and restore(sess) -> (step, state); `state` is
+    the trainer's own (data order, noise), stored as JSON."""
     writes = True
 
-    def __init__(self, config, model):
-        self.config, self.model = config, model  # a TrainConfig and a model_dir.ModelDir
+    def __init__(self, config, model_dir):
+        self.config = config  # a TrainConfig
+        self.model_dir = model_dir  # the model_dir.ModelDir the run trains
         self.path = os.path.join(user_path(config.checkpoint_dir), config.run_name)
-        self.samples_path = os.path.join(user_path(config.sample_dir),
-                                         config.run_name)
-        self.saver = self.summary = self._lock_fd = None
-        self.replacing = False  # a fresh start over an earlier run, whose files move aside
+        self.saver = self._lock_fd = None
+        # A start from other weights over an earlier run, whose files move aside.
+        self.replacing = config.restore_from != 'latest' and bool(self.saved_steps())
 
     def lock(self):
         """One writer per run: a second train.py on an existing run stops here, before
@@ -77,14 +56,18 @@ class RunFolder:
                                 'stop it or choose another --run_name') from None
 
     def open(self):
-        """Make the folder (checked and loaded by now) and repair what a killed save left:
-        TensorFlow's temporary shards, .partial files and folders, states of unfinished
-        checkpoints, a best/ caught between its renames."""
+        """Make the folder (checked and loaded by now), move the files of an earlier run
+        being replaced aside, and repair what a killed save left."""
         os.makedirs(self.path, exist_ok=True)
         if self._lock_fd is None:
             self.lock()
         if self.replacing:
             self._move_aside()
+        self._repair()
+
+    def _repair(self):
+        """Remove TensorFlow's temporary shards, .partial files and folders, states of
+        unfinished checkpoints; put back a best/ caught between its renames."""
         best = os.path.join(self.path, 'best')
         if os.path.isdir(f'{best}.old') and not os.path.isdir(best):
             os.replace(f'{best}.old', best)  # killed between save_best's two renames
@@ -96,12 +79,10 @@ class RunFolder:
         self._remove_orphan_states()
 
     def close(self):
-        """Release the run: summaries flushed, lock let go."""
-        if self.summary is not None:
-            self.summary.close()
+        """Release the run: the lock let go."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
-        self.summary = self._lock_fd = None
+        self._lock_fd = None
 
     def _move_aside(self):
         """Everything of the run being replaced goes into replaced-<time>/, so that
@@ -120,7 +101,6 @@ class RunFolder:
         """Load weights (and, resuming this run, optimizer state) into sess. Returns (step,
         trainer state), the state None when starting from a model or a 2019 checkpoint."""
         restore_from, steps = self.config.restore_from, self.saved_steps()
-        self.replacing = restore_from != 'latest' and bool(steps)
         hours = self.config.keep_checkpoint_every_hours or float('inf')
         self.saver = tf1.train.Saver(var_list=tf1.global_variables(),
                                      max_to_keep=self.config.max_checkpoints,  # 0: all
@@ -134,13 +114,13 @@ class RunFolder:
         if restore_from == 'latest' and self.counter() > 0:
             raise UserError(f'{self.path}/counter says step {self.counter()} but no checkpoint '
                             'is left to resume from; pass --restore_from fresh to start over')
-        pretrained = self.model.checkpoint
+        pretrained = self.model_dir.checkpoint
         if restore_from not in ('latest', 'fresh'):
             pretrained = model_dir.find_checkpoint(user_path(restore_from))
         if self.replacing:
             print(f'warning: --restore_from {restore_from}: starting at step 0; the earlier '
                   f'run in {self.path} (up to step {steps[0]}) moves into replaced-<time>/')
-        model_dir.check_checkpoint(pretrained, self.model.hparams)
+        model_dir.check_checkpoint(pretrained, self.model_dir.hparams)
         print('Loading checkpoint', pretrained)
         model_dir.restore(sess, pretrained)
         return 0, None
@@ -167,7 +147,7 @@ class RunFolder:
         for step in steps:
             prefix = os.path.join(self.path, f'model-{step}')
             try:
-                model_dir.check_checkpoint(prefix, self.model.hparams)
+                model_dir.check_checkpoint(prefix, self.model_dir.hparams)
                 state = self._read_state(prefix)
                 print('Loading checkpoint', prefix)
                 if state is None:  # written by the 2019 train.py: weights only
@@ -232,8 +212,8 @@ class RunFolder:
 
     def _check_vocabulary(self):
         """A run continues with the vocabulary it was trained with, or not at all."""
-        for name in model_dir.VOCAB_FILES:
-            ours, source = os.path.join(self.path, name), os.path.join(self.model.path, name)
+        for name in VOCAB_FILES:
+            ours, source = os.path.join(self.path, name), os.path.join(self.model_dir.path, name)
             if os.path.isfile(ours) and not filecmp.cmp(ours, source, shallow=False):
                 raise UserError(f'{ours} differs from {source}: this run was trained with '
                                 'another vocabulary')
@@ -249,12 +229,12 @@ class RunFolder:
             write_atomic(f'{prefix}.state.json', json.dumps(record))
             self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
             write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
-            if not os.path.exists(os.path.join(self.path, 'hparams.json')):
-                model_dir.copy_vocabulary(self.model.path, self.path)
-                write_atomic(os.path.join(self.path, 'hparams.json'),
-                             self.model.hparams.to_json())
+            if not os.path.exists(os.path.join(self.path, HPARAMS)):
+                model_dir.copy_vocabulary(self.model_dir.path, self.path)
+                write_atomic(os.path.join(self.path, HPARAMS),
+                             self.model_dir.hparams.to_json())
         except (OSError, tf.errors.OpError) as e:
-            self.open()  # removes the partial files
+            self._repair()  # removes the partial files
             latest = tf.train.latest_checkpoint(self.path)
             reason = (getattr(e, 'strerror', None) or getattr(e, 'message', None)
                       or str(e)).strip().splitlines()[0][:200]
@@ -290,7 +270,7 @@ class RunFolder:
         best = os.path.join(self.path, 'best')
         print(f'Saving {best} (validation loss {val_loss:.4f} at step {step})')
         shutil.rmtree(f'{best}.partial', ignore_errors=True)
-        model_dir.save(sess, f'{best}.partial', self.model.hparams, self.model.path)
+        model_dir.save(sess, f'{best}.partial', self.model_dir.hparams, self.model_dir.path)
         write_atomic(os.path.join(f'{best}.partial', 'best.json'),
                      json.dumps({'step': step, 'val_loss': val_loss}) + '\n')
         if os.path.isdir(best):
@@ -298,24 +278,6 @@ class RunFolder:
         os.replace(f'{best}.partial', best)
         sync_directory(self.path)
         shutil.rmtree(f'{best}.old', ignore_errors=True)
-
-    def log_scalars(self, step, **values):
-        """To TensorBoard, and to metrics.jsonl, which needs nothing to read (plot_run.py,
-        pandas). After a resume the steps redone appear again; the later record counts."""
-        record = {'step': step, **{k: float(v) for k, v in values.items()}}
-        with open(os.path.join(self.path, METRICS), 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
-        if self.summary is None:
-            with tf.Graph().as_default():  # FileWriter refuses eager mode
-                self.summary = tf1.summary.FileWriter(self.path)
-        self.summary.add_summary(tf1.Summary(value=[
-            tf1.Summary.Value(tag=tag, simple_value=float(value))
-            for tag, value in values.items()]), step)
-        self.summary.flush()  # a killed run keeps the curve up to its last step
-
-    def write_samples(self, step, texts):
-        os.makedirs(self.samples_path, exist_ok=True)
-        write_atomic(os.path.join(self.samples_path, f'samples-{step}'), '\n'.join(texts))
 
 
 class ReadOnlyRunFolder(RunFolder):
@@ -333,10 +295,4 @@ class ReadOnlyRunFolder(RunFolder):
         pass
 
     def save_best(self, sess, step, val_loss):
-        pass
-
-    def log_scalars(self, step, **values):
-        pass
-
-    def write_samples(self, step, texts):
         pass

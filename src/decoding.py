@@ -2,9 +2,9 @@
 sample.sample_batch. Two forms of GPT-2's forward pass, both tested against model.model:
 
 - CpuDecoder, in NumPy: sampling one token per row reads every weight once per step, so
-  its speed is the speed at which the matrix products stream the weights, and NumPy's
-  (OpenBLAS) products stream them faster than TensorFlow's on a CPU (bench_sample.py
-  prints both);
+  its speed is the speed at which the matrix products stream the weights; on a CPU,
+  NumPy's (OpenBLAS) matrix-vector products do that better than TensorFlow's
+  (bench/bench_sample.py measures both, the README has the figures);
 - SessionDecoder over a SamplingGraph, in TensorFlow: what a GPU runs.
 
 `decoder_kind()` makes the choice; the API, train.py's samples and the doctor take it

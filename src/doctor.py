@@ -22,7 +22,9 @@ import numpy as np
 import cli
 import encoder
 from hparams import SIZES, HParams, variable_shapes
-from train_config import OPTIMIZERS, TrainConfig
+from optimizers import OPTIMIZERS
+from release import CHECKPOINT, VOCAB_FILES
+from train_config import TrainConfig
 
 TINY = (64, 4, 2)  # n_embd, n_head, n_layer: what CI checks with
 CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
@@ -42,10 +44,10 @@ def find_vocabulary(vocab_dir):
     candidates = [vocab_dir] if vocab_dir else [os.environ.get('GPT2_VOCAB_DIR'),
                                                 'models/117M', 'models/124M']
     for path in filter(None, candidates):
-        if all(os.path.isfile(os.path.join(path, f)) for f in ('encoder.json', 'vocab.bpe')):
+        if all(os.path.isfile(os.path.join(path, f)) for f in VOCAB_FILES):
             return path
-    raise cli.UserError(f'{vocab_dir or "models/117M"}: no encoder.json and vocab.bpe there; '
-                        'pass --vocab_dir (sh download_model.sh 117M fetches them)')
+    raise cli.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
+                        'there; pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
 def cpu_name():
@@ -105,30 +107,26 @@ def print_choices(resources, n_vocab):
                                                 for name, size in fits.items()))
 
 
-def time_training_step(tf, hparams, checkpoint, resources):
+def time_training_step(hparams, checkpoint):
     """Seconds of the second step (the first includes graph optimisation), and the
     precision it ran in, for batch 1 x n_ctx with Adam."""
-    import model_dir
-    from train_graph import build_train_graph
-    from training import initialize
+    from train_graph import open_train_step, step_choices
 
-    tf1 = tf.compat.v1
     c = TrainConfig(dataset='-')
-    recompute, _ = resources.choose_memory_saving(c, hparams)
-    dtype, _ = resources.choose_precision('auto')
-    with tf.Graph().as_default(), tf1.Session() as sess:
-        g = build_train_graph(hparams, c, recompute, dtype)
-        initialize(sess)  # as train.py does
-        model_dir.restore(sess, checkpoint)
+    choices = step_choices(c, hparams)
+    t = open_train_step(hparams, c, choices, checkpoint=checkpoint)  # as train.py opens it
+    try:
         tokens = np.random.default_rng(0).integers(0, hparams.n_vocab, [1, hparams.n_ctx])
-        feed = {g.context: tokens, g.lr: 1e-5}
-        sess.run(g.train_op, feed)
+        feed = {t.g.context: tokens, t.g.lr: 1e-5}
+        t.sess.run(t.g.train_op, feed)
         start = time.perf_counter()
-        loss = sess.run((g.train_op, g.step_loss), feed)[1]
-        return time.perf_counter() - start, dtype, float(loss)
+        loss = t.sess.run((t.g.train_op, t.g.step_loss), feed)[1]
+        return time.perf_counter() - start, choices.dtype, float(loss)
+    finally:
+        t.close()
 
 
-def print_run(tf, resources, size, vocab_dir, n_vocab):
+def print_run(size, vocab_dir, n_vocab):
     """One training step and a few sampled tokens on a random model of `size`."""
     import decoding
     import generation
@@ -143,8 +141,7 @@ def print_run(tf, resources, size, vocab_dir, n_vocab):
         n_params = sum(int(np.prod(s)) for s in variable_shapes(hparams).values())
         print(f'== a random {size} model ({n_params / 1e6:.1f}M parameters, n_ctx {n_ctx})')
         model_dir.init_random(path, hparams, vocab_dir)
-        seconds, dtype, loss = time_training_step(tf, hparams, os.path.join(path, 'model.ckpt'),
-                                                  resources)
+        seconds, dtype, loss = time_training_step(hparams, os.path.join(path, CHECKPOINT))
         print(f'training step: {seconds:.2f} s, {n_ctx / seconds:.0f} tokens/s, batch 1 x '
               f'{n_ctx}, Adam, {dtype.name} products, loss {loss:.2f} (random weights: about '
               f'{np.log(hparams.n_vocab):.2f})')
@@ -171,7 +168,7 @@ def main(argv=None):
     n_vocab = encoder.load_encoder(vocab_dir).n_vocab
     print_system(tf, resources)
     print_choices(resources, n_vocab)
-    print_run(tf, resources, args.size, vocab_dir, n_vocab)
+    print_run(args.size, vocab_dir, n_vocab)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(f'peak memory of this check: {peak:.2f} GB')
 

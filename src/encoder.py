@@ -18,8 +18,7 @@ import os
 import tiktoken
 
 from cli import UserError
-
-ENDOFTEXT = '<|endoftext|>'
+from release import ENCODER, ENDOFTEXT, MERGES
 
 # GPT-2's pre-tokenisation pattern, in tiktoken's possessive form (same splits, faster):
 # contractions, letters, digits, other symbols, each with one optional leading space, and
@@ -136,12 +135,12 @@ def load_encoder(directory, *, allow_special=True):
     if not os.path.isdir(directory):
         raise VocabularyError(f'{directory}: no such model directory (`sh download_model.sh '
                               f'{os.path.basename(directory)}` fetches a released model)')
-    json_path = os.path.join(directory, 'encoder.json')
-    bpe_path = os.path.join(directory, 'vocab.bpe')
+    json_path = os.path.join(directory, ENCODER)
+    bpe_path = os.path.join(directory, MERGES)
     for path in (json_path, bpe_path):
         if not os.path.isfile(path):
             raise VocabularyError(f'{path}: missing (every model directory needs '
-                                  'encoder.json and vocab.bpe)')
+                                  f'{ENCODER} and {MERGES})')
     try:
         with open(json_path, encoding='utf-8') as f:
             encoder = json.load(f)

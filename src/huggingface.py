@@ -24,6 +24,7 @@ import cli
 import encoder
 from cli import UserError
 from hparams import HParams, variable_shapes
+from release import ENCODER, ENDOFTEXT, MERGES
 
 # What our model computes, as Hugging Face's GPT2Config spells it.
 GPT2_CONFIG = {'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel'],
@@ -68,8 +69,7 @@ def export(model_path, out_dir, checkpoint=None, verbose=False):
     config = {**GPT2_CONFIG, 'vocab_size': hparams.n_vocab, 'n_positions': hparams.n_ctx,
               'n_ctx': hparams.n_ctx, 'n_embd': hparams.n_embd, 'n_head': hparams.n_head,
               'n_layer': hparams.n_layer, 'bos_token_id': eot, 'eos_token_id': eot}
-    special = {'bos_token': encoder.ENDOFTEXT, 'eos_token': encoder.ENDOFTEXT,
-               'unk_token': encoder.ENDOFTEXT}
+    special = {'bos_token': ENDOFTEXT, 'eos_token': ENDOFTEXT, 'unk_token': ENDOFTEXT}
     files = {
         'config.json': config,
         'generation_config.json': {'bos_token_id': eot, 'eos_token_id': eot,
@@ -82,8 +82,8 @@ def export(model_path, out_dir, checkpoint=None, verbose=False):
         with open(os.path.join(out_dir, filename), 'w', encoding='utf-8') as f:
             json.dump(content, f, indent=2)
     source = loaded.path
-    shutil.copyfile(os.path.join(source, 'encoder.json'), os.path.join(out_dir, 'vocab.json'))
-    shutil.copyfile(os.path.join(source, 'vocab.bpe'), os.path.join(out_dir, 'merges.txt'))
+    shutil.copyfile(os.path.join(source, ENCODER), os.path.join(out_dir, 'vocab.json'))
+    shutil.copyfile(os.path.join(source, MERGES), os.path.join(out_dir, 'merges.txt'))
     print(f'{out_dir}: GPT2LMHeadModel with {hparams}, from {loaded.checkpoint}')
 
 
@@ -151,8 +151,8 @@ def import_(hf_dir, model_path, verbose=False):
     vocab_dir = os.path.join(model_path + '.partial', 'vocab')
     os.makedirs(vocab_dir)
     try:
-        shutil.copyfile(os.path.join(hf_dir, 'vocab.json'), f'{vocab_dir}/encoder.json')
-        shutil.copyfile(os.path.join(hf_dir, 'merges.txt'), f'{vocab_dir}/vocab.bpe')
+        shutil.copyfile(os.path.join(hf_dir, 'vocab.json'), os.path.join(vocab_dir, ENCODER))
+        shutil.copyfile(os.path.join(hf_dir, 'merges.txt'), os.path.join(vocab_dir, MERGES))
         enc = encoder.load_encoder(vocab_dir)
         if enc.n_vocab > hparams.n_vocab:
             raise UserError(f'{hf_dir}/vocab.json has {enc.n_vocab} tokens, more than the '

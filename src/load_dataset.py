@@ -17,6 +17,7 @@ import numpy as np
 import regex
 
 from cli import UserError
+from release import ENDOFTEXT
 
 PIECE_CHARS = 1 << 20
 # A cut at these positions never changes GPT-2's pre-tokens: between "X\n" and a
@@ -117,7 +118,7 @@ def iter_token_groups(enc, paths, combine, encoding='utf-8', errors='strict'):
     are joined by <|endoftext|> into groups of at least `combine` characters; each `.npz`
     array is a group of its own."""
     dtype = token_dtype(enc.n_vocab)
-    separator = np.asarray(enc.encode('<|endoftext|>'), dtype)
+    separator = np.asarray(enc.encode(ENDOFTEXT), dtype)
     group, group_chars = 0, 0
     for path in paths:
         if path.endswith('.npz'):

@@ -61,8 +61,8 @@ def merge_states(x):
 
 def matmul(a, b, *, dtype, transpose_b=False):
     """a @ b with the product computed in `dtype`: bfloat16 runs on the bf16 units of
-    recent CPUs and GPUs at about twice the float32 rate; inputs, outputs and everything
-    around the product stay float32 (mixed precision with float32 master weights)."""
+    recent CPUs and GPUs, faster than float32; inputs, outputs and everything around the
+    product stay float32 (mixed precision with float32 master weights)."""
     if dtype == tf.float32:
         return tf.matmul(a, b, transpose_b=transpose_b)
     product = tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), transpose_b=transpose_b)
@@ -158,8 +158,9 @@ def attn(x, scope, n_state, *, past, hparams, layer, dtype):
 def attend_one(q, k, v, *, start):
     """Attention of one new position q [batch, heads, 1, features] over the cached
     positions k, v [sequence, batch, heads, features], those from each row's `start` on:
-    sums of elementwise products, with no transpose of the cache, because on CPU oneDNN's
-    batched matrix product is slow for a single row (the README has the figures)."""
+    sums of elementwise products over the cache as it is stored. `attend` would need the
+    cache transposed to [batch, heads, sequence, features], a copy of every cached key
+    and value in every layer for each new token, where this reads them once."""
     w = tf.reduce_sum(q[None, :, :, 0] * k, axis=-1)  # [sequence, batch, heads]
     w = w * tf.math.rsqrt(tf.cast(q.shape[-1], q.dtype))
     visible = tf.range(tf.shape(k)[0])[:, None] >= start[None, :]  # [sequence, batch]

@@ -1,9 +1,5 @@
-"""Model directories in OpenAI's release layout, and the checkpoints in them.
-
-    models/124M/
-      checkpoint                      (state file; paths relative to this folder)
-      model.ckpt.index, model.ckpt.data-00000-of-00001
-      hparams.json, encoder.json, vocab.bpe
+"""Model directories in OpenAI's release layout (its file names are in release.py), and
+the checkpoints in them.
 
 Every script that loads a model goes through `load` and `restore` here.
 """
@@ -18,9 +14,9 @@ import encoder
 import model
 from cli import UserError, user_path
 from hparams import HParams, variable_shapes
+from release import CHECKPOINT, CHECKPOINT_STATE, ENCODER, ENDOFTEXT, HPARAMS, VOCAB_FILES
 
 tf1 = tf.compat.v1
-VOCAB_FILES = ('encoder.json', 'vocab.bpe')
 
 
 class CheckpointMismatch(UserError):
@@ -28,16 +24,16 @@ class CheckpointMismatch(UserError):
 
 
 def find_checkpoint(path):
-    """The checkpoint prefix in a directory (its `checkpoint` state file, else
-    `model.ckpt`), or `path` itself when it is a prefix."""
+    """The checkpoint prefix in a directory (the one its state file names, else the
+    release's), or `path` itself when it is a prefix."""
     if os.path.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest:
             return latest
-        if os.path.isfile(os.path.join(path, 'model.ckpt.index')):
-            return os.path.join(path, 'model.ckpt')
-        raise UserError(f'{path}: no checkpoint (neither a `checkpoint` state file naming '
-                        'existing files nor model.ckpt.index)')
+        if os.path.isfile(os.path.join(path, f'{CHECKPOINT}.index')):
+            return os.path.join(path, CHECKPOINT)
+        raise UserError(f'{path}: no checkpoint (neither a `{CHECKPOINT_STATE}` state file '
+                        f'naming existing files nor {CHECKPOINT}.index)')
     if os.path.isfile(path + '.index'):
         return path
     raise UserError(f'{path}: no such checkpoint directory or checkpoint prefix')
@@ -74,17 +70,17 @@ def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True
     if not os.path.isdir(directory):
         raise UserError(f'{directory}: no such model directory; `sh download_model.sh '
                         f'{model_name}` downloads a released model')
-    missing = [f for f in ('hparams.json', *VOCAB_FILES)
+    missing = [f for f in (HPARAMS, *VOCAB_FILES)
                if not os.path.isfile(os.path.join(directory, f))]
     if missing:
         raise UserError(f'{directory}: missing {", ".join(missing)}')
-    hparams = HParams.from_json(os.path.join(directory, 'hparams.json'))
+    hparams = HParams.from_json(os.path.join(directory, HPARAMS))
     enc = encoder.load_encoder(directory, allow_special=allow_special)
     if enc.eot_token is None:
-        raise UserError(f'{directory}/encoder.json: has no <|endoftext|> token, which '
+        raise UserError(f'{directory}/{ENCODER}: has no {ENDOFTEXT} token, which '
                         'separates documents and ends samples; use a GPT-2 vocabulary')
     if enc.n_vocab > hparams.n_vocab:
-        raise UserError(f'{directory}: encoder.json has {enc.n_vocab} tokens but hparams.json '
+        raise UserError(f'{directory}: {ENCODER} has {enc.n_vocab} tokens but {HPARAMS} '
                         f'n_vocab is {hparams.n_vocab}')
     ckpt = find_checkpoint(user_path(checkpoint) if checkpoint else directory)
     check_checkpoint(ckpt, hparams)
@@ -102,11 +98,12 @@ def restore(sess, ckpt):
 
 
 def save(sess, directory, hparams, vocab_dir):
-    """Write a complete model directory: weights as `model.ckpt`, hparams, vocabulary."""
+    """Write a complete model directory in the release layout: weights, hparams,
+    vocabulary."""
     os.makedirs(directory, exist_ok=True)
     saver = tf1.train.Saver(var_list=model_variables(), save_relative_paths=True)
-    saver.save(sess, os.path.join(directory, 'model.ckpt'), write_meta_graph=False)
-    with open(os.path.join(directory, 'hparams.json'), 'w', encoding='utf-8') as f:
+    saver.save(sess, os.path.join(directory, CHECKPOINT), write_meta_graph=False)
+    with open(os.path.join(directory, HPARAMS), 'w', encoding='utf-8') as f:
         f.write(hparams.to_json())
     copy_vocabulary(vocab_dir, directory)
 

@@ -14,8 +14,8 @@ import os
 
 import cli
 from progress import SMOOTHING
+from run_log import METRICS
 
-METRICS = 'metrics.jsonl'  # what the run folder logs (checkpoints.RunFolder.log_scalars)
 PICTURE = 'loss.png'
 
 

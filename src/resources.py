@@ -15,17 +15,18 @@ import tensorflow as tf
 
 from cli import UserError
 from hparams import variable_shapes
+from optimizers import OPTIMIZERS
 from train_config import is_trained
 
 # Peak memory of a CPU training step, batch 1 x 1024, fitted (with 5% to spare) to the
 # peaks bench/bench_large.py measured for 774M and 1558M (the README's Performance
 # section has the figures): a fixed part (TensorFlow, the data, one layer's and the
 # logits' activations), float32 copies of the weights (weights, gradients, temporaries),
-# plus the optimizer's state and update temporaries, which only trained weights have.
-# For 124M, which trains without recomputation, it overestimates (6.5 GB for 4.5 with Adam).
+# plus the optimizer's state and update temporaries, which only trained weights have
+# (each optimizer's weight_copies, in optimizers.py).
+# For 124M, which trains without recomputation, it overestimates (the README has by how much).
 FIXED_BYTES = 4 << 30
 BASE_WEIGHT_COPIES = 2.75
-OPTIMIZER_WEIGHT_COPIES = {'adam': 2.75, 'adafactor': 0.0, 'sgd': 0.0}
 MEASURED_TOKENS = 1024
 
 
@@ -128,7 +129,7 @@ def training_memory(c, hparams, optimizer):
     extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
         MEASURED_TOKENS / hparams.n_ctx
     return FIXED_BYTES + 4 * (BASE_WEIGHT_COPIES * n_params +
-                              OPTIMIZER_WEIGHT_COPIES[optimizer] * n_trained) + extra, n_params
+                              OPTIMIZERS[optimizer].weight_copies * n_trained) + extra, n_params
 
 
 def check_optimizer_memory(c, hparams):

@@ -16,9 +16,9 @@ import os
 import sys
 
 from cli import UserError
+from release import ENDOFTEXT
 
-ENDOFTEXT = '<|endoftext|>'
-FORMATS = ('csv', 'tsv', 'jsonl', 'json', 'lines', 'files')
+FILE_FORMATS = ('csv', 'tsv', 'jsonl', 'json', 'lines', 'files')
 EXTENSIONS = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl', '.ndjson': 'jsonl',
               '.json': 'json', '.txt': 'lines'}
 
@@ -51,7 +51,7 @@ def format_of(path, format=None):
     found = format or EXTENSIONS.get(os.path.splitext(path)[1].lower())
     if found is None:
         raise UserError(f'{path}: cannot tell the format from its name; pass --format '
-                        f'{"|".join(FORMATS)}')
+                        f'{"|".join(FILE_FORMATS)}')
     return found
 
 

@@ -14,11 +14,10 @@ import argparse
 import dataclasses
 import re
 
+import optimizers
 import sample
 from cli import UserError
 
-OPTIMIZERS = ('adam', 'adafactor', 'sgd')
-LR_SCHEDULES = ('constant', 'cosine', 'linear')
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 MEMORY_CHECKS = ('refuse', 'warn')
 
@@ -49,7 +48,7 @@ class TrainConfig:
                            'chunks of this minimum size', metavar='CHARS')
     encoding: str = setting('utf-8', 'Set the encoding for reading and writing files.')
     endoftext_as_text: bool = setting(False, 'Encode the text <|endoftext|> as five ordinary '
-                                      'tokens, as the 2019 code did')
+                                      'tokens, as the 2019 code did (to reproduce old runs)')
     batch_size: int = setting(1, 'Batch size, per worker when training on several '
                               '(TF_CONFIG)', metavar='SIZE')
     learning_rate: float = setting(0.00002, 'Learning rate for Adam', metavar='LR')
@@ -67,7 +66,7 @@ class TrainConfig:
                               'more weights to train, by name under model/, comma-separated '
                               '(ln_f,wte,h0/attn)', metavar='NAMES')
     optimizer: str = setting('adam', 'Optimizer. adafactor keeps almost no state (for '
-                             '1558M).', choices=OPTIMIZERS)
+                             '1558M).', choices=tuple(optimizers.OPTIMIZERS))
     noise: float = setting(0.0, 'Add noise to input training data to regularize against '
                            'typos.')
     top_k: int = sample_setting('top_k', 40)
@@ -98,7 +97,8 @@ class TrainConfig:
     steps: int = setting(0, 'Stop and save once the run has trained N steps in all (0: '
                          'until Ctrl-C)', metavar='N')
     lr_schedule: str = setting('constant', 'Learning-rate schedule after warm-up; cosine and '
-                               'linear decay to --min_lr at --steps', choices=LR_SCHEDULES)
+                               'linear decay to --min_lr at --steps',
+                               choices=tuple(optimizers.LR_SCHEDULES))
     warmup_steps: int = setting(0, 'Raise the learning rate linearly over the first N steps',
                                 metavar='N')
     min_lr: float = setting(0.0, 'Learning rate at the end of a cosine or linear schedule',
@@ -180,24 +180,35 @@ def sample_options(c, hparams):
     return sample.SamplingOptions(**values).checked(hparams, flags)
 
 
+def add_flag(p, field):
+    """The flag of one TrainConfig field, with its default, help, metavar and choices."""
+    meta = field.metadata
+    kind = sample.value_type(field.type)
+    if kind is bool:
+        # A setting whose default is None (chosen for you) can be forced either way.
+        action = argparse.BooleanOptionalAction if field.default is None else 'store_true'
+        p.add_argument(f'--{field.name}', action=action, default=field.default,
+                       help=meta['help'])
+        return
+    required = field.default is dataclasses.MISSING
+    p.add_argument(f'--{field.name}', type=kind, metavar=meta.get('metavar'),
+                   choices=meta.get('choices'), required=required,
+                   default=None if required else field.default, help=meta['help'])
+
+
+def add_settings(p, names):
+    """The flags of these settings, for another command that takes them too (encode.py)."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    for name in names:
+        add_flag(p, fields[name])
+
+
 def build_parser():
     """train.py's command line: one flag per TrainConfig field, plus COMMAND_FLAGS."""
     p = argparse.ArgumentParser(description='Fine-tune GPT-2 on your custom dataset.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
-        meta = field.metadata
-        kind = sample.value_type(field.type)
-        if kind is bool:
-            # A setting whose default is None (chosen for you) can be forced either way.
-            action = (argparse.BooleanOptionalAction if field.default is None
-                      else 'store_true')
-            p.add_argument(f'--{field.name}', action=action, default=field.default,
-                           help=meta['help'])
-            continue
-        required = field.default is dataclasses.MISSING
-        p.add_argument(f'--{field.name}', type=kind, metavar=meta.get('metavar'),
-                       choices=meta.get('choices'), required=required,
-                       default=None if required else field.default, help=meta['help'])
+        add_flag(p, field)
     for name, help in COMMAND_FLAGS.items():
         p.add_argument(f'--{name}', action='store_true', help=help)
     return p

@@ -1,18 +1,24 @@
 """The graph of one training step: loss, gradients (accumulated, averaged across
 workers), clipping, weight decay and the optimizer's update; with float16 products, the
-dynamic loss scale that keeps small gradients from vanishing in float16.
+dynamic loss scale that keeps small gradients from vanishing in float16. And the one way
+to open a step, which train.py, the doctor and bench_train share.
 
-    g = build_train_graph(hparams, config, recompute=False)
-    sess.run((g.train_op, g.step_loss), {g.context: tokens, g.lr: 1e-4})
+    t = open_train_step(hparams, config, step_choices(config, hparams), checkpoint=ckpt)
+    t.sess.run((t.g.train_op, t.g.step_loss), {t.g.context: tokens, t.g.lr: 1e-4})
+    t.close()
 """
 
+import collections
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
-import adafactor
 import distributed
 import model
+import model_dir
+import resources
+from optimizers import OPTIMIZERS
 from train_config import is_trained
 
 tf1 = tf.compat.v1
@@ -146,10 +152,70 @@ def apply_gradients(c, grads, train_vars, lr, global_step, grad_norm):
                   if c.weight_decay and v.shape.rank >= 2]
     with tf.control_dependencies(decays):
         pairs = list(zip(grads, train_vars, strict=True))
-        if c.optimizer == 'adafactor':
-            return adafactor.apply_gradients(pairs, lr, global_step)
-        if c.optimizer == 'adam':
-            opt = tf1.train.AdamOptimizer(learning_rate=lr)
-        else:
-            opt = tf1.train.GradientDescentOptimizer(learning_rate=lr)
-        return opt.apply_gradients(pairs, global_step=global_step)
+        return OPTIMIZERS[c.optimizer].apply(pairs, lr, global_step)
+
+
+# What a step is built with, chosen from the settings and the machine, with the reasons
+# the trainer prints: recompute each block in the backward pass, the products' dtype.
+StepChoices = collections.namedtuple('StepChoices',
+                                     'recompute recompute_reason dtype precision_reason')
+
+
+def step_choices(c, hparams):
+    recompute, recompute_reason = resources.choose_memory_saving(c, hparams)
+    dtype, precision_reason = resources.choose_precision(c.precision)
+    return StepChoices(recompute, recompute_reason, dtype, precision_reason)
+
+
+@dataclasses.dataclass
+class TrainSession:
+    """An opened training step: its own graph (build more into it under
+    `graph.as_default()`), the session over it and the step's tensors."""
+    graph: tf.Graph
+    sess: tf1.Session
+    g: TrainGraph
+
+    def close(self):
+        self.sess.close()
+
+
+def open_train_step(hparams, c, choices, cluster=None, checkpoint=None):
+    """The step's graph and a session with every variable initialised but the model's
+    weights, loaded from `checkpoint` if given (else the caller restores them: a run
+    folder resumes the optimizer's state too). A seeded run seeds the graph, and on a GPU
+    turns on TensorFlow's op determinism."""
+    cluster = cluster or distributed.Cluster()
+    if resources.needs_op_determinism(c.seed):
+        tf.config.experimental.enable_op_determinism()
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(cluster.device):
+        if c.seed is not None:
+            tf1.set_random_seed(c.seed)
+        g = build_train_graph(hparams, c, choices.recompute, choices.dtype, cluster)
+        sess = tf1.Session(cluster.target, graph=graph, config=cluster.config)
+        try:
+            initialize(sess)
+            if checkpoint is not None:
+                model_dir.restore(sess, checkpoint)
+        except BaseException:
+            sess.close()
+            raise
+    return TrainSession(graph, sess, g)
+
+
+def initialize(sess):
+    """Initialise every variable of the graph but the model's weights, which come from a
+    checkpoint (initialising them too would hold two copies of the weights while
+    restoring). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
+    computed in the graph, such a start value is folded into a constant that the session
+    keeps, and once the optimizer has written the variable the constant is a second copy
+    for the whole run (the README's Performance section has what this saved)."""
+    weights = {v.name for v in model_dir.model_variables()}
+    variables = [v for v in tf1.global_variables() + tf1.local_variables()
+                 if v.name not in weights]
+    zeros = {}
+    for v in variables:
+        value = v.initial_value
+        if value.op.type == 'Fill' and tf.get_static_value(value.op.inputs[1]) == 0:
+            zeros[value] = np.zeros(value.shape, value.dtype.as_numpy_dtype)
+    sess.run([v.initializer for v in variables], zeros)

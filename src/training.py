@@ -1,10 +1,10 @@
-"""Fine-tuning GPT-2: the run behind train.py (check, load, write), the learning-rate
-schedule and the loop.
+"""Fine-tuning GPT-2: the run behind train.py (check, load, write) and the loop.
 
     train(TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250))
 
-(TrainConfig is in train_config.py, the step's graph in train_graph.py, the run folder in
-checkpoints.py.)
+(TrainConfig is in train_config.py, the step's graph in train_graph.py, optimizers and
+schedules in optimizers.py, the run folder in checkpoints.py, its figures and samples in
+run_log.py.)
 
 Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
 optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
@@ -14,6 +14,7 @@ samples/<run>/samples-<step>.
 
 import collections
 import math
+import os
 import time
 
 import numpy as np
@@ -25,31 +26,18 @@ import distributed
 import model_dir
 import plot_run
 import resources
+import run_log
 import sample
-from cli import UserError
+from cli import UserError, user_path
 from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
+from optimizers import learning_rate_at
 from progress import Progress
 from stop_flag import StopFlag
 from train_config import check_config, check_trained, sample_options
-from train_graph import build_train_graph
+from train_graph import open_train_step, step_choices
 
 tf1 = tf.compat.v1
-
-
-def learning_rate_at(c, step):
-    """The learning rate of step `step` (0 for the first): linear warm-up, then constant,
-    cosine or linear decay to min_lr at c.steps."""
-    if step < c.warmup_steps:
-        return c.learning_rate * (step + 1) / c.warmup_steps
-    if c.lr_schedule == 'constant':
-        return c.learning_rate
-    progress = min(1.0, (step - c.warmup_steps) / (c.steps - c.warmup_steps))
-    if c.lr_schedule == 'cosine':
-        factor = 0.5 * (1 + math.cos(math.pi * progress))
-    else:
-        factor = 1 - progress
-    return c.min_lr + (c.learning_rate - c.min_lr) * factor
 
 
 # What one training step reports: its loss and gradient norm, the tokens trained on, whether
@@ -59,35 +47,18 @@ StepResult = collections.namedtuple(
     'StepResult', 'loss grad_norm tokens stop_agreed overflow loss_scale')
 
 
-def initialize(sess):
-    """Initialise every variable of the graph but the model's weights, which come from a
-    checkpoint (initialising them too would hold two copies while restoring: 12 GB for
-    1558M). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
-    computed in the graph, such a start value is folded into a constant that the session
-    keeps, and once the optimizer has written the variable the constant is a second copy
-    for the whole run (1 GB for 124M with Adam)."""
-    weights = {v.name for v in model_dir.model_variables()}
-    variables = [v for v in tf1.global_variables() + tf1.local_variables()
-                 if v.name not in weights]
-    zeros = {}
-    for v in variables:
-        value = v.initial_value
-        if value.op.type == 'Fill' and tf.get_static_value(value.op.inputs[1]) == 0:
-            zeros[value] = np.zeros(value.shape, value.dtype.as_numpy_dtype)
-    sess.run([v.initializer for v in variables], zeros)
-
-
 class Trainer:
     """One training run, set up in three stages: resolve and check everything, then load
     (data, graph, weights), then touch disk. A refused run writes nothing."""
 
     def __init__(self, c):
         self.c = c
-        self.run = self.sess = None
+        self.run = self.sess = self.summaries = None
         try:
             self._check()
             self._load()
             self.run.open()
+            self.best_loss = self.run.best_loss()  # a replaced run's best is aside by now
         except BaseException:
             self.close()
             raise
@@ -95,6 +66,8 @@ class Trainer:
     def close(self):
         if self.sess is not None:
             self.sess.close()
+        if self.summaries is not None:
+            self.summaries.close()
         if self.run is not None:
             self.run.close()
 
@@ -102,9 +75,9 @@ class Trainer:
         """Settings, model, sampling options, memory, workers, data: nothing written."""
         c = self.c
         check_config(c)
-        self.model = model_dir.load(c.model_name, c.models_dir,
+        self.model_dir = model_dir.load(c.model_name, c.models_dir,
                                     allow_special=not c.endoftext_as_text)
-        hparams = self.model.hparams
+        hparams = self.model_dir.hparams
         check_trained(c, hparams.n_layer, variable_shapes(hparams))
         self.sampling = sample_options(c, hparams)
         resources.check_optimizer_memory(c, hparams)
@@ -113,33 +86,30 @@ class Trainer:
             raise UserError('--seed: needed with several workers, which must all draw the '
                             'same batches')
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
-        self.run = folder(c, self.model)
+        self.run = folder(c, self.model_dir)
         self.run.lock()
+        self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
+                          else run_log.NoSummaries())
+        self.samples = run_log.Samples(os.path.join(user_path(c.sample_dir), c.run_name))
         self.sampler, self.val_batches, self.dataset_tokens = load_data(
-            c, self.model.encoder, hparams)
+            c, self.model_dir.encoder, hparams)
 
     def _load(self):
         """The graph and session; weights, optimizer and data state restored."""
-        c, hparams = self.c, self.model.hparams
+        c, hparams = self.c, self.model_dir.hparams
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         self.tokens_seen = 0  # by all workers, for the epoch
         self.stale_evaluations = 0  # in a row without a better validation loss
         self.sample_rng = np.random.default_rng(c.seed)
-        recompute, reason = resources.choose_memory_saving(c, hparams)
-        print(f'memory_saving_gradients: {"on" if recompute else "off"} ({reason})')
-        dtype, reason = resources.choose_precision(c.precision)
-        print(f'precision: {dtype.name} matrix products, float32 weights ({reason})')
-        if resources.needs_op_determinism(c.seed):
-            tf.config.experimental.enable_op_determinism()
-        self.graph = tf.Graph()
+        choices = step_choices(c, hparams)
+        print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
+              f'({choices.recompute_reason})')
+        print(f'precision: {choices.dtype.name} matrix products, float32 weights '
+              f'({choices.precision_reason})')
+        opened = open_train_step(hparams, c, choices, self.cluster)
+        self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
-            if c.seed is not None:
-                tf1.set_random_seed(c.seed)
-            self.g = build_train_graph(hparams, c, recompute, dtype, self.cluster)
             self.gen = decoding.sampling_graph(hparams, reuse=True)
-            self.sess = tf1.Session(self.cluster.target, graph=self.graph,
-                                    config=self.cluster.config)
-            initialize(self.sess)
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)
@@ -156,7 +126,7 @@ class Trainer:
             # Runs saved before these were kept: the epoch as if every window were full.
             window = self.c.batch_size * self.c.accumulate_gradients * self.cluster.n_workers
             self.tokens_seen = int(state.get('tokens_seen',
-                                             self.step * window * self.model.hparams.n_ctx))
+                                             self.step * window * self.model_dir.hparams.n_ctx))
             self.stale_evaluations = int(state.get('stale_evaluations', 0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f'step {self.step}: the saved data order or noise state is '
@@ -166,16 +136,16 @@ class Trainer:
     def next_batch(self):
         """This worker's share of the global batch, which every worker draws alike."""
         n, i, b = self.cluster.n_workers, self.cluster.index, self.c.batch_size
-        tokens, mask = self.sampler.batch(b * n, self.model.hparams.n_ctx)
-        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.model.hparams.n_vocab)
+        tokens, mask = self.sampler.batch(b * n, self.model_dir.hparams.n_ctx)
+        noisy = add_noise(tokens, self.noise_rs, self.c.noise, self.model_dir.hparams.n_vocab)
         mine = slice(i * b, (i + 1) * b)
         return {self.g.context: tokens[mine], self.g.context_in: noisy[mine],
                 self.g.loss_mask: mask[mine]}
 
     def train_step(self, stop_requested):
-        """One optimizer step; returns its StepResult."""
+        """One optimizer step, counted with its tokens; returns its StepResult."""
         try:
-            return self._train_step(1.0 if stop_requested else 0.0)
+            result = self._train_step(1.0 if stop_requested else 0.0)
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                 tf.errors.CancelledError, tf.errors.AbortedError,
                 tf.errors.InternalError) as e:
@@ -185,6 +155,9 @@ class Trainer:
                             'another worker stopped or cannot be reached '
                             f'({type(e).__name__}); restart every worker to resume from '
                             'the last checkpoint') from None
+        self.step += 1
+        self.tokens_seen += result.tokens * self.cluster.n_workers
+        return result
 
     def _train_step(self, stop_in):
         g, c = self.g, self.c
@@ -215,33 +188,40 @@ class Trainer:
     def write_samples(self):
         """--sample_num samples, each starting after <|endoftext|>, into samples/<run>."""
         print('Generating samples...')
-        enc = self.model.encoder
+        enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        new_decoder = decoding.session_decoders(self.sess, self.model.hparams, self.gen)
+        new_decoder = decoding.session_decoders(self.sess, self.model_dir.hparams, self.gen)
         samples = decoding.generate_in_batches(
             new_decoder, prompts, self.sampling, self.sample_rng,
             sample.Stopper(enc, self.sampling), batch_size=self.c.batch_size)
         texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])
-        self.run.write_samples(self.step, texts)
+        self.samples.write(self.step, texts)
 
     def validation_loss(self):
         return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})
                               for batch in self.val_batches]))
 
-    def validate(self, best):
-        """Validation loss and perplexity; keeps the best model apart. Returns the best."""
+    def evaluate(self):
+        """A validation that counts for early stopping."""
+        improved = self.validate()
+        self.stale_evaluations = 0 if improved else self.stale_evaluations + 1
+
+    def validate(self):
+        """Validation loss and perplexity; keeps the best model apart. Returns whether it
+        is better than the best so far."""
         print('Calculating validation loss...')
         val_loss = self.validation_loss()
         print(f'[{self.step} | validation] loss={val_loss:.4f} '
               f'perplexity={math.exp(min(val_loss, 700)):.2f}')
-        self.run.log_scalars(self.step, val_loss=val_loss,
-                             val_perplexity=math.exp(min(val_loss, 700)))
-        if val_loss < best and self.step > 0:
+        self.summaries.log(self.step, val_loss=val_loss,
+                           val_perplexity=math.exp(min(val_loss, 700)))
+        if val_loss < self.best_loss and self.step > 0:
             self.run.save_best(self.sess, self.step, val_loss)
-            return val_loss
-        return best
+            self.best_loss = val_loss
+            return True
+        return False
 
 
     def plot_losses(self):
@@ -272,10 +252,9 @@ def train(c, stop=None):
 
 def loop(t, stop):
     c = t.c
-    best = t.run.best_loss()
     if c.val_every:
         if t.run.writes:  # the weights resumed from: no news for early stopping
-            best = t.validate(best)
+            t.validate()
         t.wait_for_chief()
     stop.saved = t.step
     progress = Progress(c.steps, t.step, t.dataset_tokens)
@@ -285,16 +264,14 @@ def loop(t, stop):
                 break  # several workers first agree on it through a step
             step_start = time.time()
             result = t.train_step(stop.requested)
-            t.step += 1
-            t.tokens_seen += result.tokens * t.cluster.n_workers
             report_step(t, stop, progress, result, time.time() - step_start)
-            best = chief_work(t, stop, best)
+            chief_work(t, stop)
             if result.stop_agreed:
                 stop.requested = True
                 break
             if c.early_stopping and t.stale_evaluations >= c.early_stopping:
                 print(f'early stopping: no better validation loss in {c.early_stopping} '
-                      f'evaluations (best {best:.4f}, kept in {t.run.path}/best)')
+                      f'evaluations (best {t.best_loss:.4f}, kept in {t.run.path}/best)')
                 stop.early = True
                 stop.requested = True  # several workers agree on it through a step
     if stop.requested and not stop.early:
@@ -314,7 +291,7 @@ def report_step(t, stop, progress, result, seconds):
     if result.overflow and result.loss_scale > 1:
         print(f'step {t.step}: gradients overflowed float16 at loss scale '
               f'{result.loss_scale:g}; step skipped, scale now {result.loss_scale / 2:g}')
-        t.run.log_scalars(t.step, loss_scale=result.loss_scale / 2)
+        t.summaries.log(t.step, loss_scale=result.loss_scale / 2)
         return
     if not np.isfinite(result.loss) or result.overflow:
         raise UserError(f'step {t.step}: loss is {result.loss}; training stopped and nothing '
@@ -323,14 +300,13 @@ def report_step(t, stop, progress, result, seconds):
                         (', or use --precision float32' if result.overflow else ''))
     tokens_per_second = result.tokens / seconds
     progress.update(t.step, result.loss, tokens_per_second, t.tokens_seen)
-    t.run.log_scalars(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
-                      grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
+    t.summaries.log(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
+                    grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
 
 
-def chief_work(t, stop, best):
+def chief_work(t, stop):
     """This step's saves, samples and validation, which the chief alone does (the other
-    workers would discard them); then the workers go on together. Returns the best
-    validation loss."""
+    workers would discard them); then the workers go on together."""
     c, step = t.c, t.step
     due = [step % c.save_every == 0, step % c.sample_every == 0,
            bool(c.val_every) and step % c.val_every == 0]
@@ -341,9 +317,6 @@ def chief_work(t, stop, best):
     if due[1] and t.run.writes:
         t.write_samples()
     if due[2] and t.run.writes:
-        new_best = t.validate(best)
-        t.stale_evaluations = 0 if new_best < best else t.stale_evaluations + 1
-        best = new_best
+        t.evaluate()
     if any(due):
         t.wait_for_chief()
-    return best

@@ -4,7 +4,7 @@ import pytest
 
 from cli import UserError
 from fixtures import run_script
-from text_data import ENDOFTEXT
+from release import ENDOFTEXT
 
 PROMPT_DOCS = ['Why did the chicken cross the road?|To get to the other side.',
                'A pun, a comma, and "quotes"\nover two lines',

@@ -323,14 +323,14 @@ def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, 
     t = training.Trainer(c)
     loss = t.validation_loss()
     t.close()
-    ckpt = t.model.checkpoint
+    ckpt = t.model_dir.checkpoint
     weights = {name: tf.train.load_checkpoint(ckpt).get_tensor(name).astype(float)
                for name, _ in tf.train.list_variables(ckpt)}
     expected = []
     for batch in t.val_batches:
         row_losses = []
         for row in batch:
-            logits = numpy_gpt2(weights, t.model.hparams, row)[:-1]
+            logits = numpy_gpt2(weights, t.model_dir.hparams, row)[:-1]
             logits -= logits.max(-1, keepdims=True)
             logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
             row_losses.append(-logp[np.arange(len(row) - 1), row[1:]].mean())
@@ -638,7 +638,7 @@ def test_initialize_feeds_zeros_and_runs_the_other_initializers():
         real_run = sess.run
         sess.run = lambda fetches, feed_dict=None: (feeds.append(feed_dict),
                                                     real_run(fetches, feed_dict))[1]
-        training.initialize(sess)
+        train_graph.initialize(sess)
         sess.run = real_run
         assert list(feeds[0]) == [zeros.initial_value]  # fed, not computed in the graph
         np.testing.assert_array_equal(sess.run(zeros), np.zeros([300, 200], np.float32))
