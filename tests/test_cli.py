@@ -4,7 +4,7 @@ import sys
 import pytest
 
 import cli
-from fixtures import ROOT, script_env
+from fixtures import ROOT, nvidia_env, script_env
 
 SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
            'src/interactive_conditional_samples.py',
@@ -53,16 +53,22 @@ def test_start_noise_is_held_back_and_real_errors_show():
         assert not cli.is_start_noise(line, has_driver=False)
 
 
-def run_start(*args, **env):
+def run_start(*args, nvidia=None, **env):
+    """Start TensorFlow as the scripts do, on a machine with no NVIDIA driver unless
+    `nvidia` (fixtures.nvidia_env) simulates one."""
     code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"]); '
             'print("after start", file=sys.stderr)')
+    env = {**(nvidia or {'GPT2_TEST_NVIDIA_VERSION_FILE': '/nonexistent',
+                         'GPT2_TEST_GPUS': '[]'}), **env}
     return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
                           env=script_env(**env), timeout=120)
 
 
 def test_tensorflow_starts_quietly_unless_asked():
     quiet = run_start()
-    assert (quiet.returncode, quiet.stderr) == (0, 'after start\n')
+    device, after = quiet.stderr.splitlines(keepends=True)
+    assert (quiet.returncode, after) == (0, 'after start\n')
+    assert device.startswith('device: CPU ') and 'precision auto: ' in device
     # On a machine where TensorFlow prints at start, --verbose and the user's own
     # TF_CPP_MIN_LOG_LEVEL show it as printed.
     for loud in (run_start('verbose'), run_start(TF_CPP_MIN_LOG_LEVEL='0')):
@@ -70,3 +76,41 @@ def test_tensorflow_starts_quietly_unless_asked():
         if any(cli.is_start_noise(line, has_driver=False)
                for line in loud.stderr.splitlines(keepends=True)):
             assert len(loud.stderr) > len(quiet.stderr)
+
+
+DLOPEN = ('W0000 00:00:1795461120.248743    3333 gpu_device.cc:2342] Cannot dlopen some GPU '
+          'libraries. Please make sure the missing libraries mentioned above are installed '
+          'properly if you would like to use GPU.\n')
+
+
+def test_gpu_lines_are_told_apart_from_other_errors():
+    for line in (CUINIT, DLOPEN, 'Skipping registering GPU devices...\n'):
+        assert cli.is_gpu_noise(line)
+    for line in REAL_ERRORS + START_LINES[2:]:
+        assert not cli.is_gpu_noise(line)
+
+
+@pytest.mark.slow
+def test_a_driver_without_a_gpu_seen_gets_one_warning_in_place_of_tensorflows_lines(
+        tmp_path):
+    # On this machine TensorFlow's cuInit fails at error level once a driver is simulated:
+    # the line the warning replaces.
+    result = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    warning, device, after = result.stderr.splitlines()
+    assert warning.startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow sees no '
+                              'GPU') and '--verbose' in warning
+    assert device.startswith('device: CPU ') and after == 'after start'
+    loud = run_start('verbose', nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    assert loud.stderr.count('warning: NVIDIA driver') == 1
+
+
+@pytest.mark.slow
+def test_no_warning_without_a_driver_or_with_a_gpu_seen(tmp_path):
+    a100 = {'name': 'NVIDIA A100-SXM4-40GB', 'compute_capability': [8, 0]}
+    seen = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14', gpus=[a100],
+                                       smi_rows=['NVIDIA A100-SXM4-40GB, 40960, 39936']))
+    device = [line for line in seen.stderr.splitlines() if line.startswith('device:')]
+    assert device == ['device: GPU:0 NVIDIA A100-SXM4-40GB (40.0 GB, compute capability '
+                      '8.0); precision auto: bfloat16 matrix products']
+    assert 'warning:' not in seen.stderr
+    assert 'warning:' not in run_start(nvidia=nvidia_env(tmp_path, driver=None)).stderr
