@@ -30,6 +30,7 @@ def test_a_driver_is_older_than_cuda_needs_only_below_its_minimum():
     assert nvidia.driver_older_than('525.60.12', '12.0')
     assert not nvidia.driver_older_than('525.60.13', '12.5.1')
     assert not nvidia.driver_older_than('550.54.14', '12.5.1')
+    assert not nvidia.driver_older_than('1000.10', '12.5.1')  # compared as numbers
     assert not nvidia.driver_older_than(None, '12.5.1')
     assert not nvidia.driver_older_than('470.82.01', None)  # a CPU-only TensorFlow
 

@@ -24,6 +24,8 @@ def simulate(tmp_path, monkeypatch):
 @pytest.mark.parametrize('flags, support, dtype', [
     (set(), 'AVX-512 BF16: no, AMX: no', 'float32'),
     ({'avx512_bf16'}, 'AVX-512 BF16: yes, AMX: no', 'bfloat16'),
+    ({'amx_tile', 'amx_bf16'}, 'AVX-512 BF16: no, AMX: yes', 'bfloat16'),
+    ({'amx_tile', 'amx_int8'}, 'AVX-512 BF16: no, AMX: no', 'float32'),  # AMX without bf16
     ({'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'AVX-512 BF16: yes, AMX: yes', 'bfloat16'),
 ])
 def test_device_line_names_the_cpu_its_bfloat16_units_and_the_precision(
