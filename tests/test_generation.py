@@ -124,6 +124,8 @@ def test_prompts_from_stdin_jsonl_and_text_output(models_dir, tmp_path):
     assert text.count(' SAMPLE 1 ') == 2 and text.count('=' * 80) == 2
     piped = samples_script(models_dir, '--prompts', '-', stdin='\n'.join(PROMPTS) + '\n')
     assert piped.stdout.count(' SAMPLE 1 ') == 3
+    # The device line goes to stderr: stdout holds the samples alone, for a pipe.
+    assert 'device:' not in piped.stdout and '\ndevice: ' in '\n' + piped.stderr
 
 
 @pytest.mark.slow
