@@ -1,6 +1,8 @@
 # Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
 # Also: make test-fast (the tests not marked slow), make bench, make bench-large,
 # make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny)
+# On Linux with an NVIDIA driver the venv gets TensorFlow with its CUDA libraries (the
+# and-cuda extra, at requirements.txt's version); GPU=1 or GPU=0 forces the choice.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,13 +15,23 @@ RUN ?= run1
 PROMPT ?= Why did the chicken cross the road?|
 TRAIN_FLAGS ?=
 DOCTOR_FLAGS ?=
+NVIDIA_DRIVER_FILE ?= /proc/driver/nvidia/version
+GPU ?= $(if $(and $(filter Linux,$(shell uname -s)),$(or $(wildcard $(NVIDIA_DRIVER_FILE)),$(shell command -v nvidia-smi))),1,0)
+TENSORFLOW_PIN = $(shell grep -E '^tensorflow==' requirements.txt)
+TENSORFLOW_CUDA = $(if $(filter 1,$(GPU)),'$(subst tensorflow==,tensorflow[and-cuda]==,$(TENSORFLOW_PIN))')
 
 .PHONY: jokes test test-fast bench bench-large doctor venv
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt $(VENV)/.gpu-$(GPU)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt $(TENSORFLOW_CUDA)
+	touch $@
+
+# Which TensorFlow the venv has (.gpu-1: with CUDA): a new choice installs again.
+$(VENV)/.gpu-%:
+	mkdir -p $(VENV)
+	rm -f $(VENV)/.gpu-*
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt

@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 
@@ -50,32 +51,31 @@ def find_vocabulary(vocab_dir):
                         'there; pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            return next((line.split(':', 1)[1].strip() for line in f
-                         if line.startswith('model name')), 'unknown')
-    except OSError:
-        return platform.processor() or 'unknown'
-
-
 def print_system(tf, resources):
     features = [f for f in CPU_FEATURES if f in resources.cpu_flags()]
     print('== machine')
     print(f'python {platform.python_version()}, tensorflow {tf.__version__}, numpy '
           f'{np.__version__}, {platform.platform()}')
-    print(f'cpu: {cpu_name()}, {os.cpu_count()} cores, '
+    print(f'cpu: {resources.cpu_model()}, {os.cpu_count()} cores, '
           f'{" ".join(features) or "none of " + " ".join(CPU_FEATURES)}')
     print(f'memory: {resources.physical_memory() / 2**30:.1f} GB (this machine\'s, or its '
           'container\'s limit)')
-    gpus = resources.gpus()
-    for gpu in gpus:
-        details = tf.config.experimental.get_device_details(gpu)
-        capability = details.get('compute_capability', ('?', '?'))
-        print(f'gpu: {gpu.name} {details.get("device_name", "")} compute capability '
-              f'{capability[0]}.{capability[1]}')
-    if not gpus:
-        print('gpu: none that TensorFlow sees (training and sampling run on the CPU)')
+    print_devices(resources)
+
+
+def print_devices(resources):
+    """The start's device line and warning, the driver, and each GPU's free memory."""
+    import nvidia
+
+    resources.report_devices(sys.stdout)
+    version = nvidia.driver_version()
+    print(f'nvidia driver: {version}' if version else 'nvidia driver: '
+          + ('found, version unknown' if nvidia.driver_present() else
+             f'none ({nvidia.version_file()} absent, no nvidia-smi on PATH)'))
+    for gpu in resources.gpus():
+        free = resources.gpu_free_memory(gpu)
+        print(f'GPU:{resources.gpu_index(gpu)} free memory: '
+              + (f'{free / 2**30:.1f} GB' if free is not None else 'unknown (no nvidia-smi)'))
 
 
 def print_choices(resources, n_vocab):
@@ -84,14 +84,15 @@ def print_choices(resources, n_vocab):
     print('== choices (train.py at batch 1 x 1024)')
     print(f'precision: {dtype.name} matrix products ({reason})')
     on_gpu = bool(resources.gpus())
-    memory = resources.physical_memory()
+    memory = resources.gpu_free_memory(resources.gpus()[0]) if on_gpu else \
+        resources.physical_memory()
     fits = {name: None for name in OPTIMIZERS}
     for size, (n_embd, n_head, n_layer) in SIZES.items():
         hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
         c = TrainConfig(dataset='-')
         recompute, why = resources.choose_memory_saving(c, hparams)
         line = f'{size}: memory_saving_gradients {"on" if recompute else "off"} ({why})'
-        if not on_gpu:
+        if memory is not None:
             needs = {name: resources.training_memory(c, hparams, name)[0]
                      for name in OPTIMIZERS}
             for name, need in needs.items():
@@ -100,11 +101,12 @@ def print_choices(resources, n_vocab):
             line += '; expected peak: ' + ', '.join(f'{name} {need / 2**30:.1f} GB'
                                                     for name, need in needs.items())
         print(line)
-    if on_gpu:
-        print('largest that fits: not estimated on a GPU (TensorFlow allocates as it goes)')
+    if memory is None:
+        print('largest that fits: not estimated (no nvidia-smi to read the GPU\'s free memory)')
     else:
         print('largest that fits: ' + ', '.join(f'{name} {size or "none"}'
-                                                for name, size in fits.items()))
+                                                for name, size in fits.items())
+              + (' (in GPU:0\'s free memory, from the CPU peaks)' if on_gpu else ''))
 
 
 def time_training_step(hparams, checkpoint):
@@ -162,7 +164,7 @@ def print_run(size, vocab_dir, n_vocab):
 def main(argv=None):
     args = parse_args(argv)
     vocab_dir = find_vocabulary(args.vocab_dir)
-    tf = cli.start_tensorflow(args.verbose)
+    tf = cli.start_tensorflow(args.verbose, report_devices=False)  # print_system reports
     import resources
 
     n_vocab = encoder.load_encoder(vocab_dir).n_vocab

@@ -26,8 +26,8 @@ import sample
 from cli import UserError, user_path
 
 # Started before decoding and model_dir import it, so that a program importing this API
-# shows none of TensorFlow's start-up lines (see cli.start_tensorflow).
-tf = cli.start_tensorflow()
+# shows none of TensorFlow's start-up lines, nor the scripts' device line.
+tf = cli.start_tensorflow(report_devices=False)
 import decoding  # noqa: E402
 import model_dir  # noqa: E402
 

@@ -1,18 +1,23 @@
 """What this machine has, and the choices made from it: memory, bfloat16 units, GPUs;
-the precision of the matrix products and whether to recompute activations.
+the precision of the matrix products and whether to recompute activations; the one line
+every script prints at start saying where the work runs.
 
     dtype, reason = choose_precision('auto')
     recompute, reason = choose_memory_saving(c, hparams)
+    report_devices()   # the device line, after a warning if a GPU goes unused
 
 Every automatic choice is printed with its reason by the trainer.
 """
 
 import dataclasses
 import os
+import platform
+import sys
 
 import numpy as np
 import tensorflow as tf
 
+import nvidia
 from cli import UserError
 from hparams import variable_shapes
 from optimizers import OPTIMIZERS
@@ -31,7 +36,26 @@ MEASURED_TOKENS = 1024
 
 
 def gpus():
+    """The GPUs TensorFlow sees, or the test-only simulated list (nvidia.py)."""
+    simulated = nvidia.simulated_gpus()
+    if simulated is not None:
+        return [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
+                for i in range(len(simulated))]
     return tf.config.list_physical_devices('GPU')
+
+
+def gpu_details(gpu):
+    """{'device_name': ..., 'compute_capability': (major, minor)} of one of gpus()."""
+    simulated = nvidia.simulated_gpus()
+    if simulated is not None:
+        device = simulated[gpu_index(gpu)]
+        return {'device_name': device['name'],
+                'compute_capability': tuple(device['compute_capability'])}
+    return tf.config.experimental.get_device_details(gpu)
+
+
+def gpu_index(gpu):
+    return int(gpu.name.rsplit(':', 1)[1])
 
 
 def needs_op_determinism(seed):
@@ -76,8 +100,7 @@ def choose_precision(precision):
         return tf.as_dtype(precision), 'as asked'
     devices = gpus()
     if devices:
-        capability = tuple(tf.config.experimental.get_device_details(devices[0]).get(
-            'compute_capability', (0, 0)))
+        capability = tuple(gpu_details(devices[0]).get('compute_capability', (0, 0)))
         return (gpu_precision(capability),
                 f'GPU compute capability {capability[0]}.{capability[1]}')
     if cpu_has_bfloat16():
@@ -92,6 +115,74 @@ def gpu_precision(capability):
     if capability >= (7, 0):
         return tf.float16
     return tf.float32
+
+
+def cpu_model():
+    """The CPU's model name ('AMD EPYC 7B13'), from /proc/cpuinfo on Linux."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            return next((line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name')), 'unknown')
+    except OSError:
+        return platform.processor() or 'unknown'
+
+
+def describe_gpu(gpu):
+    """'GPU:0 NVIDIA A100-SXM4-40GB (40.0 GB, compute capability 8.0)'"""
+    details = gpu_details(gpu)
+    name = details.get('device_name', 'unknown')
+    major, minor = details.get('compute_capability', ('?', '?'))
+    row = nvidia.smi_gpu(gpu_index(gpu), name)
+    memory = f'{row.total_bytes / 2**30:.1f} GB' if row else 'memory unknown'
+    return f'GPU:{gpu_index(gpu)} {name} ({memory}, compute capability {major}.{minor})'
+
+
+def device_line():
+    """Where the work runs, and the precision --precision auto chooses from it."""
+    devices = gpus()
+    if devices:
+        where = ', '.join(describe_gpu(gpu) for gpu in devices)
+    else:
+        flags = cpu_flags()
+        where = (f'CPU {cpu_model()} (AVX-512 BF16: {"yes" if "avx512_bf16" in flags else "no"}'
+                 f', AMX: {"yes" if "amx_bf16" in flags else "no"})')
+    dtype, _ = choose_precision('auto')
+    return f'device: {where}; precision auto: {dtype.name} matrix products'
+
+
+def no_gpu_warning():
+    """Why a GPU goes unused when an NVIDIA driver is installed but TensorFlow sees no
+    GPU (the likely cause: the driver too old for TensorFlow's CUDA, else CUDA's libraries
+    missing); None otherwise."""
+    if gpus() or not nvidia.driver_present():
+        return None
+    version = nvidia.driver_version()
+    cuda = tf.sysconfig.get_build_info().get('cuda_version')
+    if nvidia.driver_older_than(version, cuda):
+        cause = (f'the driver is older than TensorFlow {tf.__version__} needs (CUDA {cuda}: '
+                 f'{nvidia.CUDA_MIN_DRIVER[cuda.split(".")[0]]} or later)')
+    else:
+        cause = (f"CUDA's libraries are missing (pip install 'tensorflow[and-cuda]=="
+                 f"{tf.__version__}'; make venv installs it where it finds a driver, GPU=1 "
+                 'forces)')
+    return (f'NVIDIA driver {version or "(version unknown)"} found but TensorFlow sees no '
+            f'GPU: running on the CPU. Likely cause: {cause}. --verbose shows TensorFlow\'s '
+            'own lines')
+
+
+def report_devices(file=None):
+    """The warning above when it applies, then the device line, to `file` (stderr)."""
+    file = file or sys.stderr
+    warning = no_gpu_warning()
+    if warning:
+        print(f'warning: {warning}', file=file)
+    print(device_line(), file=file)
+
+
+def gpu_free_memory(gpu):
+    """Free bytes on one of gpus() now, from nvidia-smi, or None when unknown."""
+    row = nvidia.smi_gpu(gpu_index(gpu), gpu_details(gpu).get('device_name'))
+    return row.free_bytes if row else None
 
 
 def activation_bytes(c, hparams):

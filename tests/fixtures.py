@@ -220,3 +220,27 @@ def logged_losses(run_dir):
         except tf.errors.DataLossError:  # the last record of a killed run may be cut
             pass
     return losses
+
+
+def nvidia_env(tmp_path, driver=None, gpus=(), smi_rows=()):
+    """Environment variables simulating an NVIDIA machine (the test-only overrides of
+    nvidia.py): `driver`, a version for a fake /proc/driver/nvidia/version and a fake
+    nvidia-smi printing `smi_rows` ('name, total MiB, free MiB'), or None for no driver;
+    `gpus`, the GPUs TensorFlow is to see ({'name', 'compute_capability'} each). Any real
+    nvidia-smi is taken off PATH, so the result is the same on any machine."""
+    bin_dir = tmp_path / 'fake-nvidia-bin'
+    bin_dir.mkdir(exist_ok=True)
+    version_file = tmp_path / 'nvidia-version'
+    smi = bin_dir / 'nvidia-smi'
+    version_file.unlink(missing_ok=True)
+    smi.unlink(missing_ok=True)
+    if driver:
+        version_file.write_text(f'NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  '
+                                'Thu Jan  1 00:00:00 UTC 2026\n', encoding='utf-8')
+        smi.write_text('#!/bin/sh\n' + ''.join(f"echo '{row}'\n" for row in smi_rows),
+                       encoding='utf-8')
+        smi.chmod(0o755)
+    path = [str(bin_dir)] + [d for d in os.environ.get('PATH', '').split(os.pathsep)
+                             if d and not os.path.exists(os.path.join(d, 'nvidia-smi'))]
+    return {'PATH': os.pathsep.join(path), 'GPT2_TEST_NVIDIA_VERSION_FILE': str(version_file),
+            'GPT2_TEST_GPUS': json.dumps(list(gpus))}

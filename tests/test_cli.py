@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import cli
-from fixtures import ROOT, script_env
+from fixtures import ROOT, nvidia_env, script_env
 
 SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
            'src/interactive_conditional_samples.py',
@@ -54,9 +54,14 @@ def test_start_noise_is_held_back_and_real_errors_show():
         assert not cli.is_start_noise(line, has_driver=False)
 
 
-def run_start(*args, first_on_path=None, **env):
-    code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"]); '
-            'print("after start", file=sys.stderr)')
+def run_start(*args, nvidia=None, first_on_path=None, report_devices=True, **env):
+    """Start TensorFlow as the scripts do, on a machine with no NVIDIA driver unless
+    `nvidia` (fixtures.nvidia_env) simulates one; `first_on_path` goes first on
+    PYTHONPATH."""
+    code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"], '
+            f'report_devices={report_devices}); print("after start", file=sys.stderr)')
+    env = {**(nvidia or {'GPT2_TEST_NVIDIA_VERSION_FILE': '/nonexistent',
+                         'GPT2_TEST_GPUS': '[]'}), **env}
     full_env = script_env(**env)
     if first_on_path:
         full_env['PYTHONPATH'] = f'{first_on_path}{os.pathsep}{full_env["PYTHONPATH"]}'
@@ -66,7 +71,9 @@ def run_start(*args, first_on_path=None, **env):
 
 def test_tensorflow_starts_quietly_unless_asked():
     quiet = run_start()
-    assert (quiet.returncode, quiet.stderr) == (0, 'after start\n')
+    device, after = quiet.stderr.splitlines(keepends=True)
+    assert (quiet.returncode, after) == (0, 'after start\n')
+    assert device.startswith('device: CPU ') and 'precision auto: ' in device
     # On a machine where TensorFlow prints at start, --verbose and the user's own
     # TF_CPP_MIN_LOG_LEVEL show it as printed.
     for loud in (run_start('verbose'), run_start(TF_CPP_MIN_LOG_LEVEL='0')):
@@ -83,7 +90,7 @@ import types
 
 os.write(2, {at_import!r}.encode())
 config = types.SimpleNamespace(
-    list_physical_devices=lambda: os.write(2, {at_devices!r}.encode()) and [])
+    list_physical_devices=lambda device_type=None: os.write(2, {at_devices!r}.encode()) and [])
 get_logger = lambda: logging.getLogger('tensorflow')
 """
 
@@ -97,8 +104,47 @@ def test_only_real_errors_get_through_the_start_up_filter(tmp_path):
     (tmp_path / 'tensorflow').mkdir()
     (tmp_path / 'tensorflow' / '__init__.py').write_text(
         FAKE_TENSORFLOW.format(at_import=at_import, at_devices=at_devices))
-    quiet = run_start(first_on_path=tmp_path)
+    # The device line, which the fake cannot give, is tested apart.
+    quiet = run_start(first_on_path=tmp_path, report_devices=False)
     assert (quiet.returncode, quiet.stderr) == (0, error + 'after start\n')
-    loud = run_start('verbose', first_on_path=tmp_path)
+    loud = run_start('verbose', first_on_path=tmp_path, report_devices=False)
     # Verbose imports it and no more: the devices are listed later, by whoever needs them.
     assert (loud.returncode, loud.stderr) == (0, at_import + 'after start\n')
+
+
+DLOPEN = ('W0000 00:00:1795461120.248743    3333 gpu_device.cc:2342] Cannot dlopen some GPU '
+          'libraries. Please make sure the missing libraries mentioned above are installed '
+          'properly if you would like to use GPU.\n')
+
+
+def test_gpu_lines_are_told_apart_from_other_errors():
+    for line in (CUINIT, DLOPEN, 'Skipping registering GPU devices...\n'):
+        assert cli.is_gpu_noise(line)
+    for line in REAL_ERRORS + START_LINES[2:]:
+        assert not cli.is_gpu_noise(line)
+
+
+@pytest.mark.slow
+def test_a_driver_without_a_gpu_seen_gets_one_warning_in_place_of_tensorflows_lines(
+        tmp_path):
+    # On this machine TensorFlow's cuInit fails at error level once a driver is simulated:
+    # the line the warning replaces.
+    result = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    warning, device, after = result.stderr.splitlines()
+    assert warning.startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow sees no '
+                              'GPU') and '--verbose' in warning
+    assert device.startswith('device: CPU ') and after == 'after start'
+    loud = run_start('verbose', nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    assert loud.stderr.count('warning: NVIDIA driver') == 1
+
+
+@pytest.mark.slow
+def test_no_warning_without_a_driver_or_with_a_gpu_seen(tmp_path):
+    a100 = {'name': 'NVIDIA A100-SXM4-40GB', 'compute_capability': [8, 0]}
+    seen = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14', gpus=[a100],
+                                       smi_rows=['NVIDIA A100-SXM4-40GB, 40960, 39936']))
+    device = [line for line in seen.stderr.splitlines() if line.startswith('device:')]
+    assert device == ['device: GPU:0 NVIDIA A100-SXM4-40GB (40.0 GB, compute capability '
+                      '8.0); precision auto: bfloat16 matrix products']
+    assert 'warning:' not in seen.stderr
+    assert 'warning:' not in run_start(nvidia=nvidia_env(tmp_path, driver=None)).stderr

@@ -1,6 +1,6 @@
 import re
 
-from fixtures import run_script
+from fixtures import nvidia_env, run_script
 
 
 def test_the_self_check_reports_the_machine_the_choices_and_a_real_step(vocab_dir, tmp_path):
@@ -25,3 +25,29 @@ def test_the_self_check_names_a_missing_vocabulary(tmp_path):
     assert result.returncode == 2
     assert result.stderr == (f'error: {tmp_path}: no encoder.json and vocab.bpe there; pass '
                              '--vocab_dir (sh download_model.sh 117M fetches them)\n')
+
+
+def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(vocab_dir,
+                                                                           tmp_path):
+    env = nvidia_env(tmp_path, driver='550.54.14', smi_rows=['Tesla T4, 15360, 12288'],
+                     gpus=[{'name': 'Tesla T4', 'compute_capability': [7, 5]}])
+    result = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env)
+    machine = result.stdout.split('== choices')[0].splitlines()
+    assert machine[-3:] == [
+        'device: GPU:0 Tesla T4 (15.0 GB, compute capability 7.5); precision auto: float16 '
+        'matrix products', 'nvidia driver: 550.54.14', 'GPU:0 free memory: 12.0 GB']
+    # 12 GB free: Adam fits 355M, Adafactor 774M (training_memory's estimates)
+    assert re.search(r"^largest that fits: adam 355M, adafactor 774M, sgd 774M \(in GPU:0's "
+                     r'free memory', result.stdout, re.MULTILINE)
+    assert 'device:' not in result.stderr  # the report has it, once
+
+
+def test_the_self_check_warns_of_a_driver_whose_gpu_tensorflow_does_not_see(vocab_dir,
+                                                                           tmp_path):
+    env = nvidia_env(tmp_path, driver='550.54.14')
+    out = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir,
+                     env=env).stdout
+    machine = out.split('== choices')[0].splitlines()
+    assert machine[-3].startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow '
+                                  'sees no GPU')
+    assert machine[-2].startswith('device: CPU ') and machine[-1] == 'nvidia driver: 550.54.14'

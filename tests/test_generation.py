@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import cli
 import generation
 import run_with_fakes
 import sample_files
@@ -108,8 +109,9 @@ gpt2.close()
 
 @pytest.mark.slow
 def test_the_api_is_quiet_in_a_users_program_and_leaves_its_logging_alone(models_dir):
-    # Unset as in a user's shell: this process set it when it imported generation.
-    env = {k: v for k, v in script_env().items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+    # As in a user's shell (this process's quiet start set both when it imported generation).
+    env = {k: v for k, v in script_env().items()
+           if k not in ('TF_CPP_MIN_LOG_LEVEL', cli.QUIET_MARK)}
     result = subprocess.run([sys.executable, '-c', USER_PROGRAM,
                              os.path.join(models_dir, 'tiny')],
                             capture_output=True, text=True, env=env, timeout=300)
@@ -182,6 +184,8 @@ def test_prompts_from_stdin_jsonl_and_text_output(models_dir, tmp_path):
     assert text.count(' SAMPLE 1 ') == 2 and text.count('=' * 80) == 2
     piped = samples_script(models_dir, '--prompts', '-', stdin='\n'.join(PROMPTS) + '\n')
     assert piped.stdout.count(' SAMPLE 1 ') == 3
+    # The device line goes to stderr: stdout holds the samples alone, for a pipe.
+    assert 'device:' not in piped.stdout and '\ndevice: ' in '\n' + piped.stderr
 
 
 @pytest.mark.slow

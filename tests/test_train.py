@@ -28,9 +28,9 @@ from fixtures import (
     variables_of,
 )
 from fixtures import train_config as config
+from optimizers import learning_rate_at
 from test_plot_run import BLUE, ORANGE, pixels_of
 from train_config import TrainConfig
-from training import learning_rate_at
 
 
 def losses_of(capsys):
@@ -381,10 +381,10 @@ def test_a_packed_step_learns_only_from_the_documents(tmp_path, models_dir, corp
         t.close()
     (tokens, mask), = drawn
     assert 0 < mask.sum() < mask.size  # whole documents, then padding
-    weights = {k: v.astype(float) for k, v in variables_of(t.model.checkpoint).items()}
+    weights = {k: v.astype(float) for k, v in variables_of(t.model_dir.checkpoint).items()}
     kept = []
     for row, row_mask in zip(tokens, mask, strict=True):
-        logits = numpy_gpt2(weights, t.model.hparams, row)[:-1]
+        logits = numpy_gpt2(weights, t.model_dir.hparams, row)[:-1]
         logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
         kept += (-logp[np.arange(len(row) - 1), row[1:]])[row_mask[1:] == 1].tolist()
     assert loss == pytest.approx(np.mean(kept), abs=1e-4)
