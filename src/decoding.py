@@ -4,7 +4,9 @@ sample.sample_batch. Two forms of GPT-2's forward pass, both tested against mode
 - CpuDecoder, in NumPy: sampling one token per row reads every weight once per step, so
   its speed is the speed at which the matrix products stream the weights; on a CPU,
   NumPy's (OpenBLAS) matrix-vector products do that better than TensorFlow's
-  (bench/bench_sample.py measures both, the README has the figures);
+  (bench/bench_sample.py measures both, the README has the figures); its products with
+  several rows run in the kernel kernels.py chooses for the machine (bfloat16 where the
+  CPU has bfloat16 instructions);
 - SessionDecoder over a SamplingGraph, in TensorFlow: what a GPU runs.
 
 `decoder_kind()` makes the choice; the API, train.py's samples and the doctor take it
@@ -25,6 +27,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+import kernels
 import model
 import model_dir
 import resources
@@ -60,10 +63,14 @@ def gelu(x):
     return t
 
 
-def dense(x, w, b):
-    """x [..., nx] @ w [nx, nf] + b as one 2-D product: NumPy multiplies a stack of
-    matrices one by one, which would read w once per row of the batch."""
-    return (x.reshape(-1, x.shape[-1]) @ w + b).reshape(*x.shape[:-1], w.shape[1])
+def dense(x, w, b=None):
+    """x [..., nx] @ w [nx, nf] + b as one 2-D product (w from prepare(), b [nf] or
+    None): NumPy multiplies a stack of matrices one by one, which would read w once per
+    row of the batch."""
+    y = kernels.multiply(x.reshape(-1, x.shape[-1]), w)
+    if b is not None:
+        y += b
+    return y.reshape(*x.shape[:-1], w.shape[1])
 
 
 def softmax(x):
@@ -74,13 +81,16 @@ def softmax(x):
     return x
 
 
-def prepare(arrays):
+def prepare(arrays, kernel=None):
     """The weights as the decoder reads them: conv1d weights [1, nx, nf] as plain matrices
     (views, no copy), and the output projection as a contiguous [n_embd, n_vocab] copy,
-    which streams faster than the transposed view of wte."""
+    which streams faster than the transposed view of wte; each matrix packed for dense()
+    by `kernel` (kernels.choose_kernel() when None)."""
+    kernel = kernel or kernels.choose_kernel()[0]
     weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
     weights['wte_t'] = np.ascontiguousarray(weights['model/wte'].T)
-    return weights
+    return {name: kernels.pack(a, kernel) if name.endswith('/w') or name == 'wte_t' else a
+            for name, a in weights.items()}
 
 
 class Decoder:
@@ -140,7 +150,7 @@ class CpuDecoder(Decoder):
             x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
         self.offset = end
         h = norm(x[:, -1], w['model/ln_f/g'], w['model/ln_f/b'])
-        return h @ w['wte_t']  # the output projection is the token embedding
+        return dense(h, w['wte_t'])  # the output projection is the token embedding
 
     def _mask(self, n):
         """Added to attention scores [batch, 1, n, end]: 0 where query i may see key j
