@@ -599,11 +599,15 @@ def test_a_signal_after_another_workers_stop_or_the_final_save_is_no_second_sign
 
 
 def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
-    proc = subprocess.Popen(train_command(models_dir, corpus), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # The fake holds the first run after step 1 (its summary written, the folder settled)
+    # for as long as the second one takes, on any machine.
+    cmd = run_with_fakes.command('hold_after_step=1', 'train.py',
+                                 *train_command(models_dir, corpus)[2:])
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=script_env())
     try:
         for line in proc.stdout:
-            if line.startswith('[2 |'):  # step 1 wrote its summary: the folder is settled
+            if line.startswith('fake: holding after step 1'):
                 break
         before = sorted(os.listdir(tmp_path / 'checkpoint' / 'run1'))
         second = subprocess.run(train_command(models_dir, corpus), cwd=tmp_path,
@@ -611,9 +615,11 @@ def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
         assert second.returncode == 2
         assert 'another train.py is writing to this run' in second.stderr
         assert sorted(os.listdir(tmp_path / 'checkpoint' / 'run1')) == before
-    finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and 'interrupted' in out
+    finally:
+        proc.kill()
 
 
 @pytest.mark.slow
