@@ -1,6 +1,7 @@
 # Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
 # Also: make test-fast (the tests not marked slow), make bench, make bench-large,
-# make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny)
+# make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny),
+# make serve (the OpenAI-compatible server; MODEL=run1 MODELS_DIR=checkpoint SERVE_FLAGS=...)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,8 +14,9 @@ RUN ?= run1
 PROMPT ?= Why did the chicken cross the road?|
 TRAIN_FLAGS ?=
 DOCTOR_FLAGS ?=
+SERVE_FLAGS ?=
 
-.PHONY: jokes test test-fast bench bench-large doctor venv
+.PHONY: jokes test test-fast bench bench-large doctor venv serve
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +51,6 @@ bench-large: $(VENV)/.runtime
 
 doctor: $(VENV)/.runtime
 	PYTHONPATH=src $(PY) src/doctor.py $(DOCTOR_FLAGS)
+
+serve: $(VENV)/.runtime
+	PYTHONPATH=src $(PY) src/serve.py --models_dir '$(MODELS_DIR)' --model_name '$(MODEL)' $(SERVE_FLAGS)

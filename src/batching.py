@@ -125,7 +125,8 @@ class Engine:
             for job in self.waiting + self.running:
                 job.cancel()
             self.cond.notify()
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
 
     def _run(self):
         while True:
