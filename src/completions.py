@@ -160,7 +160,7 @@ def _prompts(prompt, loaded):
     list of token id lists."""
     if isinstance(prompt, str):
         prompt = [prompt]
-    elif prompt and all(_is(t, int) for t in prompt):
+    elif isinstance(prompt, list) and prompt and all(_is(t, int) for t in prompt):
         prompt = [prompt]
     if not isinstance(prompt, list) or not prompt or not all(
             isinstance(p, str) or (isinstance(p, list) and p and all(_is(t, int) for t in p))
