@@ -1,6 +1,7 @@
 # Two commands:  make jokes  (the walkthrough, end to end)   make test  (lint and tests)
 # Also: make test-fast (the tests not marked slow), make bench, make bench-large,
-# make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny)
+# make doctor (a self-check of this machine to paste into bug reports; DOCTOR_FLAGS=--size tiny),
+# make serve (the OpenAI-compatible server; MODEL=run1 MODELS_DIR=checkpoint SERVE_FLAGS=...)
 # On Linux with an NVIDIA driver the venv gets TensorFlow with its CUDA libraries (the
 # and-cuda extra, at requirements.txt's version); GPU=1 or GPU=0 forces the choice.
 PYTHON ?= python3
@@ -19,8 +20,9 @@ NVIDIA_DRIVER_FILE ?= /proc/driver/nvidia/version
 GPU ?= $(if $(and $(filter Linux,$(shell uname -s)),$(or $(wildcard $(NVIDIA_DRIVER_FILE)),$(shell command -v nvidia-smi))),1,0)
 TENSORFLOW_PIN = $(shell grep -E '^tensorflow==' requirements.txt)
 TENSORFLOW_CUDA = $(if $(filter 1,$(GPU)),'$(subst tensorflow==,tensorflow[and-cuda]==,$(TENSORFLOW_PIN))')
+SERVE_FLAGS ?=
 
-.PHONY: jokes test test-fast bench bench-large doctor venv
+.PHONY: jokes test test-fast bench bench-large doctor venv serve
 
 $(VENV)/.runtime: requirements.txt $(VENV)/.gpu-$(GPU)
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +63,6 @@ bench-large: $(VENV)/.runtime
 
 doctor: $(VENV)/.runtime
 	PYTHONPATH=src $(PY) src/doctor.py $(DOCTOR_FLAGS)
+
+serve: $(VENV)/.runtime
+	PYTHONPATH=src $(PY) src/serve.py --models_dir '$(MODELS_DIR)' --model_name '$(MODEL)' $(SERVE_FLAGS)

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The server's throughput and latency under concurrent clients, against the same
+requests sent one at a time in the same run; and its memory over many requests.
+
+- the 124M shape, 1, 4 and 16 clients at once, each a different prompt and 128 new
+  tokens (streamed): aggregate tokens/s, time to first token and latency (p50, p95);
+  the baseline is the 16 requests one after another;
+- RSS of the server after 10,000 short requests against after the first 100, on the
+  tiny shape (the 124M shape would take an hour of requests; what leaks per request
+  does not depend on the model's size).
+
+    PYTHONPATH=src python bench/bench_serve.py [--clients 1 4 16] [--requests 10000]
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from common import ROOT, random_model, report
+
+WORDS = ('chicken road bar horse doctor lawyer priest rabbi duck cow dog cat fish '
+         'elephant penguin wizard').split()
+
+
+class Server:
+    def __init__(self, name, models_dir, *flags):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), '--models_dir',
+             models_dir, '--model_name', name, '--port', str(self.port), *flags],
+            stderr=subprocess.PIPE, text=True, env=dict(
+                os.environ, PYTHONPATH=os.path.join(ROOT, 'src')))
+        for line in self.proc.stderr:
+            if line.startswith('Serving'):
+                break
+        else:
+            sys.exit(f'bench: serve.py exited {self.proc.wait()}')
+
+    def complete(self, prompt, max_tokens):
+        """(seconds to the first token, seconds to the end, tokens) of a streamed request."""
+        body = json.dumps({'prompt': prompt, 'max_tokens': max_tokens, 'stream': True,
+                           'stop_at_endoftext': False, 'top_k': 40,
+                           'stream_options': {'include_usage': True}})
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection('127.0.0.1', self.port, timeout=600)
+        connection.request('POST', '/v1/completions', body,
+                           {'Content-Type': 'application/json'})
+        answer = connection.getresponse()
+        first, tokens = None, 0
+        for line in answer:
+            if not line.startswith(b'data: {'):
+                continue
+            event = json.loads(line[6:])
+            if first is None and any(c['text'] for c in event['choices']):
+                first = time.perf_counter() - start
+            if 'usage' in event:
+                tokens = event['usage']['completion_tokens']
+        connection.close()
+        return first, time.perf_counter() - start, tokens
+
+    def rss_mb(self):
+        with open(f'/proc/{self.proc.pid}/status', encoding='utf-8') as f:
+            return next(int(line.split()[1]) for line in f if line.startswith('VmRSS')) / 1024
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def prompts(count):
+    return [f'A {WORDS[i % len(WORDS)]} and a {WORDS[(i * 7 + 3) % len(WORDS)]} walk into '
+            f'bar number {i}.|' for i in range(count)]
+
+
+def percentile(values, p):
+    return statistics.quantiles(values, n=100, method='inclusive')[p - 1]
+
+
+def run_clients(server, texts, clients, max_tokens):
+    """(wall seconds, [(first, total, tokens)]) of `texts`, `clients` at a time."""
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda t: server.complete(t, max_tokens), texts))
+    return time.perf_counter() - start, results
+
+
+def throughput(args):
+    models_dir, name = random_model('124M')
+    server = Server(name, models_dir, '--max_batch', str(max(args.clients)))
+    try:
+        server.complete('warm-up', 4)
+        texts = prompts(max(args.clients))
+        alone_wall, alone = run_clients(server, texts, 1, args.tokens)
+        alone_rate = sum(r[2] for r in alone) / alone_wall
+        alone_first = statistics.median(r[0] for r in alone)
+        report('serve_one_at_a_time_tokens_per_s', alone_rate, 'tokens/s', requests=len(texts),
+               new_tokens=args.tokens, first_token_p50_s=round(alone_first, 3))
+        for clients in args.clients:
+            wall, results = run_clients(server, texts[:clients], clients, args.tokens)
+            firsts, totals = [r[0] for r in results], [r[1] for r in results]
+            rate = sum(r[2] for r in results) / wall
+            p95_first = percentile(firsts, 95) if clients > 1 else firsts[0]
+            report(f'serve_{clients}_clients_tokens_per_s', rate, 'tokens/s',
+                   new_tokens=args.tokens, ratio_vs_one_at_a_time=round(rate / alone_rate, 2),
+                   target_ratio=5 if clients == 16 else None,
+                   first_token_p50_s=round(statistics.median(firsts), 3),
+                   first_token_p95_s=round(p95_first, 3),
+                   first_token_p95_vs_alone=round(p95_first / alone_first, 2),
+                   target_first_token_ratio=3 if clients == 16 else None,
+                   latency_p50_s=round(statistics.median(totals), 3),
+                   latency_p95_s=round(percentile(totals, 95) if clients > 1 else totals[0], 3))
+    finally:
+        server.stop()
+
+
+def memory(args):
+    models_dir, name = random_model('tiny')
+    server = Server(name, models_dir, '--max_batch', '8', '--max_queue', '1000')
+    try:
+        texts = prompts(args.requests)
+        run_clients(server, texts[:100], 8, 2)
+        first = server.rss_mb()
+        run_clients(server, texts[100:], 8, 2)
+        last = server.rss_mb()
+        report('serve_rss_growth_mb', last - first, 'MB', requests=args.requests,
+               rss_after_100_mb=round(first, 1), rss_after_all_mb=round(last, 1),
+               model='tiny shape', target_below_mb=100)
+    finally:
+        server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--clients', type=int, nargs='+', default=[1, 4, 16])
+    parser.add_argument('--tokens', type=int, default=128)
+    parser.add_argument('--requests', type=int, default=10000)
+    args = parser.parse_args()
+    throughput(args)
+    memory(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,95 @@
+"""The continuous-batching engine on the tiny model: requests sharing steps, joining
+late or cancelled each give what the API gives alone for the same seed."""
+
+import os
+import threading
+
+import pytest
+
+import batching
+import decoding
+import generation
+import model_dir
+
+PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
+           'A man walks into a bar and orders a drink from the bartender|']
+
+
+@pytest.fixture(scope='module')
+def gpt2(models_dir):
+    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'))
+    yield g
+    g.close()
+
+
+def new_engine(gpt2, max_rows, max_queue=8):
+    arrays = model_dir.load_arrays(gpt2.model.checkpoint, gpt2.hparams)
+    decoder = decoding.SlotDecoder(decoding.prepare(arrays), gpt2.hparams, max_rows)
+    return batching.Engine(decoder, gpt2.encoder, max_queue=max_queue)
+
+
+def new_job(gpt2, prompt, n, seed, **options):
+    done = threading.Event()
+    job = batching.Job([gpt2.encode(prompt)], n, gpt2.options(**options), seed,
+                       gpt2.encoder, lambda pieces, finished: finished and done.set())
+    job.done = done
+    return job
+
+
+def alone(models_dir, prompt, n, seed, **options):
+    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=n)
+    try:
+        return g.generate(prompt, nsamples=n, return_tokens=True, **options)
+    finally:
+        g.close()
+
+
+def test_requests_sharing_steps_each_equal_the_api_alone(models_dir, gpt2):
+    settings = [dict(length=12, top_p=0.9), dict(length=30, stop=['e'], top_k=5),
+                dict(length=7, temperature=2.0, repetition_penalty=1.5)]
+    engine = new_engine(gpt2, max_rows=6)
+    jobs = [new_job(gpt2, p, 2, seed, **o) for seed, (p, o) in
+            enumerate(zip(PROMPTS, settings, strict=True))]
+    for job in jobs:
+        engine.submit(job)
+    engine.start()
+    try:
+        for job in jobs:
+            assert job.done.wait(60)
+    finally:
+        engine.stop()
+    for seed, (prompt, options, job) in enumerate(zip(PROMPTS, settings, jobs, strict=True)):
+        assert [r.new[:r.end[0]] for r in job.rows] == alone(models_dir, prompt, 2, seed,
+                                                              **options)
+
+
+def test_window_slides_past_the_context_as_the_api_does(models_dir, gpt2):
+    length = gpt2.hparams.n_ctx + 10
+    engine = new_engine(gpt2, max_rows=3)
+    short = new_job(gpt2, PROMPTS[1], 1, 3, length=5)
+    long = new_job(gpt2, PROMPTS[0], 2, 4, length=length, stop_at_endoftext=False)
+    engine.submit(long)
+    engine.submit(short)
+    engine.start()
+    try:
+        assert long.done.wait(60) and short.done.wait(60)
+    finally:
+        engine.stop()
+    assert [r.new for r in long.rows] == alone(models_dir, PROMPTS[0], 2, 4, length=length,
+                                               stop_at_endoftext=False)
+    assert [r.finish_reason for r in long.rows] == ['length', 'length']
+
+
+def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
+    engine = new_engine(gpt2, max_rows=1, max_queue=1)
+    first = new_job(gpt2, PROMPTS[0], 1, 0, length=10)
+    engine.submit(first)
+    with pytest.raises(batching.QueueFull):
+        engine.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=10))
+    first.cancel()
+    engine.start()
+    try:
+        assert first.done.wait(60)
+        assert engine.rows() == 0 and not engine.busy()
+    finally:
+        engine.stop()

@@ -1,0 +1,251 @@
+"""The server (src/serve.py) on the tiny model: a real server on a free port in a
+subprocess, the real `openai` client. Where a test needs requests to share a step or one
+to last, it sets the engine's test-only hooks (batching's GPT2_SERVE_TEST_HOLD and
+GPT2_SERVE_TEST_STEP_DELAY) and waits for events (a line, a metric, a chunk)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+import generation
+from fixtures import ROOT, script_env
+
+pytestmark = pytest.mark.slow
+KEY = 'test-key'
+PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|', 'A man walks into a bar|',
+           'What do you call a fish with no eyes?|', 'I told my wife|', 'Doctor, doctor|',
+           'My dog|', 'Two cows in a field|']
+
+
+class Server:
+    """serve.py with the tiny model, ready (its `Serving` line read)."""
+
+    def __init__(self, models_dir, *flags, **env):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            self.port = s.getsockname()[1]
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), '--models_dir',
+             models_dir, '--model_name', 'tiny', '--port', str(self.port), *flags],
+            env=script_env(**env), stderr=subprocess.PIPE, text=True)
+        self.wait_for_line('Serving tiny on')
+
+    def wait_for_line(self, start):
+        for line in self.proc.stderr:
+            if line.startswith(start):
+                return
+        raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
+
+    def client(self, key=KEY):
+        return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0)
+
+    def request(self, path, body=None, key=KEY):
+        """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object)."""
+        data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, {
+            'Authorization': f'Bearer {key}', 'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                text = answer.read().decode()
+                status = answer.status
+        except urllib.error.HTTPError as e:
+            text, status = e.read().decode(), e.code
+        return status, (json.loads(text) if text.startswith(('{', '[')) else text)
+
+    def metric(self, name):
+        text = self.request('/metrics')[1]
+        return float(re.search(rf'^{name} (\S+)$', text, re.M).group(1))
+
+    def wait_for_metric(self, name, value):
+        deadline = time.monotonic() + 60  # a hang fails; the test never waits on time
+        while self.metric(name) != value:
+            assert time.monotonic() < deadline, f'{name} never reached {value}'
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stderr.close()
+
+
+@pytest.fixture(scope='module')
+def server(models_dir):
+    s = Server(models_dir, '--api_key', KEY, '--max_batch', '8')
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope='module')
+def api(models_dir):
+    """The Python API's texts for (prompt, n, seed, options)."""
+    def generate(prompt, n=1, seed=None, **options):
+        g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=n)
+        try:
+            return g.generate(prompt, nsamples=n, **options)
+        finally:
+            g.close()
+    return generate
+
+
+def test_completion_and_stream_equal_the_api_for_the_same_seed(server, api):
+    client = server.client()
+    answer = client.completions.create(model='tiny', prompt=PROMPTS[0], n=2, seed=5,
+                                       max_tokens=10, top_p=0.9)
+    assert [c.text for c in answer.choices] == api(PROMPTS[0], 2, 5, length=10, top_p=0.9)
+    assert answer.usage.completion_tokens <= 20 and answer.usage.prompt_tokens > 0
+    pieces, reasons = [], []
+    for chunk in client.completions.create(model='tiny', prompt=PROMPTS[1], seed=7,
+                                           max_tokens=12, stream=True,
+                                           extra_body={'top_k': 20}):
+        pieces += [c.text for c in chunk.choices]
+        reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
+    assert ''.join(pieces) == api(PROMPTS[1], 1, 7, length=12, top_k=20)[0]
+    assert len(reasons) == 1 and reasons[0] in ('stop', 'length')
+
+
+def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api):
+    """Sent together, held until all 8 are in, so they share the batch's steps."""
+    s = Server(models_dir, '--max_batch', '8', GPT2_SERVE_TEST_HOLD='8')
+    try:
+        settings = [dict(max_tokens=4 + 3 * i, temperature=0 if i % 2 else 1.0, seed=i)
+                    for i in range(8)]
+        answers = [None] * 8
+
+        def send(i):
+            answers[i] = s.client().completions.create(
+                model='tiny', prompt=PROMPTS[i], **settings[i]).choices[0].text
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        s.stop()
+    assert answers == [api(p, 1, o['seed'], length=o['max_tokens'], top_k=1 if i % 2 else 0)[0]
+                       for i, (p, o) in enumerate(zip(PROMPTS, settings, strict=True))]
+
+
+def test_short_request_started_with_a_long_one_finishes_first(models_dir):
+    s = Server(models_dir, '--max_batch', '2', GPT2_SERVE_TEST_HOLD='2',
+               GPT2_SERVE_TEST_STEP_DELAY='0.1')  # the long one's 61 steps: 6 s more
+    finished = []
+    try:
+        def send(name, max_tokens):
+            s.client().completions.create(model='tiny', prompt=PROMPTS[0],
+                                          max_tokens=max_tokens,
+                                          extra_body={'stop_at_endoftext': False})
+            finished.append(name)
+        long = threading.Thread(target=send, args=('long', 64))
+        long.start()
+        s.wait_for_metric('gpt2_queue_length', 1)  # the long one first in the queue
+        send('short', 3)
+        long.join()
+    finally:
+        s.stop()
+    assert finished == ['short', 'long']
+
+
+def test_full_queue_gets_429_with_retry_after(models_dir):
+    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', GPT2_SERVE_TEST_HOLD='2')
+    try:
+        waiting = threading.Thread(target=s.request, args=('/v1/completions',
+                                                           {'prompt': 'x', 'max_tokens': 2}))
+        waiting.start()
+        s.wait_for_metric('gpt2_queue_length', 1)
+        with pytest.raises(openai.RateLimitError) as refused:
+            s.client().completions.create(model='tiny', prompt='y', max_tokens=2)
+        assert refused.value.response.headers['retry-after'] == '1'
+        waiting.join()  # the refusal counted as the second request: the engine goes on
+        assert s.metric('gpt2_http_requests_total{status="200"}') >= 1
+    finally:
+        s.stop()
+
+
+def test_without_the_key_401_and_models_lists_the_model(server):
+    with pytest.raises(openai.AuthenticationError):
+        server.client('wrong').completions.create(model='tiny', prompt='x', max_tokens=2)
+    assert server.request('/health', key='')[0] == 401
+    assert [m.id for m in server.client().models.list()] == ['tiny']
+    assert server.request('/health') == (200, {'status': 'ok'})
+
+
+BAD = [  # (body, status, param or None where only the message names it)
+    (b'{"prompt": "x",', 400, None), ([1, 2], 400, None), ({'prompt': 5}, 400, 'prompt'),
+    ({'prompt': []}, 400, 'prompt'), ({'prompt': [[1, -1]]}, 400, 'prompt'),
+    ({'prompt': [10 ** 9]}, 400, 'prompt'), ({'prompt': 'word ' * 200}, 400, 'prompt'),
+    ({'prompt': list(range(65))}, 400, 'prompt'),
+    ({'prompt': 'x', 'n': 0}, 400, 'n'), ({'prompt': 'x', 'n': '2'}, 400, 'n'),
+    ({'prompt': 'x', 'n': 9}, 400, 'n'), ({'prompt': 'x', 'max_tokens': 0}, 400, None),
+    ({'prompt': 'x', 'max_tokens': 10 ** 6}, 400, 'max_tokens'),
+    ({'prompt': 'x', 'max_tokens': 2.5}, 400, 'max_tokens'),
+    ({'prompt': 'x', 'temperature': -1}, 400, 'temperature'),
+    ({'prompt': 'x', 'top_p': 1.5}, 400, None), ({'prompt': 'x', 'top_p': 'a'}, 400, 'top_p'),
+    ({'prompt': 'x', 'stop': [1]}, 400, 'stop'), ({'prompt': 'x', 'seed': -1}, 400, 'seed'),
+    ({'prompt': 'x', 'stream': 'yes'}, 400, 'stream'), ({'prompt': 'x', 'foo': 1}, 400, 'foo'),
+    ({'prompt': 'x', 'logprobs': 5}, 400, 'logprobs'),
+    ({'prompt': 'x', 'model': 'gpt-4'}, 404, 'model'),
+]
+
+
+@pytest.mark.parametrize('body,status,param', BAD)
+def test_bad_input_gets_its_4xx_and_the_server_goes_on(server, body, status, param):
+    got, answer = server.request('/v1/completions', body)
+    assert got == status
+    assert set(answer['error']) == {'message', 'type', 'param', 'code'}
+    assert param is None or answer['error']['param'] == param
+    assert server.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1})[0] == 200
+
+
+def test_body_over_the_limit_is_refused_unread_and_unknown_route_is_404(server):
+    with socket.create_connection(('127.0.0.1', server.port)) as sock:
+        sock.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer '
+                     + KEY.encode() + b'\r\nContent-Length: 1000000000\r\n\r\n')
+        assert sock.recv(4096).startswith(b'HTTP/1.1 413')
+    assert server.request('/v1/nothing')[0] == 404
+    assert server.request('/v1/completions')[0] == 405
+
+
+@pytest.fixture
+def slow_server(models_dir):
+    s = Server(models_dir, GPT2_SERVE_TEST_STEP_DELAY='0.1')
+    yield s
+    s.stop()
+
+
+def test_disconnected_stream_frees_its_row(slow_server):
+    stream = slow_server.client().completions.create(
+        model='tiny', prompt=PROMPTS[0], max_tokens=64, stream=True,
+        extra_body={'stop_at_endoftext': False})
+    next(iter(stream))
+    assert slow_server.metric('gpt2_batch_rows') == 1
+    stream.close()
+    slow_server.wait_for_metric('gpt2_batch_rows', 0)
+    assert slow_server.metric('gpt2_generated_tokens_total') < 64  # stopped, not finished
+    assert slow_server.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1})[0] == 200
+
+
+def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
+    stream = slow_server.client().completions.create(
+        model='tiny', prompt=PROMPTS[0], max_tokens=30, stream=True,
+        stream_options={'include_usage': True}, extra_body={'stop_at_endoftext': False})
+    chunks = iter(stream)
+    next(chunks)
+    slow_server.proc.send_signal(signal.SIGTERM)
+    slow_server.wait_for_line('Draining')
+    assert slow_server.request('/v1/completions', {'prompt': 'x'})[0] == 503
+    rest = list(chunks)
+    assert rest[-1].usage.completion_tokens == 30
+    assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
+    assert slow_server.proc.wait(timeout=60) == 0
