@@ -93,6 +93,24 @@ def prepare(arrays, kernel=None):
             for name, a in weights.items()}
 
 
+def blocks(w, hparams, x, attention):
+    """x [rows, n, embd] through every transformer block of the weights `w` (from
+    prepare); attention(layer, h) -> [rows, n, embd] attends with the decoder's cache."""
+    for layer in range(hparams.n_layer):
+        p = f'model/h{layer}'
+        h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
+        x = x + attention(layer, h)
+        h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
+        h = gelu(dense(h, w[f'{p}/mlp/c_fc/w'], w[f'{p}/mlp/c_fc/b']))
+        x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
+    return x
+
+
+def next_token_logits(w, x):
+    """x [rows, embd] -> [rows, n_vocab]: the output projection is the token embedding."""
+    return dense(norm(x, w['model/ln_f/g'], w['model/ln_f/b']), w['wte_t'])
+
+
 class Decoder:
     """What both decoders share: left-padded prefill, one token per row after it, and a
     cache kept while it is large enough. A subclass gives `_allocate(positions, batch)`
@@ -141,16 +159,9 @@ class CpuDecoder(Decoder):
         positions = np.maximum(self.offset + np.arange(n)[None] - self.start[:, None], 0)
         x = w['model/wte'][tokens] + w['model/wpe'][positions]  # [batch, n, embd]
         mask = self._mask(n)
-        for layer in range(self.hparams.n_layer):
-            p = f'model/h{layer}'
-            h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
-            x = x + self._attn(layer, h, mask)
-            h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
-            h = gelu(dense(h, w[f'{p}/mlp/c_fc/w'], w[f'{p}/mlp/c_fc/b']))
-            x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
+        x = blocks(w, self.hparams, x, lambda layer, h: self._attn(layer, h, mask))
         self.offset = end
-        h = norm(x[:, -1], w['model/ln_f/g'], w['model/ln_f/b'])
-        return dense(h, w['wte_t'])  # the output projection is the token embedding
+        return next_token_logits(w, x[:, -1])
 
     def _mask(self, n):
         """Added to attention scores [batch, 1, n, end]: 0 where query i may see key j
@@ -358,17 +369,9 @@ class SlotDecoder:
         return None
 
     def _layers(self, x, store):
-        """x [rows, n, embd] through every layer; store(layer, k, v) keeps the new keys
+        """x [rows, n, embd] through every block; store(layer, k, v) keeps the new keys
         and values in the cache and gives back (keys, values, mask) to attend to."""
-        w = self.w
-        for layer in range(self.hparams.n_layer):
-            p = f'model/h{layer}'
-            h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
-            x = x + self._attn(layer, h, store)
-            h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
-            h = gelu(dense(h, w[f'{p}/mlp/c_fc/w'], w[f'{p}/mlp/c_fc/b']))
-            x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
-        return x
+        return blocks(self.w, self.hparams, x, lambda layer, h: self._attn(layer, h, store))
 
     def _attn(self, layer, x, store):
         w, p = self.w, f'model/h{layer}/attn'
@@ -384,5 +387,4 @@ class SlotDecoder:
         return dense(a, w[f'{p}/c_proj/w'], w[f'{p}/c_proj/b'])
 
     def _logits(self, x):
-        """x [rows, embd] -> [rows, n_vocab]; the output projection is the embedding."""
-        return norm(x, self.w['model/ln_f/g'], self.w['model/ln_f/b']) @ self.w['wte_t']
+        return next_token_logits(self.w, x)
