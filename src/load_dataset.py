@@ -94,13 +94,14 @@ def token_dtype(n_vocab):
 
 
 def _encode_pieces(enc, pieces, dtype):
-    """(characters, token array) for each text piece, in order, encoded by a thread per
-    core while this one reads the next pieces; a few pieces in flight bound the memory."""
+    """(characters read, token array) for each (text, characters read) piece, in order,
+    encoded by a thread per core while this one reads the next pieces; a few pieces in
+    flight bound the memory."""
     workers = os.cpu_count() or 1
     in_flight = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for piece in pieces:
-            in_flight.append((len(piece), pool.submit(_encode_piece, enc, piece, dtype)))
+        for piece, n_chars in pieces:
+            in_flight.append((n_chars, pool.submit(_encode_piece, enc, piece, dtype)))
             if len(in_flight) > 2 * workers:
                 n_chars, ids = in_flight.popleft()
                 yield n_chars, ids.result()
@@ -116,26 +117,66 @@ def _encode_piece(enc, piece, dtype):
 def iter_token_groups(enc, paths, combine, encoding='utf-8', errors='strict'):
     """Yield (group, tokens, characters read) pieces. As in OpenAI's loader, text files
     are joined by <|endoftext|> into groups of at least `combine` characters; each `.npz`
-    array is a group of its own."""
+    array is a group of its own. Where <|endoftext|> is text (enc.allow_special off, the
+    2019 encoding) it is encoded with the text around it, as that loader read it: a
+    file's last piece waits to be encoded with the separator and what follows."""
     dtype = token_dtype(enc.n_vocab)
     separator = np.asarray(enc.encode(ENDOFTEXT), dtype)
-    group, group_chars = 0, 0
+    as_text = not enc.allow_special
+    group, group_chars, held = 0, 0, ('', 0)  # held: (text, characters read)
     for path in paths:
         if path.endswith('.npz'):
+            yield from _encoded(enc, group, [held] if held[0] else [], dtype)
+            held = ('', 0)
             if group_chars:
                 group, group_chars = group + 1, 0
             for array in load_npz(path, enc.n_vocab):
                 yield group, array, 0
                 group += 1
             continue
-        if group_chars:
+        pieces = ((p, len(p)) for p in iter_text_pieces(path, encoding, errors))
+        if group_chars and as_text:
+            pieces = _after(held[0] + ENDOFTEXT, held[1], pieces)
+        elif group_chars:
             yield group, separator, 0
-        for n_chars, tokens in _encode_pieces(enc, iter_text_pieces(path, encoding, errors),
-                                              dtype):
+        last = []
+        for n_chars, tokens in _encode_pieces(
+                enc, _holding_last(pieces, last) if as_text else pieces, dtype):
             group_chars += n_chars
             yield group, tokens, n_chars
+        held = last[0] if last else ('', 0)
+        group_chars += held[1]
         if group_chars >= combine:
+            yield from _encoded(enc, group, [held] if held[0] else [], dtype)
+            held = ('', 0)
             group, group_chars = group + 1, 0
+    yield from _encoded(enc, group, [held] if held[0] else [], dtype)
+
+
+def _encoded(enc, group, pieces, dtype):
+    for n_chars, tokens in _encode_pieces(enc, pieces, dtype):
+        yield group, tokens, n_chars
+
+
+def _after(text, n_chars, pieces):
+    """(text, characters read) pieces with `text` joined to the first (alone when there
+    is none)."""
+    for piece, n in pieces:
+        yield text + piece, n_chars + n
+        yield from pieces
+        return
+    yield text, n_chars
+
+
+def _holding_last(pieces, last):
+    """Every piece but the last, which is put in the list `last` instead."""
+    previous = None
+    for piece in pieces:
+        if previous is not None:
+            yield previous
+        previous = piece
+    if previous is not None:
+        last.append(previous)
 
 
 def check_paths(paths, encoding, errors):

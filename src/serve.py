@@ -36,7 +36,7 @@ def flags(argv):
     parser = FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
     add = parser.add_argument
     add('--models_dir', default='models', help='folder of model folders (or of runs)')
-    add('--model_name', default='124M', help='model folder, or a run folder in models_dir')
+    add('--model_name', default='117M', help='model folder, or a run folder in models_dir')
     add('--checkpoint', help='a run folder or checkpoint prefix to take the weights from')
     add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')
     add('--port', type=int, default=8000)

@@ -55,8 +55,11 @@ def test_two_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir
         assert two[step][0] == pytest.approx(one[step][0], abs=1e-5)
     a = variables_of(str(tmp_path / 'one' / 'run1' / 'model-4'))
     b = variables_of(str(tmp_path / 'two' / 'run1' / 'model-4'))
+    # Sums in another order differ in the last bits, and Adam's division by the root of
+    # its second moment magnifies that where a gradient is near zero; a wrong batch moves
+    # weights by the learning rate (3e-3) a step.
     for name in a:
-        np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
     # Both workers trained; only the chief wrote files.
     assert '[4 | ' in outs[0] and '[4 | ' in outs[1] and 'Saving' not in outs[1]
     assert len([n for n in os.listdir(tmp_path / 'two' / 'run1') if 'events' in n]) == 1

@@ -293,12 +293,13 @@ def test_gradient_clipping_bounds_the_step(tmp_path, models_dir, corpus):
 def test_memory_saving_gradients_give_the_same_step(tmp_path, models_dir, corpus,
                                                    monkeypatch):
     graphs = []
+    build = train_graph.build_train_graph
 
     def build_and_keep(*args, **kwargs):
-        built = train_graph.build_train_graph(*args, **kwargs)
+        built = build(*args, **kwargs)
         graphs.append(tf.compat.v1.get_default_graph())
         return built
-    monkeypatch.setattr(training, 'build_train_graph', build_and_keep)
+    monkeypatch.setattr(train_graph, 'build_train_graph', build_and_keep)
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2)
     training.train(config(tmp_path / 'a', models_dir, corpus, **common,
