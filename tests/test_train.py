@@ -540,18 +540,26 @@ def test_learning_rate_schedules():
     assert learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
 
 
-@pytest.mark.slow
-def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
-    # The fake holds the run after step 3 until the signal: it comes during that step.
-    cmd = run_with_fakes.command('hold_after_step=3', 'train.py',
+def start_held_run(tmp_path, models_dir, corpus, step):
+    """train.py in tmp_path, held by the fake after `step` until a signal: returned once
+    it holds, its stdout still open."""
+    cmd = run_with_fakes.command(f'hold_after_step={step}', 'train.py',
                                  *train_command(models_dir, corpus)[2:])
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=script_env())
+    for line in proc.stdout:
+        if line.startswith(f'fake: holding after step {step} '):
+            return proc
+    proc.kill()
+    raise AssertionError(f'train.py ended before step {step}: exit {proc.wait()}')
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpus):
+    # The fake holds the run after step 3 until the signal: it comes during that step.
+    proc = start_held_run(tmp_path, models_dir, corpus, 3)
     try:
-        for line in proc.stdout:
-            if line.startswith('fake: holding after step 3'):
-                proc.send_signal(signal.SIGTERM)
-                break
+        proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -602,14 +610,8 @@ def test_a_signal_after_another_workers_stop_or_the_final_save_is_no_second_sign
 def test_second_writer_on_a_run_is_refused(tmp_path, models_dir, corpus):
     # The fake holds the first run after step 1 (its summary written, the folder settled)
     # for as long as the second one takes, on any machine.
-    cmd = run_with_fakes.command('hold_after_step=1', 'train.py',
-                                 *train_command(models_dir, corpus)[2:])
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=script_env())
+    proc = start_held_run(tmp_path, models_dir, corpus, 1)
     try:
-        for line in proc.stdout:
-            if line.startswith('fake: holding after step 1'):
-                break
         before = sorted(os.listdir(tmp_path / 'checkpoint' / 'run1'))
         second = subprocess.run(train_command(models_dir, corpus), cwd=tmp_path,
                                 capture_output=True, text=True, timeout=120)
