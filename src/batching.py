@@ -18,8 +18,9 @@ its window past the context as decode_steps does: so a completion equals the API
 under load.
 
 Test-only environment variables (never set in use):
-GPT2_SERVE_TEST_STEP_DELAY  seconds the engine sleeps after each step, so that a request
-                            lasts long enough to disconnect or stop the server during it;
+GPT2_SERVE_TEST_PAUSE       STEPS:PATH: after STEPS steps the engine takes no further step
+                            until the file PATH exists, so that a test disconnects or stops
+                            the server while a request is surely still running;
 GPT2_SERVE_TEST_HOLD        the engine starts no step until this many requests have been
                             submitted (accepted or refused), so that requests sent one
                             after another join the same step.
@@ -92,7 +93,8 @@ class Engine:
         self.waiting, self.running = [], []
         self.cond = threading.Condition()
         self.stopping, self.submitted = False, 0
-        self.step_delay = float(os.environ.get('GPT2_SERVE_TEST_STEP_DELAY', 0))
+        steps, _, self.release = os.environ.get('GPT2_SERVE_TEST_PAUSE', '').partition(':')
+        self.pause_after, self.steps_taken = int(steps or -1), 0
         self.hold = int(os.environ.get('GPT2_SERVE_TEST_HOLD', 0))
         self.thread = threading.Thread(target=self._run, name='batching', daemon=True)
 
@@ -142,8 +144,9 @@ class Engine:
                 traceback.print_exc(file=sys.stderr)
                 for job in dict.fromkeys(self.running + joining):
                     self._finish(job, error=e)
-            if self.step_delay:
-                time.sleep(self.step_delay)
+            self.steps_taken += 1
+            while self.steps_taken == self.pause_after and not os.path.exists(self.release):
+                time.sleep(0.01)
 
     def _admit(self):
         """The waiting jobs that fit in the rows left, first come first served."""

@@ -36,6 +36,8 @@ class Metrics:
         self.requests = prom.Counter('gpt2_http_requests', 'HTTP requests answered, by '
                                      'status', ['status'], registry=r)
         self.tokens = prom.Counter('gpt2_generated_tokens', 'Tokens generated', registry=r)
+        self.cancelled = prom.Counter('gpt2_cancelled_requests', 'Requests whose client went '
+                                      'away before their last token', registry=r)
         prom.Gauge('gpt2_queue_length', 'Requests waiting for rows in the batch',
                    registry=r).set_function(engine.queued)
         prom.Gauge('gpt2_batch_rows', 'Rows in the running batch',
@@ -165,7 +167,7 @@ class Run:
                 await asyncio.wait({event, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if not event.done():
                     event.cancel()
-                    self.job.cancel()
+                    self.cancel()
                     return False
                 if event.result()[1]:
                     return True
@@ -192,7 +194,13 @@ class Run:
                 yield sse([], completions.usage(self.req, self.job.rows))
             yield 'data: [DONE]\n\n'
         finally:
-            self.job.cancel()  # the client went away (nothing once the job has ended)
+            self.cancel()  # the client went away (nothing once the job has ended)
+
+    def cancel(self):
+        """The client went away: the job's rows leave at the engine's next step."""
+        if self.job.live() and not self.job.cancelled:
+            self.state.metrics.cancelled.inc()
+        self.job.cancel()
 
 
 async def _disconnected(receive):

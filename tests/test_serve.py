@@ -1,7 +1,7 @@
 """The server (src/serve.py) on the tiny model: a real server on a free port in a
 subprocess, the real `openai` client. Where a test needs requests to share a step or one
 to last, it sets the engine's test-only hooks (batching's GPT2_SERVE_TEST_HOLD and
-GPT2_SERVE_TEST_STEP_DELAY) and waits for events (a line, a metric, a chunk)."""
+GPT2_SERVE_TEST_PAUSE) and waits for events (a line, a metric, a chunk)."""
 
 import json
 import os
@@ -137,9 +137,12 @@ def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api):
                        for i, (p, o) in enumerate(zip(PROMPTS, settings, strict=True))]
 
 
-def test_short_request_started_with_a_long_one_finishes_first(models_dir):
+def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_path):
+    release = tmp_path / 'release'
+    # Both join the first step; the engine pauses after step 5, the short one's 3 tokens
+    # done and the long one's 64 not.
     s = Server(models_dir, '--max_batch', '2', GPT2_SERVE_TEST_HOLD='2',
-               GPT2_SERVE_TEST_STEP_DELAY='0.1')  # the long one's 61 steps: 6 s more
+               GPT2_SERVE_TEST_PAUSE=f'5:{release}')
     finished = []
     try:
         def send(name, max_tokens):
@@ -151,6 +154,7 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir):
         long.start()
         s.wait_for_metric('gpt2_queue_length', 1)  # the long one first in the queue
         send('short', 3)
+        release.touch()
         long.join()
     finally:
         s.stop()
@@ -218,8 +222,10 @@ def test_body_over_the_limit_is_refused_unread_and_unknown_route_is_404(server):
 
 
 @pytest.fixture
-def slow_server(models_dir):
-    s = Server(models_dir, GPT2_SERVE_TEST_STEP_DELAY='0.1')
+def slow_server(models_dir, tmp_path):
+    """A server whose engine pauses after its second step until `release` exists."""
+    s = Server(models_dir, GPT2_SERVE_TEST_PAUSE=f'2:{tmp_path / "release"}')
+    s.release = tmp_path / 'release'
     yield s
     s.stop()
 
@@ -231,6 +237,8 @@ def test_disconnected_stream_frees_its_row(slow_server):
     next(iter(stream))
     assert slow_server.metric('gpt2_batch_rows') == 1
     stream.close()
+    slow_server.wait_for_metric('gpt2_cancelled_requests_total', 1)  # while paused
+    slow_server.release.touch()
     slow_server.wait_for_metric('gpt2_batch_rows', 0)
     assert slow_server.metric('gpt2_generated_tokens_total') < 64  # stopped, not finished
     assert slow_server.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1})[0] == 200
@@ -245,6 +253,7 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
     slow_server.proc.send_signal(signal.SIGTERM)
     slow_server.wait_for_line('Draining')
     assert slow_server.request('/v1/completions', {'prompt': 'x'})[0] == 503
+    slow_server.release.touch()
     rest = list(chunks)
     assert rest[-1].usage.completion_tokens == 30
     assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
