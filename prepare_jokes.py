@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src
 
 from cli import UserError as InputError  # noqa: E402
 from cli import run  # noqa: E402
-from text_data import DocumentWriter, clean  # noqa: E402
+from text_data import DocumentWriter, add_output_flags, check_output_flags, clean  # noqa: E402
 
 JOKE_FILE_FIELDS = {  # fields each format's records must have, and the score field if any
     'reddit': (('title', 'body', 'score'), 'score'),
@@ -105,23 +105,18 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('inputs', nargs='+', metavar='JSON',
                    help='reddit_jokes.json, wocka.json and/or stupidstuff.json')
-    p.add_argument('-o', '--output', default='input-text.txt', help='Training text to write')
     p.add_argument('--min_score', type=float, default=None,
                    help='Keep jokes with at least this score (reddit) or rating (stupidstuff)')
     p.add_argument('--keep_duplicates', action='store_true', help='Keep exact duplicates')
     p.add_argument('--keep_empty', action='store_true', help='Keep jokes with empty bodies')
-    p.add_argument('--val_fraction', type=float, default=0.0,
-                   help='Fraction of jokes held out for validation')
-    p.add_argument('--val_output', default='input-val.txt', help='Validation text to write')
     p.add_argument('--shuffle', action='store_true', help='Shuffle the jokes (with --seed)')
-    p.add_argument('--seed', type=int, default=0, help='Seed of the shuffle and the split')
+    add_output_flags(p, 'jokes')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if not 0 <= args.val_fraction < 1:
-        raise InputError(f'--val_fraction {args.val_fraction}: must be at least 0, below 1')
+    check_output_flags(args)
     jokes = [joke for path in args.inputs for joke in read_jokes(path, args.min_score)]
     texts = select(jokes, keep_empty=args.keep_empty, keep_duplicates=args.keep_duplicates)
     rng = random.Random(args.seed)

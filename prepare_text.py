@@ -24,12 +24,15 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
+import flags  # noqa: E402
 from cli import UserError, run  # noqa: E402
 from release import ENDOFTEXT  # noqa: E402
 from text_data import (  # noqa: E402
     FILE_FORMATS,
     BadRecord,
     DocumentWriter,
+    add_output_flags,
+    check_output_flags,
     clean,
     format_of,
     read_documents,
@@ -42,19 +45,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('inputs', nargs='+', metavar='PATH', help='Files or folders to read')
-    p.add_argument('-o', '--output', default='input-text.txt', help='Training text to write')
     p.add_argument('--format', choices=FILE_FORMATS, help='Format of every input (default: from '
                    'each name)')
     p.add_argument('--field', default='text', help='The CSV/TSV column or JSON field that '
                    'holds the document')
-    p.add_argument('--encoding', default='utf-8', help='Text encoding of the inputs')
+    flags.add(p, 'encoding')
     p.add_argument('--dedupe', action='store_true', help='Drop exact duplicate documents')
     p.add_argument('--min_chars', type=int, default=1, help='Drop shorter documents')
     p.add_argument('--max_chars', type=int, default=0, help='Drop longer documents (0: none)')
-    p.add_argument('--val_fraction', type=float, default=0.0,
-                   help='Fraction of documents held out for validation')
-    p.add_argument('--val_output', default='input-val.txt', help='Validation text to write')
-    p.add_argument('--seed', type=int, default=0, help='Seed of the validation split')
+    add_output_flags(p, 'documents')
     p.add_argument('--strict', action='store_true', help='Stop at the first bad record '
                    '(nothing written) instead of skipping it')
     return p.parse_args(argv)
@@ -62,8 +61,7 @@ def parse_args(argv=None):
 
 def check(args):
     """Every flag and input path, before anything is read: (path, format) pairs."""
-    if not 0 <= args.val_fraction < 1:
-        raise UserError(f'--val_fraction {args.val_fraction}: must be at least 0, below 1')
+    check_output_flags(args)
     if args.min_chars < 1 or args.max_chars < 0:
         raise UserError('--min_chars must be at least 1, --max_chars 0 (none) or more')
     if args.max_chars and args.max_chars < args.min_chars:

@@ -22,22 +22,20 @@ import numpy as np
 
 import cli
 import encoder
-from hparams import SIZES, HParams, variable_shapes
+import flags
+from hparams import SHAPES, SIZES, HParams, variable_shapes
 from optimizers import OPTIMIZERS
 from release import CHECKPOINT, VOCAB_FILES
 from train_config import TrainConfig
 
-TINY = (64, 4, 2)  # n_embd, n_head, n_layer: what CI checks with
 CPU_FEATURES = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
 SAMPLED_TOKENS = 16
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--size', default='124M', choices=[*SIZES, 'tiny'],
-                   help='The random model the step and the sampling run on')
-    p.add_argument('--vocab_dir', help='A folder with GPT-2\'s encoder.json and vocab.bpe')
-    p.add_argument('--verbose', action='store_true', help='Show TensorFlow\'s own log lines')
+    flags.add(p, 'size', default='124M')
+    flags.add(p, 'vocab_dir', 'verbose')
     return p.parse_args(argv)
 
 
@@ -134,7 +132,7 @@ def print_run(size, vocab_dir, n_vocab):
     import generation
     import model_dir
 
-    n_embd, n_head, n_layer = SIZES.get(size, TINY)
+    n_embd, n_head, n_layer = SHAPES[size]
     n_ctx = 128 if size == 'tiny' else 1024
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f'random-{size}')

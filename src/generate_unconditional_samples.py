@@ -13,23 +13,18 @@ import fire
 
 import cli
 import sample_files
-from sample_flags import check_batches, fire_argv, with_sampling_flags
+from flags import SHARED, fire_command
+from sample_flags import check_batches, fire_argv
 
 
-def sample_model(options, model_name='117M', seed=None, nsamples=0, batch_size=1,
-                 models_dir='models', checkpoint=None, output_file=None, verbose=False):
+@fire_command(options_after='batch_size')
+def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size=SHARED,
+                 models_dir=SHARED, checkpoint=SHARED, output_file=None, verbose=SHARED):
     """Run the sample_model.
 
-    :model_name=117M : String, which model to use
-    :seed=None : Integer seed for random number generators, fix seed to reproduce results
     :nsamples=0 : Number of samples to return, if 0, continues to generate samples
      indefinately.
-    :batch_size=1 : Number of rows sampled at once (only affects speed/memory). Must
-     divide nsamples.
-    :models_dir : path to parent folder containing model subfolders
-    :checkpoint=None : a training run's folder or checkpoint prefix for the weights
     :output_file=None : write the samples to this file (.jsonl: one record each)
-    :verbose=False : show TensorFlow's own log lines (its errors always show)
     """
     check_batches(nsamples, batch_size)
     if output_file:
@@ -52,5 +47,5 @@ def sample_model(options, model_name='117M', seed=None, nsamples=0, batch_size=1
 
 
 if __name__ == '__main__':
-    cli.run(fire.Fire, with_sampling_flags(sample_model, after='batch_size'),
+    cli.run(fire.Fire, sample_model,
             command=fire_argv(sys.argv[1:]), name='generate_unconditional_samples.py')

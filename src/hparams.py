@@ -15,6 +15,7 @@ SIZES = {  # n_embd, n_head, n_layer of the released models
     '124M': (768, 12, 12), '355M': (1024, 16, 24), '774M': (1280, 20, 36),
     '1558M': (1600, 25, 48),
 }
+SHAPES = {**SIZES, 'tiny': (64, 4, 2)}  # and the tiny one CI checks with
 
 
 @dataclasses.dataclass(frozen=True)

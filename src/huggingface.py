@@ -23,6 +23,7 @@ from safetensors.numpy import save_file
 import cli
 import encoder
 from cli import UserError
+from flags import SHARED, fire_command
 from hparams import HParams, variable_shapes
 from release import ENCODER, ENDOFTEXT, MERGES
 
@@ -53,9 +54,14 @@ def tensorflow_model_dir(verbose=False):
     return model_dir
 
 
-def export(model_path, out_dir, checkpoint=None, verbose=False):
+@fire_command()
+def export(model_path, out_dir, checkpoint=SHARED, verbose=SHARED):
     """Write `out_dir` for transformers from a model directory (or a training run's weights
-    with `checkpoint`)."""
+    with `checkpoint`).
+
+    :model_path : a model directory (models/124M)
+    :out_dir : the folder to write for transformers
+    """
     models_dir, name = os.path.split(os.path.normpath(model_path))
     model_dir = tensorflow_model_dir(verbose)
     loaded = model_dir.load(name, models_dir or '.', checkpoint)
@@ -142,8 +148,14 @@ def read_tensors(hf_dir, hparams):
     return arrays
 
 
-def import_(hf_dir, model_path, verbose=False):
-    """Write a model directory in the release layout from a transformers GPT-2 folder."""
+@fire_command()
+def import_(hf_dir, model_path, verbose=SHARED):
+    """Write a model directory in the release layout from a transformers GPT-2 folder.
+
+    :hf_dir : a transformers GPT-2 folder (config.json, model.safetensors, vocab.json,
+     merges.txt)
+    :model_path : the model directory to create (must not exist yet)
+    """
     if os.path.exists(model_path):
         raise UserError(f'{model_path}: already exists; choose a new directory')
     hparams = read_config(hf_dir)

@@ -15,22 +15,20 @@ import numpy as np
 
 import cli
 import encoder
-from hparams import SIZES, HParams, variable_shapes
+import flags
+from hparams import SHAPES, HParams, variable_shapes
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('directory', help='Model directory to create (must not exist yet)')
-    parser.add_argument('--vocab_dir', required=True,
-                        help='Directory holding encoder.json and vocab.bpe')
-    parser.add_argument('--size', choices=sorted(SIZES), help='A released model\'s shape')
+    flags.add(parser, 'vocab_dir', required=True)
+    flags.add(parser, 'size')
     parser.add_argument('--n_ctx', type=int, default=1024)
     parser.add_argument('--n_embd', type=int, default=768)
     parser.add_argument('--n_head', type=int, default=12)
     parser.add_argument('--n_layer', type=int, default=12)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', action='store_true',
-                        help='Show TensorFlow\'s own log lines')
+    flags.add(parser, 'seed', 'verbose')
     return parser.parse_args(argv)
 
 
@@ -39,7 +37,7 @@ def main(argv=None):
     if os.path.exists(args.directory):
         raise cli.UserError(f'{args.directory}: already exists; choose a new directory')
     enc = encoder.load_encoder(args.vocab_dir)
-    n_embd, n_head, n_layer = SIZES[args.size] if args.size else (
+    n_embd, n_head, n_layer = SHAPES[args.size] if args.size else (
         args.n_embd, args.n_head, args.n_layer)
     hparams = HParams(n_vocab=enc.n_vocab, n_ctx=args.n_ctx, n_embd=n_embd, n_head=n_head,
                       n_layer=n_layer)

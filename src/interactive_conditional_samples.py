@@ -18,27 +18,21 @@ import fire
 import cli
 import sample
 import sample_files
-from sample_flags import check_batches, fire_argv, with_sampling_flags
+from flags import SHARED, fire_command
+from sample_flags import check_batches, fire_argv
 
 
-def interact_model(options, model_name='117M', seed=None, nsamples=1, batch_size=1,
-                   models_dir='models', checkpoint=None, prompts=None, output=None,
-                   include_prefix=False, verbose=False):
+@fire_command(options_after='batch_size')
+def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_size=SHARED,
+                   models_dir=SHARED, checkpoint=SHARED, prompts=None, output=None,
+                   include_prefix=False, verbose=SHARED):
     """Interactively run the model.
 
-    :model_name=117M : String, which model to use
-    :seed=None : Integer seed for random number generators, fix seed to reproduce results
     :nsamples=1 : Number of samples to return total (per prompt)
-    :batch_size=1 : Number of rows sampled at once (only affects speed/memory). At the
-     prompt it must divide nsamples; with --prompts different prompts share a batch.
-    :models_dir : path to parent folder containing model subfolders
-    :checkpoint=None : a training run's folder (checkpoint/run1) or checkpoint prefix to
-     take the weights from instead of models_dir/model_name
     :prompts=None : run the prompts of this file instead of asking: one per line, - for
      standard input, or .jsonl records with a "prompt" field
     :output=None : write the samples to this file: .jsonl (prompt, sample, tokens) or text
     :include_prefix=False : put the prompt before each sample
-    :verbose=False : show TensorFlow's own log lines (its errors always show)
     """
     prompt_list = sample_files.read_prompts(prompts) if prompts else []
     if prompts:
@@ -114,7 +108,7 @@ def stream_one(gpt2, tokens, raw_text, number, include_prefix):
 
 
 def main(argv):
-    fire.Fire(with_sampling_flags(interact_model, after='batch_size'), command=fire_argv(argv),
+    fire.Fire(interact_model, command=fire_argv(argv),
               name='interactive_conditional_samples.py')
 
 

@@ -1,65 +1,11 @@
-"""The sampling scripts' command lines for python-fire: each script's own flags, with
-every field of sample.SamplingOptions as a flag beside them (default and help line from
-the field), and the argv rewriting fire needs.
+"""The sampling scripts' command lines beyond their flags' declarations (flags.py): the
+argv rewriting fire needs for repeated flags, and the 2019 rule on --batch_size.
 
-    def interact_model(options, model_name='117M', seed=None, nsamples=1, batch_size=1,
-                       models_dir='models', ...):
-        '''Interactively run the model.
-
-        :model_name=117M : String, which model to use
-        ...
-        '''
-    fire.Fire(with_sampling_flags(interact_model, after='batch_size'),
-              command=fire_argv(argv))
+    fire.Fire(interact_model, command=fire_argv(argv))   # --stop a --stop b, --prompts -
 """
-
-import dataclasses
-import inspect
-import textwrap
 
 import sample
 from cli import UserError
-
-
-def with_sampling_flags(script, *, after):
-    """`script(options, **flags)` as fire must see it: one function of the script's flags
-    with SamplingOptions' fields inserted after the flag `after` (as the 2019 scripts
-    ordered them), in its signature and in its docstring's `:name=default : help` lines;
-    called, it hands `script` the options as a SamplingOptions."""
-    own = list(inspect.signature(script).parameters.values())[1:]
-    at = [p.name for p in own].index(after) + 1
-    options = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                 default=f.default) for f in dataclasses.fields(
-                                     sample.SamplingOptions)]
-    signature = inspect.Signature(own[:at] + options + own[at:])
-
-    def command(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        flags = bound.arguments
-        return script(sample.SamplingOptions(**{p.name: flags.pop(p.name) for p in options}),
-                      **flags)
-
-    command.__name__ = script.__name__
-    command.__signature__ = signature
-    command.__doc__ = with_help_lines(inspect.getdoc(script), after)
-    return command
-
-
-def help_line(field):
-    """A field's entry in the 2019 scripts' docstring style, wrapped as they were."""
-    return textwrap.fill(f':{field.name}={field.default} : {field.metadata["help"]}',
-                         width=84, subsequent_indent=' ')
-
-
-def with_help_lines(doc, after):
-    """`doc` with every SamplingOptions field's help line after the entry of `after`."""
-    lines = doc.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.startswith(f':{after}=')) + 1
-    while at < len(lines) and lines[at].startswith(' '):  # the entry's continuation
-        at += 1
-    entries = [help_line(f) for f in dataclasses.fields(sample.SamplingOptions)]
-    return '\n'.join(lines[:at] + entries + lines[at:])
 
 
 def unescape(text):

@@ -14,6 +14,7 @@ import fire
 import numpy as np
 
 import cli
+from flags import SHARED, fire_command
 from load_dataset import load_dataset
 
 
@@ -39,10 +40,14 @@ def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
     return total, count
 
 
-def score(path, model_name='117M', models_dir='models', checkpoint=None, batch_size=1,
-          combine=50000, encoding='utf-8', verbose=False):
+@fire_command()
+def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_size=1,
+          combine=SHARED, encoding=SHARED, verbose=SHARED):
     """Print the mean loss per token (nats) and perplexity of `path` (text or .npz).
-    --verbose shows TensorFlow's own log lines."""
+
+    :path : a text file, or a .npz of tokens from encode.py
+    :batch_size=1 : windows of n_ctx tokens scored at once (only affects speed/memory)
+    """
     tf = cli.start_tensorflow(verbose)  # --help needs none of what follows
     import model
     import model_dir

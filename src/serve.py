@@ -20,6 +20,7 @@ import socket
 import sys
 
 import cli
+import flags
 
 API_KEY_VARIABLE = 'GPT2_SERVE_API_KEY'
 # Rows per core a step's weight products keep busy: the default --max_batch, as far as
@@ -32,12 +33,10 @@ class FlagParser(argparse.ArgumentParser):
         raise cli.UserError(message)
 
 
-def flags(argv):
+def parse_args(argv):
     parser = FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
     add = parser.add_argument
-    add('--models_dir', default='models', help='folder of model folders (or of runs)')
-    add('--model_name', default='117M', help='model folder, or a run folder in models_dir')
-    add('--checkpoint', help='a run folder or checkpoint prefix to take the weights from')
+    flags.add(parser, 'models_dir', 'model_name', 'checkpoint')
     add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')
     add('--port', type=int, default=8000)
     add('--max_batch', type=int, help='rows decoded together (default: from the machine)')
@@ -46,7 +45,7 @@ def flags(argv):
         help=f'require "Authorization: Bearer KEY" (default: ${API_KEY_VARIABLE})')
     add('--drain_seconds', type=float, default=30,
         help='after SIGTERM or Ctrl-C, time given to requests in flight')
-    add('--verbose', action='store_true', help="TensorFlow's and uvicorn's own log lines")
+    flags.add(parser, 'verbose')
     args = parser.parse_args(argv)
     for name, least in (('port', 0), ('max_batch', 1), ('max_queue', 0),
                         ('drain_seconds', 0)):
@@ -85,7 +84,7 @@ def warm_up(decoder, encoder):
 
 
 def main(argv):
-    args = flags(argv)
+    args = parse_args(argv)
     sock = listen(args.host, args.port)
     cli.start_tensorflow(args.verbose)
     import uvicorn

@@ -33,6 +33,23 @@ class BadRecord:
         return f'{self.where}: {self.reason}'
 
 
+def add_output_flags(parser, unit):
+    """The flags of the training text a preparation script writes, and its validation split
+    (`unit`: what the documents are, for the help)."""
+    parser.add_argument('-o', '--output', default='input-text.txt',
+                        help='Training text to write')
+    parser.add_argument('--val_fraction', type=float, default=0.0,
+                        help=f'Fraction of {unit} held out for validation')
+    parser.add_argument('--val_output', default='input-val.txt', help='Validation text to write')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='Seed of the validation split (and of a shuffle)')
+
+
+def check_output_flags(args):
+    if not 0 <= args.val_fraction < 1:
+        raise UserError(f'--val_fraction {args.val_fraction}: must be at least 0, below 1')
+
+
 def clean(text):
     """Unix line endings (as a text-mode read would give anyway), no outer whitespace."""
     return text.replace('\r\n', '\n').replace('\r', '\n').strip()

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import re
 
+import flags
 import optimizers
 import sample
 from cli import UserError
@@ -41,12 +42,10 @@ class TrainConfig:
     dataset: str = dataclasses.field(metadata={
         'help': 'Input file, directory, or glob pattern (utf-8 text, or preencoded .npz '
                 'files).', 'metavar': 'PATH'})
-    model_name: str = setting('117M', 'Pretrained model name', metavar='MODEL')
-    models_dir: str = setting('models', 'Directory holding the model directories',
-                              metavar='DIR')
-    combine: int = setting(50000, 'Concatenate input files with <|endoftext|> separator into '
-                           'chunks of this minimum size', metavar='CHARS')
-    encoding: str = setting('utf-8', 'Set the encoding for reading and writing files.')
+    model_name: str = flags.field('model_name')
+    models_dir: str = flags.field('models_dir')
+    combine: int = flags.field('combine')
+    encoding: str = flags.field('encoding')
     endoftext_as_text: bool = setting(False, 'Encode the text <|endoftext|> as five ordinary '
                                       'tokens, as the 2019 code did (to reproduce old runs)')
     batch_size: int = setting(1, 'Batch size, per worker when training on several '
@@ -107,7 +106,7 @@ class TrainConfig:
                                'common choice)', metavar='NORM')
     weight_decay: float = setting(0.0, 'Decoupled (AdamW) weight decay on weight matrices and '
                                   'embeddings, not on biases and norms')
-    seed: int | None = setting(None, 'Seed for reproducible runs')
+    seed: int | None = flags.field('seed')
     pack: bool = setting(False, 'Fill each training window with whole documents (split on '
                          '<|endoftext|>) instead of random windows that may start '
                          'mid-document')
@@ -128,7 +127,7 @@ class TrainConfig:
 # Flags of the command, not settings of the run: not stored with checkpoints.
 COMMAND_FLAGS = {
     'print_config': 'Print the settings this command line resolves to (JSON) and exit',
-    'verbose': 'Show TensorFlow\'s own log lines (hidden by default; its errors always show)',
+    'verbose': flags.FLAGS['verbose'].help,
 }
 
 
