@@ -24,6 +24,7 @@ from common import median_time, random_model, report
 import decoding
 import kernels
 import model_dir
+import numpy_model
 import sample
 
 BATCHES = (1, 8, 16)
@@ -42,7 +43,7 @@ def batch_seconds(arrays, hparams, enc, chosen, args):
     """{(kernel, batch): median seconds per step} for the chosen kernel and the float32
     baseline, at batches 1, 8 and 16, timed in turn."""
     names = [chosen] + (['float32'] if chosen != 'float32' else [])
-    weights = {kernel: decoding.prepare(arrays, kernel) for kernel in names}
+    weights = {kernel: numpy_model.prepare(arrays, kernel) for kernel in names}
     times = {}
     for _ in range(args.rounds):
         for kernel in names:

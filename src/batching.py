@@ -3,7 +3,7 @@ per row per step. A request joins the batch at the next step (its prompts prefil
 together with any others arriving) and leaves it as soon as it is done or cancelled, so
 a short request is never held up by a long one.
 
-    engine = Engine(decoding.SlotDecoder(weights, hparams, 16), encoder, max_queue=64)
+    engine = Engine(slot_decoder.SlotDecoder(weights, hparams, 16), encoder, max_queue=64)
     engine.start()
     job = Job([[464, 3290]], n=2, options=checked_options, seed=1, encoder=encoder,
               on_event=lambda pieces, finished: ...)   # called on the engine's thread

@@ -90,14 +90,15 @@ def main(argv):
     import uvicorn
 
     import batching
-    import decoding
     import model_dir
+    import numpy_model
     import serve_app
+    import slot_decoder
     loaded = model_dir.load(args.model_name, args.models_dir, args.checkpoint)
     max_batch = args.max_batch or default_max_batch(loaded.hparams)
     print(f'Loading {loaded.checkpoint}', file=sys.stderr)
     arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
-    decoder = decoding.SlotDecoder(decoding.prepare(arrays), loaded.hparams, max_batch)
+    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), loaded.hparams, max_batch)
     engine = batching.Engine(decoder, loaded.encoder, max_queue=args.max_queue)
     state = serve_app.State(loaded, engine, args.model_name, max_rows=max_batch,
                             api_key=args.api_key)

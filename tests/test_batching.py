@@ -7,9 +7,10 @@ import threading
 import pytest
 
 import batching
-import decoding
 import generation
 import model_dir
+import numpy_model
+import slot_decoder
 
 PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']
@@ -24,7 +25,7 @@ def gpt2(models_dir):
 
 def new_engine(gpt2, max_rows, max_queue=8):
     arrays = model_dir.load_arrays(gpt2.model.checkpoint, gpt2.hparams)
-    decoder = decoding.SlotDecoder(decoding.prepare(arrays), gpt2.hparams, max_rows)
+    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), gpt2.hparams, max_rows)
     return batching.Engine(decoder, gpt2.encoder, max_queue=max_queue)
 
 

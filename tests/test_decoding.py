@@ -8,6 +8,8 @@ import pytest
 import decoding
 import kernels
 import model_dir
+import numpy_model
+import slot_decoder
 from fixtures import numpy_gpt2
 
 
@@ -20,7 +22,7 @@ def tiny_arrays(models_dir):
 def next_token_losses(arrays, hparams, tokens, kernel):
     """Each position's loss (nats) predicting tokens [rows, n] one step at a time with a
     CpuDecoder whose products run in `kernel`: [rows, n - 1]."""
-    decoder = decoding.CpuDecoder(decoding.prepare(arrays, kernel), hparams, tokens.shape[1])
+    decoder = decoding.CpuDecoder(numpy_model.prepare(arrays, kernel), hparams, tokens.shape[1])
     logits = [decoder.prefill(tokens[:, :1].tolist())]
     logits += [decoder.extend(tokens[:, t]) for t in range(1, tokens.shape[1] - 1)]
     logits = np.stack(logits, 1).astype(np.float64)  # [rows, n - 1, n_vocab]
@@ -33,7 +35,7 @@ def next_token_losses(arrays, hparams, tokens, kernel):
 def test_cpu_decoder_logits_equal_a_plain_numpy_forward_pass(tiny_arrays, kernel):
     hparams, arrays = tiny_arrays
     tokens = np.random.RandomState(4).randint(0, hparams.n_vocab, size=[3, 6])
-    decoder = decoding.CpuDecoder(decoding.prepare(arrays, kernel), hparams, 1)
+    decoder = decoding.CpuDecoder(numpy_model.prepare(arrays, kernel), hparams, 1)
     got = decoder.prefill(tokens.tolist())
     weights = {name: a.astype(np.float64) for name, a in arrays.items()}
     expected = np.stack([numpy_gpt2(weights, hparams, row)[-1] for row in tokens])
@@ -68,7 +70,7 @@ def check(arrays, hparams, tokens, logits):
 
 def test_rows_joining_and_leaving_at_different_steps_each_compute_alone(tiny):
     arrays, hparams = tiny
-    decoder = decoding.SlotDecoder(decoding.prepare(arrays), hparams, max_rows=3)
+    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), hparams, max_rows=3)
     rng = np.random.default_rng(0)
     seqs = {key: list(rng.integers(0, hparams.n_vocab, size)) for key, size in
             (('a', 5), ('b', 1), ('c', 9), ('d', 3))}
@@ -103,7 +105,7 @@ def test_rows_joining_and_leaving_at_different_steps_each_compute_alone(tiny):
 
 def test_reset_row_continues_from_its_window_alone(tiny):
     arrays, hparams = tiny
-    decoder = decoding.SlotDecoder(decoding.prepare(arrays), hparams, max_rows=2)
+    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), hparams, max_rows=2)
     full = list(range(1, hparams.n_ctx + 1))
     decoder.add(['long', 'short'], [full, [7, 8]])
     assert decoder.length('long') == hparams.n_ctx
@@ -118,7 +120,7 @@ def test_reset_row_continues_from_its_window_alone(tiny):
 
 def test_too_many_rows_is_refused(tiny):
     arrays, hparams = tiny
-    decoder = decoding.SlotDecoder(decoding.prepare(arrays), hparams, max_rows=1)
+    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), hparams, max_rows=1)
     decoder.add(['a'], [[1]])
     with pytest.raises(ValueError, match='no room'):
         decoder.add(['b'], [[2]])
