@@ -161,24 +161,27 @@ class Engine:
         return joining
 
     def _step(self, joining):
-        """One token for every row of the running jobs and the first for the joining."""
+        """The joining jobs' prompts prefilled and their first token sent at once (the
+        time to a first token is then one prefill, not a prefill and a step of every
+        row); then one more token for every row, the joining ones' second."""
         for job in [j for j in self.running if j.cancelled]:
             self._finish(job)
-        logits = {}
+        new_rows = [row for job in joining for row in job.rows]
+        if new_rows:
+            logits = dict(zip(new_rows, self.decoder.add(new_rows, [r.prompt for r in
+                                                                     new_rows]), strict=True))
+            self.running += joining
+            for job in joining:
+                self._choose(job, logits)
         if self.decoder.rows:
             for row in self.decoder.rows:
                 if self.decoder.length(row) == self.decoder.n_ctx:
                     window = (row.prompt + row.new)[-(self.decoder.n_ctx // 2):]
                     self.decoder.reset(row, window[:-1])
             tokens = [row.new[-1] for row in self.decoder.rows]
-            logits.update(zip(self.decoder.rows, self.decoder.step(tokens), strict=True))
-        new_rows = [row for job in joining for row in job.rows]
-        if new_rows:
-            logits.update(zip(new_rows, self.decoder.add(new_rows, [r.prompt for r in
-                                                                     new_rows]), strict=True))
-        self.running += joining
-        for job in list(self.running):
-            self._choose(job, logits)
+            logits = dict(zip(self.decoder.rows, self.decoder.step(tokens), strict=True))
+            for job in list(self.running):
+                self._choose(job, logits)
 
     def _choose(self, job, logits):
         """The next token of each live row of `job`; its events; its end."""

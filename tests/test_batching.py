@@ -94,3 +94,21 @@ def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
         assert engine.rows() == 0 and not engine.busy()
     finally:
         engine.stop()
+
+
+def test_a_joining_requests_first_token_is_sent_before_the_running_rows_step(gpt2):
+    engine = new_engine(gpt2, max_rows=2)  # stepped here, on this thread
+    events = []
+
+    def job(name, prompt):
+        j = batching.Job([gpt2.encode(prompt)], 1, gpt2.options(length=20), 0, gpt2.encoder,
+                         lambda pieces, finished: events.append((name, len(j.rows[0].new))))
+        engine.submit(j)
+        return j
+
+    job('running', PROMPTS[0])
+    engine._step(engine._admit())
+    job('joining', PROMPTS[1])
+    engine._step(engine._admit())
+    assert events == [('running', 1), ('running', 2),
+                      ('joining', 1), ('running', 3), ('joining', 2)]
