@@ -5,7 +5,7 @@ and help from here.
     flags.add(parser, 'models_dir', 'model_name', 'checkpoint', 'verbose')   # argparse
     model_name: str = flags.field('model_name')                              # a dataclass
 
-    @flags.fire_command(options_after='batch_size')      # a 2019 script, as fire sees it
+    @flags.fire_command(options_after='batch_size', newer_options_after='models_dir')
     def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, ...):
         '''Interactively run the model.
 
@@ -14,7 +14,7 @@ and help from here.
 
 A fire script names a shared flag with the default SHARED; its docstring gives only its
 own flags' `:name=default : help` lines. The sampling options (sample.SamplingOptions)
-go in after `options_after`, as the 2019 scripts ordered them.
+go in where the 2019 scripts had them, the newer ones after their last flag.
 """
 
 import dataclasses
@@ -39,7 +39,7 @@ FLAGS = {
     'models_dir': Flag('models', 'path to parent folder containing model subfolders (or '
                        'training runs\' folders)', metavar='DIR'),
     'checkpoint': Flag(None, 'a training run\'s folder (checkpoint/run1) or checkpoint '
-                       'prefix to take the weights from instead of models_dir/model_name',
+                       'prefix to take the weights from instead of the model directory\'s',
                        metavar='PATH'),
     'verbose': Flag(False, 'show the libraries\' own log lines (TensorFlow\'s, the server\'s); '
                     'errors always show', bool),
@@ -58,6 +58,10 @@ FLAGS = {
 }
 
 SHARED = object()  # the default of a fire script's parameter that is a flag of FLAGS
+
+# The sampling options OpenAI's 2019 scripts took, which stand where they stood (a value
+# given by position keeps its meaning); the newer ones go after the scripts' last flag.
+OPTIONS_OF_2019 = ('length', 'temperature', 'top_k', 'top_p')
 
 
 def add(parser, *names, **overrides):
@@ -79,25 +83,28 @@ def field(name):
         'help': flag.help, 'metavar': flag.metavar, 'choices': flag.choices})
 
 
-def fire_command(options_after=None):
+def fire_command(options_after=None, newer_options_after=None):
     """A decorator making `script(options, **flags)` (or `script(**flags)` with no
     `options_after`) one function as fire must see it: SHARED defaults filled in from
-    FLAGS, SamplingOptions' fields inserted after the flag `options_after`, each in the
-    signature and as a `:name=default : help` line of the docstring; called, it hands
-    `script` the options as a SamplingOptions."""
+    FLAGS, SamplingOptions' fields inserted after the flag `options_after` (the newer
+    ones after `newer_options_after`), each in the signature and as a `:name=default :
+    help` line of the docstring; called, it hands `script` the options as a
+    SamplingOptions."""
     def wrap(script):
         own = list(inspect.signature(script).parameters.values())
         if options_after:
             own = own[1:]
         own = [p.replace(default=FLAGS[p.name].default) if p.default is SHARED else p
                for p in own]
-        options = []
-        if options_after:
-            at = [p.name for p in own].index(options_after) + 1
-            options = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                         default=f.default)
-                       for f in dataclasses.fields(sample.SamplingOptions)]
-            own[at:at] = options
+        options = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                     default=f.default)
+                   for f in dataclasses.fields(sample.SamplingOptions)] if options_after else []
+        newer = [p for p in options if newer_options_after and p.name not in OPTIONS_OF_2019]
+        for after, inserted in ((newer_options_after, newer),
+                                (options_after, [p for p in options if p not in newer])):
+            if inserted:  # the later place first: the earlier insertion moves it
+                at = [p.name for p in own].index(after) + 1
+                own[at:at] = inserted
         signature = inspect.Signature(own)
 
         def command(*args, **kwargs):

@@ -17,7 +17,7 @@ from flags import SHARED, fire_command
 from sample_flags import check_batches, fire_argv
 
 
-@fire_command(options_after='batch_size')
+@fire_command(options_after='batch_size', newer_options_after='models_dir')
 def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size=SHARED,
                  models_dir=SHARED, checkpoint=SHARED, output_file=None, verbose=SHARED):
     """Run the sample_model.

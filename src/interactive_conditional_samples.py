@@ -22,7 +22,7 @@ from flags import SHARED, fire_command
 from sample_flags import check_batches, fire_argv
 
 
-@fire_command(options_after='batch_size')
+@fire_command(options_after='batch_size', newer_options_after='models_dir')
 def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_size=SHARED,
                    models_dir=SHARED, checkpoint=SHARED, prompts=None, output=None,
                    include_prefix=False, verbose=SHARED):

@@ -99,3 +99,13 @@ def test_batch_size_must_divide_nsamples_where_samples_come_a_batch_at_a_time():
         check_batches(3, 2)
     with pytest.raises(UserError, match='--batch_size 0: must be a whole number'):
         check_batches(3, 0)
+
+
+def test_the_sampling_scripts_keep_the_2019_positional_order():
+    import generate_unconditional_samples
+    import interactive_conditional_samples
+    openai_2019 = ['model_name', 'seed', 'nsamples', 'batch_size', 'length', 'temperature',
+                   'top_k', 'top_p', 'models_dir']
+    for command in (interactive_conditional_samples.interact_model,
+                    generate_unconditional_samples.sample_model):
+        assert list(inspect.signature(command).parameters)[:9] == openai_2019
