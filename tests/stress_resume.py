@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill train.py with SIGKILL at random moments, restart it, and check that every restart
 resumes from a complete checkpoint at the right step and that the per-step losses equal an
-uninterrupted run's, bit for bit. The test suite runs 16 rounds; run more by hand:
+uninterrupted run's, bit for bit. The test suite runs 8 rounds; run more by hand:
 
     PYTHONPATH=src python tests/stress_resume.py --rounds 200 --models_dir M --model_name N \\
         --dataset corpus.txt
