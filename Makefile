@@ -44,11 +44,11 @@ venv: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-fast: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -m 'not slow'
+	$(PY) -m pytest -q -n auto -m 'not slow'
 
 jokes: $(VENV)/.runtime
 	PYTHON=$(PY) MODEL='$(MODEL)' MODELS_DIR='$(MODELS_DIR)' JOKES='$(JOKES)' \
