@@ -3,6 +3,7 @@ our API; seeded sampling; the signature's checks; the command line's refusals.""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import encoder
 import export_savedmodel
+import fixtures
 import generation
 import kernels
 import model_dir
 import savedmodel
 from cli import UserError
-from fixtures import run_script
+from fixtures import ROOT, run_script
+from hparams import HParams
 
 # Prompts of different lengths, right-padded to WIDTH (beyond the longest) with PAD: the
 # signature must ignore whatever pads them.
@@ -53,10 +57,27 @@ def call(generate, request):
     return {name: value.numpy() for name, value in out.items()}
 
 
+def write_model(directory, vocab_dir, n_vocab):
+    """The tiny shape with fixtures.random_arrays, the token embedding spread ten times
+    wider: the top two logits then lie far apart next to float32 rounding, and greedy
+    ids from two implementations agree on any machine."""
+    hparams = HParams(n_vocab=n_vocab, n_ctx=64, n_embd=32, n_head=4, n_layer=2)
+    arrays = fixtures.random_arrays(hparams, seed=2)
+    arrays['model/wte'] *= 10
+    model_dir.save_arrays(str(directory), arrays, hparams, vocab_dir)
+    return str(directory)
+
+
 @pytest.fixture(scope='module')
-def exported(models_dir, tmp_path_factory):
+def model(tmp_path_factory, vocab_dir):
+    return write_model(tmp_path_factory.mktemp('models') / 'tiny', vocab_dir,
+                       encoder.load_encoder(vocab_dir).n_vocab)
+
+
+@pytest.fixture(scope='module')
+def exported(model, tmp_path_factory):
     out = tmp_path_factory.mktemp('export') / 'tiny-savedmodel'
-    export_savedmodel.main([os.path.join(models_dir, 'tiny'), str(out)])
+    export_savedmodel.main([model, str(out)])
     return str(out)
 
 
@@ -65,8 +86,8 @@ def signature(exported):
     return tf.saved_model.load(exported).signatures['serving_default']
 
 
-def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(models_dir, exported,
-                                                                  tmp_path, monkeypatch):
+def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported, tmp_path,
+                                                                  monkeypatch):
     # The longest prompt and the new tokens fill the context exactly: n_ctx 64 positions.
     new_tokens = 64 - len(PROMPTS[0]) + 1
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
@@ -78,7 +99,7 @@ def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(models_dir, exp
     out = json.loads(result.stdout)
     # Our API in float32 on any machine (a bfloat16 kernel would round differently).
     monkeypatch.setenv(kernels.KERNEL_ENV, 'float32')
-    api = generation.GPT2.load(os.path.join(models_dir, 'tiny'), batch_size=len(PROMPTS))
+    api = generation.GPT2.load(model, batch_size=len(PROMPTS))
     try:
         ours = api.generate(PROMPTS, length=new_tokens, top_k=1, return_tokens=True)
     finally:
@@ -88,12 +109,38 @@ def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(models_dir, exp
         == ours
 
 
-def test_rows_end_at_the_end_token_and_are_filled_with_it(models_dir, signature):
+def readme_example():
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    return re.search(r'<!-- savedmodel example -->\n```python\n(.*?)```', readme, re.S).group(1)
+
+
+def test_readme_example_runs_with_tensorflow_alone(tmp_path, vocab_dir):
+    """On a model with GPT-2's 50257 token rows (the example's ids), exported where the
+    example looks, exported/jokes/1."""
+    model = write_model(tmp_path / 'tiny-50257', vocab_dir, 50257)
+    out = tmp_path / 'exported' / 'jokes' / '1'
+    out.parent.mkdir(parents=True)
+    export_savedmodel.main([model, str(out), '--jit_compile', 'off'])
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run([sys.executable, '-I', '-c', readme_example()], cwd=tmp_path,
+                            env=env, text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    prompts = [[5195, 750, 262, 9015, 3272, 262, 2975, 30, 91], [25095, 735, 10643, 91]]
+    signature = tf.saved_model.load(str(out)).signatures['serving_default']
+    expected = call(signature, {**inputs(40, prompts=prompts, top_k=40), 'temperature': 0.7,
+                                'seed': 1})
+    assert result.stdout.splitlines() == [
+        str(ids[:n].tolist()) for ids, n in zip(expected['new_ids'],
+                                                expected['new_lengths'], strict=True)]
+
+
+def test_rows_end_at_the_end_token_and_are_filled_with_it(model, signature):
     """A Generator whose end token is one the greedy samples produce mid-way: each row
     ends at its first one, and the rest of the row is that token."""
     greedy = call(signature, inputs(20))['new_ids']
     end_id = int(greedy[1, 5])
-    loaded = model_dir.load('tiny', models_dir)
+    loaded = model_dir.load(os.path.basename(model), os.path.dirname(model))
     generator = savedmodel.Generator(
         savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, loaded.hparams)),
         loaded.hparams, end_id)
@@ -128,9 +175,9 @@ def test_top_k_one_and_a_tiny_nucleus_are_greedy_whatever_the_seed(signature):
     ({'prompt_lengths': [7, 1, 4]}, 'prompt_lengths: one length for each row'),
     ({'max_new_tokens': 0}, 'max_new_tokens: must be at least 1'),
     ({'temperature': 0.0}, 'temperature: must be above 0'),
-    ({'top_k': 100000}, r'top_k: more than the vocabulary \(n_vocab'),
+    ({'top_k': 10**6}, r'top_k: more than the vocabulary \(n_vocab'),
     ({'top_p': 1.5}, 'top_p: must be between 0 and 1'),
-    ({'prompt_ids': [[100000] * WIDTH] * 4}, 'prompt_ids: token id beyond the vocabulary'),
+    ({'prompt_ids': [[10**6] * WIDTH] * 4}, 'prompt_ids: token id beyond the vocabulary'),
 ])
 def test_bad_inputs_fail_with_a_message_naming_them(signature, change, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -138,10 +185,10 @@ def test_bad_inputs_fail_with_a_message_naming_them(signature, change, message):
     assert call(signature, inputs(4))['new_ids'].shape == (len(PROMPTS), 4)  # still works
 
 
-def test_savedmodel_carries_the_vocabulary_and_hparams(exported, models_dir):
+def test_savedmodel_carries_the_vocabulary_and_hparams(exported, model):
     for name in ('encoder.json', 'vocab.bpe', 'hparams.json'):
         with open(os.path.join(exported, 'assets', name), 'rb') as copy, \
-                open(os.path.join(models_dir, 'tiny', name), 'rb') as original:
+                open(os.path.join(model, name), 'rb') as original:
             assert copy.read() == original.read(), name
 
 
