@@ -45,25 +45,80 @@ SIGNATURE = (
 )
 
 
-class LoopCache(model.KVCache):
-    """model.KVCache's interface over tensors a while loop carries instead of variables:
-    per layer, keys and values [n_alloc, batch, heads, features], written at `offset`;
-    `start` [batch] is each row's first real position (positions() is KVCache's)."""
+# New positions' keys and values gather in a block of CHUNK positions before they join
+# the cache of every position: a tensor a loop carries is copied whenever it is written,
+# so each step copies the block and, every CHUNK steps, the whole cache once; about
+# 2 * sqrt(positions) positions a step at the best CHUNK, against every position for a
+# cache written at each step.
+CHUNK = 32
 
-    def __init__(self, keys, values, offset, start):  # no placeholders: not KVCache's
+
+class LoopCache(model.KVCache):
+    """model.KVCache's interface over tensors a while loop carries instead of variables.
+    `state`: per layer, keys and values [n_alloc, batch, heads, features] of the positions
+    before `chunk_start`, and the keys and values [CHUNK, batch, heads, features] of those
+    from chunk_start on; then chunk_start. `start` [batch] is each row's first real
+    position (positions() is KVCache's)."""
+
+    def __init__(self, state, offset, start):  # no placeholders: not KVCache's
+        keys, values, chunk_keys, chunk_values, self.chunk_start = state
         self.keys, self.values = list(keys), list(values)
+        self.chunk_keys, self.chunk_values = list(chunk_keys), list(chunk_values)
         self.offset, self.start = offset, start
 
+    @classmethod
+    def empty(cls, n_alloc, batch, hparams, start):
+        shape = [hparams.n_head, hparams.n_embd // hparams.n_head]
+        cache, chunk = tf.zeros([n_alloc, batch, *shape]), tf.zeros([CHUNK, batch, *shape])
+        n = hparams.n_layer
+        return cls(([cache] * n, [cache] * n, [chunk] * n, [chunk] * n, 0), 0, start)
+
+    @property
+    def state(self):
+        """What the loop carries: the LoopCache(state, ...) of the next step."""
+        return (self.keys, self.values, self.chunk_keys, self.chunk_values,
+                self.chunk_start)
+
+    def joined(self):
+        """The state after a step: the block joins the cache once full (the next step
+        then writes a new block from its start)."""
+        def join():
+            at = tf.range(self.chunk_start, self.chunk_start + CHUNK)[:, None]
+            return tuple([tf.tensor_scatter_nd_update(cache, at, new) for cache, new in zip(
+                              caches, chunks, strict=True)]
+                         for caches, chunks in ((self.keys, self.chunk_keys),
+                                                (self.values, self.chunk_values)))
+        full = self.offset + 1 - self.chunk_start == CHUNK
+        keys, values = tf.cond(full, join, lambda: (self.keys, self.values))
+        chunk_start = tf.where(full, self.chunk_start + CHUNK, self.chunk_start)
+        return keys, values, self.chunk_keys, self.chunk_values, chunk_start
+
     def update(self, layer, k, v):
-        """Write k, v [batch, heads, n_new, features] at offset; return the keys and
-        values of every position so far, [offset + n_new, batch, heads, features]."""
+        """The prompt's k, v [batch, heads, n_new, features] written into the cache at
+        offset (the block starts after them); returns the keys and values of every
+        position so far, [offset + n_new, batch, heads, features]."""
         end = self.offset + tf.shape(k)[2]
         at = tf.range(self.offset, end)[:, None]
         self.keys[layer] = tf.tensor_scatter_nd_update(
             self.keys[layer], at, tf.transpose(k, [2, 0, 1, 3]))
         self.values[layer] = tf.tensor_scatter_nd_update(
             self.values[layer], at, tf.transpose(v, [2, 0, 1, 3]))
+        self.chunk_start = end
         return self.keys[layer][:end], self.values[layer][:end]
+
+    def attend_one(self, layer, q, k, v):
+        """One new position per row: its k, v into the block, then model.attend_one over
+        the cache before the block and the block so far."""
+        at = [[self.offset - self.chunk_start]]
+        self.chunk_keys[layer] = tf.tensor_scatter_nd_update(
+            self.chunk_keys[layer], at, tf.transpose(k, [2, 0, 1, 3]))
+        self.chunk_values[layer] = tf.tensor_scatter_nd_update(
+            self.chunk_values[layer], at, tf.transpose(v, [2, 0, 1, 3]))
+        filled = self.offset + 1 - self.chunk_start
+        return model.attend_one(
+            q, [self.keys[layer][:self.chunk_start], self.chunk_keys[layer][:filled]],
+            [self.values[layer][:self.chunk_start], self.chunk_values[layer][:filled]],
+            start=self.start)
 
 
 def left_aligned(prompt_ids, prompt_lengths):
@@ -175,15 +230,13 @@ class Generator(tf.Module):
     def _loop(self, tokens, start, max_new_tokens, temperature, top_k, top_p, seed):
         """Prefill left-aligned tokens [batch, width], then one token per row per step
         until max_new_tokens or every row has ended: (new_ids, new_lengths)."""
-        h = self.hparams
         batch, width = tf.shape(tokens)[0], tf.shape(tokens)[1]
         # Positions fed: the prompt's, then every new token but the last.
-        empty = tf.zeros([width + max_new_tokens - 1, batch, h.n_head, h.n_embd // h.n_head])
-        cache = LoopCache([empty] * h.n_layer, [empty] * h.n_layer, 0, start)
+        cache = LoopCache.empty(width + max_new_tokens - 1, batch, self.hparams, start)
         logits = self._logits(tokens, cache)
         seed_pair = tf.bitcast(seed, tf.int32)  # [2]: the int32 seeds XLA's sampler takes
 
-        def step(i, logits, ended, lengths, ids, keys, values):
+        def step(i, logits, ended, lengths, ids, state):
             token = choose(logits, temperature, top_k, top_p,
                            tf.random.experimental.stateless_fold_in(seed_pair, i))
             token = tf.where(ended, self.end_id, token)
@@ -192,20 +245,20 @@ class Generator(tf.Module):
             ids = ids.write(i, token)
 
             def forward():
-                cache = LoopCache(keys, values, width + i, start)
-                return self._logits(token[:, None], cache), cache.keys, cache.values
-            logits, keys, values = tf.cond(
+                cache = LoopCache(state, width + i, start)
+                return self._logits(token[:, None], cache), cache.joined()
+            logits, state = tf.cond(
                 (i + 1 < max_new_tokens) & tf.logical_not(tf.reduce_all(ended)),
-                forward, lambda: (logits, keys, values))
-            return i + 1, logits, ended, lengths, ids, keys, values
+                forward, lambda: (logits, state))
+            return i + 1, logits, ended, lengths, ids, state
 
         def going_on(i, logits, ended, *_):
             return (i < max_new_tokens) & tf.logical_not(tf.reduce_all(ended))
 
         ids = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
-        i, _, _, lengths, ids, _, _ = tf.while_loop(going_on, step, (
+        i, _, _, lengths, ids, _ = tf.while_loop(going_on, step, (
             0, logits, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.int32), ids,
-            cache.keys, cache.values))
+            cache.state))
         new_ids = tf.transpose(ids.stack())  # [batch, steps]
         new_ids = tf.pad(new_ids, [[0, 0], [0, max_new_tokens - i]],
                          constant_values=self.end_id)

@@ -135,20 +135,33 @@ def test_readme_example_runs_with_tensorflow_alone(tmp_path, vocab_dir):
                                                 expected['new_lengths'], strict=True)]
 
 
+def generator(model, end_id=None):
+    """A Generator of `model` in this process (its end token `end_id` if given)."""
+    loaded = model_dir.load(os.path.basename(model), os.path.dirname(model))
+    weights = savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, loaded.hparams))
+    return savedmodel.Generator(weights, loaded.hparams,
+                                loaded.encoder.eot_token if end_id is None else end_id)
+
+
 def test_rows_end_at_the_end_token_and_are_filled_with_it(model, signature):
     """A Generator whose end token is one the greedy samples produce mid-way: each row
     ends at its first one, and the rest of the row is that token."""
     greedy = call(signature, inputs(20))['new_ids']
     end_id = int(greedy[1, 5])
-    loaded = model_dir.load(os.path.basename(model), os.path.dirname(model))
-    generator = savedmodel.Generator(
-        savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, loaded.hparams)),
-        loaded.hparams, end_id)
-    out = call(generator.generate, inputs(20))
+    out = call(generator(model, end_id).generate, inputs(20))
     for row, ids, n in zip(greedy, out['new_ids'], out['new_lengths'], strict=True):
         first = list(row).index(end_id) if end_id in row else 20
         assert n == first
         assert list(ids[:n]) == list(row[:n]) and set(ids[n:]) <= {end_id}
+
+
+def test_blocks_of_new_keys_and_values_of_any_size_give_the_same_ids(model, signature,
+                                                                     monkeypatch):
+    """The cache's block (savedmodel.CHUNK) joining it every 5 steps, against the export's
+    default, over 40 new tokens: the same greedy ids."""
+    monkeypatch.setattr(savedmodel, 'CHUNK', 5)
+    np.testing.assert_array_equal(call(generator(model).generate, inputs(40))['new_ids'],
+                                  call(signature, inputs(40))['new_ids'])
 
 
 def test_seeded_sampling_repeats_and_seeds_differ(signature):
