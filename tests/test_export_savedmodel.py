@@ -57,12 +57,12 @@ def call(generate, request):
     return {name: value.numpy() for name, value in out.items()}
 
 
-def write_model(directory, vocab_dir, n_vocab):
+def write_model(directory, vocab_dir, n_vocab, seed=2):
     """The tiny shape with fixtures.random_arrays, the token embedding spread ten times
     wider: the top two logits then lie far apart next to float32 rounding, and greedy
     ids from two implementations agree on any machine."""
     hparams = HParams(n_vocab=n_vocab, n_ctx=64, n_embd=32, n_head=4, n_layer=2)
-    arrays = fixtures.random_arrays(hparams, seed=2)
+    arrays = fixtures.random_arrays(hparams, seed)
     arrays['model/wte'] *= 10
     model_dir.save_arrays(str(directory), arrays, hparams, vocab_dir)
     return str(directory)
@@ -203,6 +203,17 @@ def test_savedmodel_carries_the_vocabulary_and_hparams(exported, model):
         with open(os.path.join(exported, 'assets', name), 'rb') as copy, \
                 open(os.path.join(model, name), 'rb') as original:
             assert copy.read() == original.read(), name
+
+
+def test_checkpoint_flag_takes_the_weights_from_elsewhere(model, vocab_dir, tmp_path):
+    other = write_model(tmp_path / 'other', vocab_dir, encoder.load_encoder(vocab_dir).n_vocab,
+                        seed=3)
+    out = tmp_path / 'savedmodel'
+    export_savedmodel.main([model, str(out), '--checkpoint', other, '--jit_compile', 'off'])
+    exported = tf.saved_model.load(str(out))
+    expected = fixtures.variables_of(os.path.join(other, 'model.ckpt'))
+    for name in ('model/wte', 'model/h1/mlp/c_fc/w', 'model/ln_f/b'):
+        np.testing.assert_array_equal(exported.weights[name].numpy(), expected[name])
 
 
 def cli_error(result):
