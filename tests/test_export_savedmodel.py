@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import decoding
 import encoder
 import export_savedmodel
 import fixtures
 import generation
 import kernels
 import model_dir
+import sample
 import savedmodel
 from cli import UserError
 from fixtures import ROOT, run_script
@@ -177,6 +179,28 @@ def test_top_k_one_and_a_tiny_nucleus_are_greedy_whatever_the_seed(signature):
                     inputs(16, top_k=0, top_p=1e-6, seed=6),
                     inputs(16, top_k=40, top_p=1e-6, seed=7)):
         np.testing.assert_array_equal(call(signature, request)['new_ids'], greedy)
+
+
+@pytest.mark.parametrize('top_k, top_p, temperature', [(3, 1.0, 1.0), (0, 0.6, 0.7),
+                                                        (20, 0.5, 1.5)])
+def test_sampled_tokens_are_those_sample_choose_keeps(model, signature, top_k, top_p,
+                                                      temperature):
+    """The first new token of 400 rows of one prompt (one draw each): every one among the
+    candidates sample._kept gives for our decoder's logits, and as frequent as their
+    probabilities where there are few."""
+    loaded = model_dir.load(os.path.basename(model), os.path.dirname(model))
+    arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
+    logits = decoding.cpu_decoders(arrays, loaded.hparams)(1).prefill([PROMPTS[0]])[0]
+    row = np.asarray(logits, np.float64) / temperature
+    kept, values = sample._kept(row, top_k, top_p)
+    request = inputs(1, prompts=[PROMPTS[0]] * 400, top_k=top_k, top_p=top_p,
+                     temperature=temperature, seed=3)
+    drawn = call(signature, request)['new_ids'][:, 0]
+    assert set(drawn) <= set(kept.tolist())
+    if len(kept) <= 10:
+        expected = np.exp(values - values.max())
+        counts = np.array([np.sum(drawn == token) for token in kept])
+        np.testing.assert_allclose(counts / len(drawn), expected / expected.sum(), atol=0.08)
 
 
 @pytest.mark.parametrize('change, message', [
