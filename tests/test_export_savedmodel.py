@@ -88,6 +88,7 @@ def signature(exported):
     return tf.saved_model.load(exported).signatures['serving_default']
 
 
+@pytest.mark.slow
 def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported, tmp_path,
                                                                   monkeypatch):
     # The longest prompt and the new tokens fill the context exactly: n_ctx 64 positions.
@@ -117,6 +118,7 @@ def readme_example():
     return re.search(r'<!-- savedmodel example -->\n```python\n(.*?)```', readme, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_example_runs_with_tensorflow_alone(tmp_path, vocab_dir):
     """On a model with GPT-2's 50257 token rows (the example's ids), exported where the
     example looks, exported/jokes/1."""
@@ -247,6 +249,7 @@ def cli_error(result):
     return errors[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, message', [
     (['{models}/nothing', '{tmp}/out'], 'nothing: no such model directory'),
     (['{models}/tiny', '{tmp}/existing'], 'existing: already exists'),
