@@ -9,6 +9,7 @@ and results): where the work runs, after a `warning:` line when an NVIDIA driver
 installed but TensorFlow sees no GPU (resources.report_devices builds both).
 """
 
+import argparse
 import logging
 import os
 import re
@@ -57,6 +58,13 @@ def run(main, *args, **kwargs):
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse whose mistakes (a bad flag or value) are UserErrors: one `error:` line."""
+
+    def error(self, message):
+        raise UserError(message)
 
 
 def user_path(path):

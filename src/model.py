@@ -133,6 +133,12 @@ class KVCache:
                                               dtype=cache.dtype)
                     for cache in (self.keys[layer], self.values[layer])]
 
+    def attend_one(self, layer, q, k, v):
+        """Store one new position's k, v and attend with its q (each [batch, heads, 1,
+        features]) over every position so far: [batch, heads, 1, features]."""
+        k, v = self.update(layer, k, v)
+        return attend_one(q, [k], [v], start=self.start)
+
 
 def attn(x, scope, n_state, *, past, hparams, layer, dtype):
     def split_heads(x):
@@ -144,28 +150,35 @@ def attn(x, scope, n_state, *, past, hparams, layer, dtype):
         q, k, v = map(split_heads, tf.split(c, 3, axis=2))
         if past is None:
             a = attend(q, k, v, offset=0, dtype=dtype)
+        elif q.shape[2] == 1:
+            a = past.attend_one(layer, q, k, v)
         else:
             k, v = past.update(layer, k, v)  # [sequence, batch, heads, features]
-            if q.shape[2] == 1:
-                a = attend_one(q, k, v, start=past.start)
-            else:
-                k, v = (tf.transpose(x, [1, 2, 0, 3]) for x in (k, v))
-                a = attend(q, k, v, offset=past.offset, dtype=dtype, start=past.start)
+            k, v = (tf.transpose(x, [1, 2, 0, 3]) for x in (k, v))
+            a = attend(q, k, v, offset=past.offset, dtype=dtype, start=past.start)
         a = tf.transpose(a, [0, 2, 1, 3])
         return conv1d(merge_states(a), 'c_proj', n_state, dtype=dtype)
 
 
-def attend_one(q, k, v, *, start):
+def attend_one(q, keys, values, *, start):
     """Attention of one new position q [batch, heads, 1, features] over the cached
-    positions k, v [sequence, batch, heads, features], those from each row's `start` on:
-    sums of elementwise products over the cache as it is stored. `attend` would need the
-    cache transposed to [batch, heads, sequence, features], a copy of every cached key
-    and value in every layer for each new token, where this reads them once."""
-    w = tf.reduce_sum(q[None, :, :, 0] * k, axis=-1)  # [sequence, batch, heads]
-    w = w * tf.math.rsqrt(tf.cast(q.shape[-1], q.dtype))
-    visible = tf.range(tf.shape(k)[0])[:, None] >= start[None, :]  # [sequence, batch]
+    positions, those from each row's `start` on: `keys` and `values` are lists of blocks
+    of consecutive positions, [sequence_i, batch, heads, features] (a cache may keep
+    them in parts); sums of elementwise products over the blocks as they are stored.
+    `attend` would need the cache transposed to [batch, heads, sequence, features], a
+    copy of every cached key and value in every layer for each new token, where this
+    reads them once."""
+    # [sequence_i, batch, heads] each
+    scores = [tf.reduce_sum(q[None, :, :, 0] * k, axis=-1) for k in keys]
+    w = tf.concat(scores, axis=0) * tf.math.rsqrt(tf.cast(q.shape[-1], q.dtype))
+    visible = tf.range(tf.shape(w)[0])[:, None] >= start[None, :]  # [sequence, batch]
     w = tf.nn.softmax(tf.where(visible[..., None], w, tf.cast(-1e10, w.dtype)), axis=0)
-    return tf.reduce_sum(w[..., None] * v, axis=0)[:, :, None]
+    a, first = 0, 0
+    for v in values:
+        last = first + tf.shape(v)[0]
+        a += tf.reduce_sum(w[first:last, ..., None] * v, axis=0)
+        first = last
+    return a[:, :, None]
 
 
 def attend(q, k, v, *, offset, dtype, start=None):

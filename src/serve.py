@@ -12,7 +12,6 @@ finish for up to --drain_seconds, then exits 0; a second Ctrl-C stops at once. T
 README's Serving section has the flags, the openai client and TLS.
 """
 
-import argparse
 import asyncio
 import os
 import signal
@@ -28,13 +27,8 @@ API_KEY_VARIABLE = 'GPT2_SERVE_API_KEY'
 ROWS_PER_CORE = 8
 
 
-class FlagParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise cli.UserError(message)
-
-
 def parse_args(argv):
-    parser = FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
+    parser = cli.FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
     add = parser.add_argument
     flags.add(parser, 'models_dir', 'model_name', 'checkpoint')
     add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')

@@ -10,7 +10,8 @@ from fixtures import ROOT, nvidia_env, script_env
 SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
            'src/interactive_conditional_samples.py',
            'src/generate_unconditional_samples.py', 'src/score.py', 'src/plot_run.py',
-           'src/init_model.py', 'src/huggingface.py', 'src/doctor.py']
+           'src/init_model.py', 'src/huggingface.py', 'src/doctor.py',
+           'src/export_savedmodel.py']
 
 # Lines TensorFlow 2.21 printed at start on a machine without a GPU, as they came.
 START_LINES = [
