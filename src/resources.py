@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+import lora
 import nvidia
 from cli import UserError
 from hparams import variable_shapes
@@ -215,6 +216,9 @@ def training_memory(c, hparams, optimizer):
     n_params = sum(int(np.prod(s)) for s in shapes.values())
     n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
                     if is_trained(c, name, hparams.n_layer))
+    adapters = lora.from_config(c)  # trained too; tiny beside the weights they adapt
+    n_trained += sum(int(np.prod(s)) for s in (adapters.shapes(hparams).values()
+                                               if adapters else ()))
     tokens = c.batch_size * hparams.n_ctx
     measured = dataclasses.replace(c, batch_size=1)
     extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
