@@ -218,3 +218,20 @@ def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, model
     assert sorted(a) == sorted(b) and any(lora.is_adapter(n) for n in a)
     for name in a:  # Adam magnifies sums in another order near zero gradients
         np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
+
+
+def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch):
+    import resources
+    from hparams import SIZES, HParams
+    from train_config import TrainConfig
+    n_embd, n_head, n_layer = SIZES['1558M']
+    hparams = HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer)
+    monkeypatch.setattr(resources, 'physical_memory', lambda: 24 << 30)
+    monkeypatch.setattr(resources, 'gpus', lambda: [])
+    full, adapted = TrainConfig(dataset='x'), TrainConfig(dataset='x', lora_rank=8)
+    assert resources.training_memory(adapted, hparams, 'adam')[0] < \
+        resources.training_memory(full, hparams, 'adafactor')[0]
+    with pytest.raises(UserError, match=r'use --optimizer adafactor \(about [\d.]+ GB\) or '
+                                        r'--lora_rank 8 \(about [\d.]+ GB\)'):
+        resources.check_optimizer_memory(full, hparams)
+    resources.check_optimizer_memory(adapted, hparams)  # no refusal
