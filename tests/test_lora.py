@@ -173,6 +173,7 @@ def test_bad_lora_settings_are_one_clear_error(tmp_path, models_dir, corpus, ove
     assert not (tmp_path / 'checkpoint').exists()
 
 
+@pytest.mark.slow
 def test_recomputation_gives_the_same_lora_step(tmp_path, models_dir, corpus):
     common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
                   accumulate_gradients=2, **LORA)
@@ -189,12 +190,13 @@ def test_recomputation_gives_the_same_lora_step(tmp_path, models_dir, corpus):
 @pytest.mark.slow
 def test_lora_with_the_other_training_settings(tmp_path, models_dir, corpus, capsys):
     """Adafactor, a schedule, bfloat16 products, decay, clipping, validation, early
-    stopping: the run trains, and best/ is a LoRA model directory the API loads."""
+    stopping, samples: the run trains, and best/ is a LoRA model directory that loads."""
     training.train(config(tmp_path, models_dir, corpus, steps=6, optimizer='adafactor',
                           lr_schedule='cosine', warmup_steps=1, precision='bfloat16',
                           weight_decay=0.01, grad_clip=1.0, val_every=2, val_batch_count=2,
-                          early_stopping=5, learning_rate=0.01, **LORA))
-    assert 'validation] loss=' in capsys.readouterr().out
+                          early_stopping=5, learning_rate=0.01, sample_every=6, **LORA))
+    out = capsys.readouterr().out
+    assert 'validation] loss=' in out and '======== SAMPLE 1 ========' in out
     best = tmp_path / 'checkpoint' / 'run1' / 'best'
     saved = variables_of(str(best / 'model.ckpt'))
     assert (best / 'lora.json').exists() and len([n for n in saved if lora.is_adapter(n)]) == 12
