@@ -59,6 +59,21 @@ class RunFolder:
                 raise UserError(f'{self.path}: another train.py is writing to this run; '
                                 'stop it or choose another --run_name') from None
 
+    def check_resume(self):
+        """Before anything loads: the newest checkpoint continues this run (LoRA or not,
+        the same adapters and base). A damaged one is left for `restore` to skip."""
+        steps = self.saved_steps()
+        if self.config.restore_from != 'latest' or not steps:
+            return
+        prefix = os.path.join(self.path, f'model-{steps[0]}')
+        try:
+            lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
+                              self.model_dir.checkpoint)
+        except lora.RunMismatch:
+            raise
+        except UserError:
+            pass
+
     def open(self):
         """Make the folder (checked and loaded by now), move the files of an earlier run
         being replaced aside, and repair what a killed save left."""

@@ -88,6 +88,7 @@ class Trainer:
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
         self.run = folder(c, self.model_dir)
         self.run.lock()
+        self.run.check_resume()
         self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
                           else run_log.NoSummaries())
         self.samples = run_log.Samples(os.path.join(user_path(c.sample_dir), c.run_name))

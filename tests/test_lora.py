@@ -146,8 +146,10 @@ def test_a_resumed_lora_run_repeats_the_uninterrupted_one(tmp_path, models_dir, 
         np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
 
 
-def test_resuming_on_another_base_is_one_error(tmp_path, models_dir, corpus, vocab_dir):
+def test_resuming_on_another_base_is_one_error(tmp_path, models_dir, corpus, vocab_dir,
+                                               capsys):
     training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1, **LORA))
+    capsys.readouterr()
     other = tmp_path / 'other'
     hparams = model_dir.load('tiny', models_dir).hparams
     write_random_model(other / 'tiny', hparams, vocab_dir, seed=2)
@@ -156,6 +158,7 @@ def test_resuming_on_another_base_is_one_error(tmp_path, models_dir, corpus, voc
     message = str(refused.value)  # train.py prints it as one line, `error: ...`
     assert 'trained on the base' in message and str(other / 'tiny') in message
     assert '\n' not in message
+    assert 'dataset has' not in capsys.readouterr().out  # refused before loading anything
     assert sorted(p.name for p in (tmp_path / 'checkpoint' / 'run1').glob('model-*.index')) \
         == ['model-1.index']
 
