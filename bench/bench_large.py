@@ -77,7 +77,11 @@ def main():
         recompute = re.search(r'memory_saving_gradients: (\w+)', output).group(1)
         precision = re.search(r'precision: (\w+)', output).group(1)
         tokens_per_s = statistics.median(rates[1:] or rates)
-        seconds = 1024 / tokens_per_s
+        # Seconds per step from the elapsed times the step lines print (tokens/s is
+        # printed whole: too coarse for the minutes a 1558M step takes).
+        elapsed = [float(x) for x in re.findall(r'^\[\d+ \| ([\d.]+)\]', output, re.MULTILINE)]
+        step_times = [b - a for a, b in zip(elapsed[:-1], elapsed[1:], strict=True)] or elapsed
+        seconds = statistics.median(step_times)
         against = {}
         if not kind:
             full.setdefault(size, (seconds, peak_rss, optimizer))

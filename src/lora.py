@@ -40,6 +40,8 @@ class Adapters:
     rank: int
     alpha: float
     targets: tuple  # some of MATRICES
+    # What --also_train names (h0/attn, ln_f): trained beside the adapters, not frozen.
+    also_train: tuple = dataclasses.field(default=(), compare=False)
 
     @property
     def scale(self):
@@ -50,6 +52,11 @@ class Adapters:
         parts = scope.split('/')
         return (len(parts) == 4 and parts[0] == 'model' and parts[1][:1] == 'h'
                 and '/'.join(parts[2:]) in self.targets)
+
+    def frozen(self, name):
+        """Whether the weight `name` (model/h0/attn/c_attn/w) stays as loaded."""
+        name = name.removeprefix('model/')
+        return not any(name == n or name.startswith(n + '/') for n in self.also_train)
 
     def shapes(self, hparams):
         """The adapters' variables: name -> shape."""
@@ -104,7 +111,8 @@ def from_config(c):
                         '(--models_dir and --model_name; a run folder is a model directory '
                         'too)')
     alpha = 2.0 * c.lora_rank if c.lora_alpha is None else float(c.lora_alpha)
-    return Adapters(c.lora_rank, alpha, parse_targets(c.lora_targets))
+    also_train = tuple(n.strip().strip('/') for n in c.also_train.split(',') if n.strip())
+    return Adapters(c.lora_rank, alpha, parse_targets(c.lora_targets), also_train)
 
 
 def fingerprint(ckpt):

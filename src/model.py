@@ -78,6 +78,10 @@ def conv1d(x, scope, nf, *, w_init_stdev=0.02, dtype=tf.float32, lora=None):
                              initializer=tf1.random_normal_initializer(stddev=w_init_stdev))
         b = tf1.get_variable('b', [nf], initializer=tf1.constant_initializer(0))
         x = tf.reshape(x, [-1, nx])
+        if lora is not None and lora.frozen(w.op.name):
+            # No gradient for a frozen weight, not even the one tf.recompute_grad computes
+            # for every variable its block reads ([nx, nf] each: what LoRA saves).
+            w = tf.stop_gradient(w)
         c = matmul(x, tf.reshape(w, [nx, nf]), dtype=dtype) + b
         if lora is not None and lora.adapts(tf1.get_variable_scope().name):
             c += lora_delta(x, nf, lora, dtype)

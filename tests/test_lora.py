@@ -240,3 +240,24 @@ def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch)
                                         r'--lora_rank 8 \(about [\d.]+ GB\)'):
         resources.check_optimizer_memory(full, hparams)
     resources.check_optimizer_memory(adapted, hparams)  # no refusal
+
+
+@pytest.mark.parametrize('recompute', [False, True])
+def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompute):
+    """tf.recompute_grad computes the gradient of every variable its block reads: the
+    frozen matrices' [nx, nf] products would come back (and double the 1558M peak)."""
+    import train_graph
+    from train_config import TrainConfig
+    hparams = model_dir.load('tiny', models_dir).hparams
+    n = hparams.n_embd
+    weight_shapes = ([n, 3 * n], [n, n], [n, 4 * n], [4 * n, n])
+    with tf.Graph().as_default() as graph:
+        c = TrainConfig(dataset='x', lora_rank=4, lora_targets='attn', also_train='h1/mlp')
+        g = train_graph.build_train_graph(hparams, c, recompute)
+        step = {node.name for node in tf1.graph_util.extract_sub_graph(
+            graph.as_graph_def(), [g.train_op.name]).node}
+        products = [op for op in graph.get_operations() if op.name in step and
+                    op.type == 'MatMul' and op.outputs[0].shape.as_list() in weight_shapes]
+    # The MLP of block 1 trains (--also_train): its two weight gradients, nothing else.
+    assert sorted(op.outputs[0].shape.as_list() for op in products) == [[n, 4 * n],
+                                                                        [4 * n, n]]
