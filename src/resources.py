@@ -35,8 +35,8 @@ FIXED_BYTES = 4 << 30
 BASE_WEIGHT_COPIES = 2.75
 # Weights a run does not train (a LoRA run's base, the blocks --layers_to_train leaves)
 # get no gradient or optimizer state: the weights and their products' temporaries, fitted
-# (5% to spare) to the peak bench/bench_large.py measured for 1558M with Adam and LoRA.
-FROZEN_WEIGHT_COPIES = 2.3
+# (5% to spare) to the peaks bench/bench_large.py measured for 1558M with Adam and LoRA.
+FROZEN_WEIGHT_COPIES = 2.5
 LORA_ADVICE_RANK = 8
 MEASURED_TOKENS = 1024
 
