@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Fine-tuning the large GPT-2 shapes on this machine: a few steps of the real train.py
 (batch 1 x 1024, default precision and memory choice, final checkpoint saved), with its
-tokens/s and the peak RSS of the train.py process, per size and optimizer.
+tokens/s and the peak RSS of the train.py process, per size and optimizer, with or without
+LoRA (a run `SIZE:OPTIMIZER:lora` trains rank-8 adapters; its figures come with their
+ratio to the first full fine-tuning of the same size measured in this run).
 
-    PYTHONPATH=src python bench/bench_large.py [--runs 774M:adafactor,774M:adam,...] [--steps 3]
+    PYTHONPATH=src python bench/bench_large.py [--runs 774M:adafactor,1558M:adam:lora,...]
 
 Slow (minutes per size; a random 3 GB / 6 GB model is written once into .bench-cache),
 so not part of `make bench`: run `make bench-large`.
@@ -19,6 +21,8 @@ import tempfile
 
 import numpy as np
 from common import ROOT, random_model, report
+
+LORA_RANK = 8
 
 
 def run_train(models_dir, name, optimizer, steps, workdir, extra_flags=()):
@@ -49,19 +53,22 @@ def run_train(models_dir, name, optimizer, steps, workdir, extra_flags=()):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--runs', default='774M:adafactor,774M:adam,1558M:adafactor',
-                        help='size:optimizer pairs, comma-separated')
+    parser.add_argument('--runs', default='774M:adafactor,774M:adam,1558M:adafactor,'
+                        '1558M:adam:lora,124M:adam,124M:adam:lora',
+                        help='size:optimizer or size:optimizer:lora, comma-separated')
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--train_flags', default='',
                         help='More train.py flags, e.g. "--memory_check warn --layers_to_train 24"')
     args = parser.parse_args()
+    full = {}  # size -> (seconds per step, peak RSS) of its first full fine-tuning
     for run in args.runs.split(','):
-        size, optimizer = run.split(':')
+        size, optimizer, *kind = run.split(':')
+        flags = args.train_flags.split() + (['--lora_rank', str(LORA_RANK)] if kind else [])
         models_dir, name = random_model(size)
         with tempfile.TemporaryDirectory(dir=models_dir) as workdir:
             output, peak_rss, refusal = run_train(models_dir, name, optimizer, args.steps,
-                                                  workdir, args.train_flags.split())
-        figure = f'finetune_{size}_{optimizer}_tokens_per_s'
+                                                  workdir, flags)
+        figure = f'finetune_{size}_{optimizer}{"_lora" if kind else ""}_tokens_per_s'
         if refusal:  # refused up front as too big for this machine's memory, or killed
             report(figure, 0, 'tokens/s', stopped=refusal, peak_rss_gb=round(peak_rss, 2))
             continue
@@ -70,10 +77,22 @@ def main():
         recompute = re.search(r'memory_saving_gradients: (\w+)', output).group(1)
         precision = re.search(r'precision: (\w+)', output).group(1)
         tokens_per_s = statistics.median(rates[1:] or rates)
+        # Seconds per step from the elapsed times the step lines print (tokens/s is
+        # printed whole: too coarse for the minutes a 1558M step takes).
+        elapsed = [float(x) for x in re.findall(r'^\[\d+ \| ([\d.]+)\]', output, re.MULTILINE)]
+        step_times = [b - a for a, b in zip(elapsed[:-1], elapsed[1:], strict=True)] or elapsed
+        seconds = statistics.median(step_times)
+        against = {}
+        if not kind:
+            full.setdefault(size, (seconds, peak_rss, optimizer))
+        elif size in full:
+            against = {'baseline': f'full fine-tuning, {full[size][2]}, this run',
+                       'step_time_ratio': round(seconds / full[size][0], 3),
+                       'peak_rss_ratio': round(peak_rss / full[size][1], 3)}
         report(figure, tokens_per_s, 'tokens/s',
-               steps=len(rates), seconds_per_step=round(1024 / tokens_per_s, 1),
+               steps=len(rates), seconds_per_step=round(seconds, 2),
                peak_rss_gb=round(peak_rss, 2), memory_saving_gradients=recompute,
-               precision=precision, batch='1x1024')
+               precision=precision, batch='1x1024', **against)
 
 
 if __name__ == '__main__':

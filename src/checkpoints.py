@@ -7,6 +7,7 @@
       counter                   the newest saved step, as the 2019 train.py wrote it
       hparams.json, encoder.json, vocab.bpe          so the folder is a model directory
       best/                     the model with the lowest validation loss (release layout)
+      lora.json                 with --lora_rank: the adapters and the base they apply to
       events.out.tfevents.*, metrics.jsonl, loss.png   the run's figures (run_log.py)
 """
 
@@ -22,10 +23,12 @@ import time
 import tensorflow as tf
 from google.protobuf import text_format
 
+import lora
 import model_dir
 from atomic_files import sync_directory, write_atomic
 from cli import UserError, user_path
 from release import HPARAMS, VOCAB_FILES
+from train_config import is_trained
 
 tf1 = tf.compat.v1
 
@@ -39,6 +42,7 @@ class RunFolder:
     def __init__(self, config, model_dir):
         self.config = config  # a TrainConfig
         self.model_dir = model_dir  # the model_dir.ModelDir the run trains
+        self.adapters = lora.from_config(config)  # lora.Adapters, or None
         self.path = os.path.join(user_path(config.checkpoint_dir), config.run_name)
         self.saver = self._lock_fd = None
         # A start from other weights over an earlier run, whose files move aside.
@@ -54,6 +58,21 @@ class RunFolder:
             except BlockingIOError:
                 raise UserError(f'{self.path}: another train.py is writing to this run; '
                                 'stop it or choose another --run_name') from None
+
+    def check_resume(self):
+        """Before anything loads: the newest checkpoint continues this run (LoRA or not,
+        the same adapters and base). A damaged one is left for `restore` to skip."""
+        steps = self.saved_steps()
+        if self.config.restore_from != 'latest' or not steps:
+            return
+        prefix = os.path.join(self.path, f'model-{steps[0]}')
+        try:
+            lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
+                              self.model_dir.checkpoint)
+        except lora.RunMismatch:
+            raise
+        except UserError:
+            pass
 
     def open(self):
         """Make the folder (checked and loaded by now), move the files of an earlier run
@@ -102,7 +121,8 @@ class RunFolder:
         trainer state), the state None when starting from a model or a 2019 checkpoint."""
         restore_from, steps = self.config.restore_from, self.saved_steps()
         hours = self.config.keep_checkpoint_every_hours or float('inf')
-        self.saver = tf1.train.Saver(var_list=tf1.global_variables(),
+        self.saved = self._saved_variables()
+        self.saver = tf1.train.Saver(var_list=self.saved,
                                      max_to_keep=self.config.max_checkpoints,  # 0: all
                                      keep_checkpoint_every_n_hours=hours,
                                      save_relative_paths=True)
@@ -147,6 +167,8 @@ class RunFolder:
         for step in steps:
             prefix = os.path.join(self.path, f'model-{step}')
             try:
+                lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
+                                  self.model_dir.checkpoint)
                 model_dir.check_checkpoint(prefix, self.model_dir.hparams)
                 state = self._read_state(prefix)
                 print('Loading checkpoint', prefix)
@@ -155,7 +177,7 @@ class RunFolder:
                     sess.run(tf1.train.get_global_step().assign(step))
                 else:
                     self._restore_all(sess, prefix)
-            except model_dir.CheckpointMismatch:
+            except (model_dir.CheckpointMismatch, lora.RunMismatch):
                 raise  # another model, not a damaged file: never skip to an older one
             except (tf.errors.OpError, ValueError, UserError) as e:
                 reason = str(e).strip().splitlines()[0][:200]
@@ -175,8 +197,10 @@ class RunFolder:
         """Every variable the checkpoint holds. One it lacks (a loss scale or optimizer
         state the run did not have before a change of --precision or --optimizer) keeps
         its initial value, with a warning."""
+        if self.adapters is not None:  # the base, checked to be the one trained on
+            model_dir.restore(sess, self.model_dir.checkpoint)
         stored = dict(tf.train.list_variables(prefix))
-        variables = tf1.global_variables()
+        variables = self.saved
         missing = [v.op.name for v in variables if v.op.name not in stored]
         if missing:
             print(f'warning: {prefix} has no {", ".join(missing[:4])}'
@@ -184,6 +208,15 @@ class RunFolder:
             tf1.train.Saver([v for v in variables if v.op.name in stored]).restore(sess, prefix)
         else:
             self.saver.restore(sess, prefix)
+
+    def _saved_variables(self):
+        """What the run's checkpoints hold: every variable but a LoRA run's frozen base
+        weights (lora.json names their checkpoint instead)."""
+        if self.adapters is None:
+            return tf1.global_variables()
+        frozen = {v.name for v in model_dir.model_variables()
+                  if not is_trained(self.config, v.name, self.model_dir.hparams.n_layer)}
+        return [v for v in tf1.global_variables() if v.name not in frozen]
 
     def _read_state(self, prefix):
         """The run state saved with a checkpoint; None for a 2019 checkpoint (no optimizer
@@ -227,6 +260,8 @@ class RunFolder:
         record = {'step': step, 'config': dataclasses.asdict(self.config), 'trainer': state}
         try:
             write_atomic(f'{prefix}.state.json', json.dumps(record))
+            if self.adapters is not None:
+                lora.write_config(self.path, self.adapters, self.model_dir.checkpoint)
             self.saver.save(sess, os.path.join(self.path, 'model'), global_step=step)
             write_atomic(os.path.join(self.path, 'counter'), f'{step}\n')
             if not os.path.exists(os.path.join(self.path, HPARAMS)):
@@ -270,7 +305,14 @@ class RunFolder:
         best = os.path.join(self.path, 'best')
         print(f'Saving {best} (validation loss {val_loss:.4f} at step {step})')
         shutil.rmtree(f'{best}.partial', ignore_errors=True)
-        model_dir.save(sess, f'{best}.partial', self.model_dir.hparams, self.model_dir.path)
+        variables = None  # the model's weights; for LoRA what it trains (lora.json: the rest)
+        if self.adapters is not None:
+            weights = {v.name for v in model_dir.model_variables() + model_dir.adapter_variables()}
+            variables = [v for v in self.saved if v.name in weights]
+        model_dir.save(sess, f'{best}.partial', self.model_dir.hparams, self.model_dir.path,
+                       variables)
+        if self.adapters is not None:
+            lora.write_config(f'{best}.partial', self.adapters, self.model_dir.checkpoint)
         write_atomic(os.path.join(f'{best}.partial', 'best.json'),
                      json.dumps({'step': step, 'val_loss': val_loss}) + '\n')
         if os.path.isdir(best):

@@ -27,6 +27,7 @@ row computes what it would alone.
 import numpy as np
 import tensorflow as tf
 
+import lora
 import model
 import model_dir
 import numpy_model
@@ -111,14 +112,14 @@ class SamplingGraph:
     GPU samples. Two graphs share the cache: one for prompts of any length, one for a
     single token per row, whose attention has a faster form (model.attend_one)."""
 
-    def __init__(self, hparams, *, reuse=False):
+    def __init__(self, hparams, *, reuse=False, adapters=None):
         self.hparams = hparams
         self.cache = model.KVCache(hparams)
         self.tokens, self.logits = {}, {}
         for name, width in (('prompt', None), ('one', 1)):
             self.tokens[name] = tf1.placeholder(tf.int32, [None, width], f'tokens_{name}')
             logits = model.model(hparams, self.tokens[name], past=self.cache, reuse=reuse,
-                                 last_only=True)['logits']
+                                 last_only=True, lora=adapters)['logits']
             self.logits[name] = logits[:, -1]  # [batch, n_vocab]
             reuse = True
 
@@ -149,18 +150,23 @@ def decoder_kind():
     return 'graph' if resources.gpus() else 'numpy'
 
 
-def sampling_graph(hparams, *, reuse=False):
-    """The SamplingGraph to build beside a model in the current graph, when the decoder
-    chosen runs in TensorFlow; else None."""
-    return SamplingGraph(hparams, reuse=reuse) if decoder_kind() == 'graph' else None
+def sampling_graph(hparams, *, reuse=False, adapters=None):
+    """The SamplingGraph to build beside a model (with its lora.Adapters) in the current
+    graph, when the decoder chosen runs in TensorFlow; else None."""
+    if decoder_kind() != 'graph':
+        return None
+    return SamplingGraph(hparams, reuse=reuse, adapters=adapters)
 
 
-def session_decoders(sess, hparams, graph=None):
+def session_decoders(sess, hparams, graph=None, adapters=None):
     """A function length -> a new decoder: the SamplingGraph `graph` in `sess`, else
-    CpuDecoders over the weights of `sess`."""
+    CpuDecoders over the weights of `sess` (with its lora.Adapters merged in)."""
     if graph is not None:
         return lambda length: SessionDecoder(graph, sess, length)
     arrays = sess.run({v.op.name: v for v in model_dir.model_variables()})
+    if adapters is not None:
+        factors = sess.run({v.op.name: v for v in model_dir.adapter_variables()})
+        arrays = lora.merge(arrays, factors, adapters)
     return cpu_decoders(arrays, hparams)
 
 

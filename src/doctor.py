@@ -84,15 +84,20 @@ def print_choices(resources, n_vocab):
     on_gpu = bool(resources.gpus())
     memory = resources.gpu_free_memory(resources.gpus()[0]) if on_gpu else \
         resources.physical_memory()
-    fits = {name: None for name in OPTIMIZERS}
+    # Each optimizer training every weight, and training LoRA adapters of the rank the
+    # memory check advises.
+    runs = {name: TrainConfig(dataset='-') for name in OPTIMIZERS}
+    runs.update({f'{name}+lora': TrainConfig(dataset='-', lora_rank=resources.LORA_ADVICE_RANK)
+                 for name in OPTIMIZERS})
+    fits = {run: None for run in runs}
     for size, (n_embd, n_head, n_layer) in SIZES.items():
         hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
         c = TrainConfig(dataset='-')
         recompute, why = resources.choose_memory_saving(c, hparams)
         line = f'{size}: memory_saving_gradients {"on" if recompute else "off"} ({why})'
         if memory is not None:
-            needs = {name: resources.training_memory(c, hparams, name)[0]
-                     for name in OPTIMIZERS}
+            needs = {run: resources.training_memory(config, hparams, run.split('+')[0])[0]
+                     for run, config in runs.items()}
             for name, need in needs.items():
                 if need <= memory:
                     fits[name] = size

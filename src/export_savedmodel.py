@@ -53,14 +53,6 @@ def check_out(out):
         raise cli.UserError(f'{parent}: not writable (the parent of {out})')
 
 
-def export_weights(loaded):
-    """The weights to export (release names -> arrays): the checkpoint's. A LoRA run's
-    adapters are to be merged into these arrays here, where the run is known, once LoRA
-    training has landed (lora.merge over these base arrays)."""
-    import model_dir
-    return model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
-
-
 def probe_seconds(generator, hparams):
     """Median seconds of PROBE's greedy generation, after one call that traces (and
     compiles) it."""
@@ -134,7 +126,8 @@ def export(args):
     loaded = model_dir.load(os.path.basename(path), os.path.dirname(path) or '.',
                             args.checkpoint)
     hparams = loaded.hparams
-    weights = savedmodel.variables(export_weights(loaded))
+    # A LoRA run's checkpoint reads as its base's weights with the adapters merged in.
+    weights = savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, hparams))
     assets = {name: os.path.join(loaded.path, name) for name in (HPARAMS, ENCODER, MERGES)}
 
     def new_generator(jit_compile):

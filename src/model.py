@@ -69,15 +69,34 @@ def matmul(a, b, *, dtype, transpose_b=False):
     return tf.cast(product, a.dtype)
 
 
-def conv1d(x, scope, nf, *, w_init_stdev=0.02, dtype=tf.float32):
-    """A dense layer stored as OpenAI's width-1 convolution: w [1, nx, nf]."""
+def conv1d(x, scope, nf, *, w_init_stdev=0.02, dtype=tf.float32, lora=None):
+    """A dense layer stored as OpenAI's width-1 convolution: w [1, nx, nf]; plus low-rank
+    adapters where `lora` (lora.Adapters) adapts this layer."""
     with tf1.variable_scope(scope):
         *start, nx = shape_list(x)
         w = tf1.get_variable('w', [1, nx, nf],
                              initializer=tf1.random_normal_initializer(stddev=w_init_stdev))
         b = tf1.get_variable('b', [nf], initializer=tf1.constant_initializer(0))
-        c = matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [nx, nf]), dtype=dtype) + b
+        x = tf.reshape(x, [-1, nx])
+        if lora is not None and lora.frozen(w.op.name):
+            # No gradient for a frozen weight, not even the one tf.recompute_grad computes
+            # for every variable its block reads ([nx, nf] each: what LoRA saves).
+            w = tf.stop_gradient(w)
+        c = matmul(x, tf.reshape(w, [nx, nf]), dtype=dtype) + b
+        if lora is not None and lora.adapts(tf1.get_variable_scope().name):
+            c += lora_delta(x, nf, lora, dtype)
         return tf.reshape(c, start + [nf])
+
+
+def lora_delta(x, nf, lora, dtype):
+    """scale * x A B for x [rows, nx]: A [nx, rank] uniform within 1/sqrt(nx) (PEFT's
+    default), B [rank, nf] zero, so the adapted layer starts as the base. Two thin
+    products instead of x (W + scale A B): no [nx, nf] weight gradient is computed."""
+    nx = x.shape[-1]
+    a = tf1.get_variable('lora_a', [nx, lora.rank], initializer=tf1.random_uniform_initializer(
+        -1 / np.sqrt(nx), 1 / np.sqrt(nx)))
+    b = tf1.get_variable('lora_b', [lora.rank, nf], initializer=tf1.zeros_initializer())
+    return matmul(matmul(x, a, dtype=dtype) * lora.scale, b, dtype=dtype)
 
 
 def attention_mask(nd, ns, *, offset):
@@ -140,13 +159,13 @@ class KVCache:
         return attend_one(q, [k], [v], start=self.start)
 
 
-def attn(x, scope, n_state, *, past, hparams, layer, dtype):
+def attn(x, scope, n_state, *, past, hparams, layer, dtype, lora=None):
     def split_heads(x):
         # From [batch, sequence, features] to [batch, heads, sequence, features]
         return tf.transpose(split_states(x, hparams.n_head), [0, 2, 1, 3])
 
     with tf1.variable_scope(scope):
-        c = conv1d(x, 'c_attn', n_state * 3, dtype=dtype)
+        c = conv1d(x, 'c_attn', n_state * 3, dtype=dtype, lora=lora)
         q, k, v = map(split_heads, tf.split(c, 3, axis=2))
         if past is None:
             a = attend(q, k, v, offset=0, dtype=dtype)
@@ -157,7 +176,7 @@ def attn(x, scope, n_state, *, past, hparams, layer, dtype):
             k, v = (tf.transpose(x, [1, 2, 0, 3]) for x in (k, v))
             a = attend(q, k, v, offset=past.offset, dtype=dtype, start=past.start)
         a = tf.transpose(a, [0, 2, 1, 3])
-        return conv1d(merge_states(a), 'c_proj', n_state, dtype=dtype)
+        return conv1d(merge_states(a), 'c_proj', n_state, dtype=dtype, lora=lora)
 
 
 def attend_one(q, keys, values, *, start):
@@ -221,31 +240,31 @@ def attend(q, k, v, *, offset, dtype, start=None):
     return core(q, k, v)
 
 
-def mlp(x, scope, n_state, *, dtype):
+def mlp(x, scope, n_state, *, dtype, lora=None):
     with tf1.variable_scope(scope):
         nx = x.shape[-1]
-        h = gelu(conv1d(x, 'c_fc', n_state, dtype=dtype))
-        return conv1d(h, 'c_proj', nx, dtype=dtype)
+        h = gelu(conv1d(x, 'c_fc', n_state, dtype=dtype, lora=lora))
+        return conv1d(h, 'c_proj', nx, dtype=dtype, lora=lora)
 
 
-def block(x, scope, *, past, hparams, layer, dtype=tf.float32):
+def block(x, scope, *, past, hparams, layer, dtype=tf.float32, lora=None):
     with tf1.variable_scope(scope):
         nx = x.shape[-1]
         a = attn(norm(x, 'ln_1'), 'attn', nx, past=past, hparams=hparams, layer=layer,
-                 dtype=dtype)
+                 dtype=dtype, lora=lora)
         x = x + a
-        m = mlp(norm(x, 'ln_2'), 'mlp', nx * 4, dtype=dtype)
+        m = mlp(norm(x, 'ln_2'), 'mlp', nx * 4, dtype=dtype, lora=lora)
         return x + m
 
 
 def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
-          dtype=tf.float32, last_only=False):
+          dtype=tf.float32, last_only=False, lora=None):
     """Logits [batch, sequence, n_vocab] for tokens X [batch, sequence]; `past` is a
     KVCache when sampling, and `last_only` keeps the last position's logits alone
     ([batch, 1, n_vocab]: a prompt's other logits are never used). `recompute` keeps only
     each block's input for the backward pass and recomputes the rest (less memory, about
     a third more compute). `dtype` is the precision of the matrix products (tf.bfloat16
-    for mixed precision)."""
+    for mixed precision). `lora` (lora.Adapters) adds low-rank adapters to the blocks."""
     with tf1.variable_scope(scope, reuse=reuse):
         wpe = tf1.get_variable('wpe', [hparams.n_ctx, hparams.n_embd],
                                initializer=tf1.random_normal_initializer(stddev=0.01))
@@ -259,10 +278,10 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
         h = tf.gather(wte, X) + tf.gather(wpe, positions)
         for layer in range(hparams.n_layer):
             if recompute:
-                h = tf.recompute_grad(_recomputed_block(layer, hparams, dtype))(h)
+                h = tf.recompute_grad(_recomputed_block(layer, hparams, dtype, lora))(h)
             else:
                 h = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer,
-                          dtype=dtype)
+                          dtype=dtype, lora=lora)
         if last_only:
             h, sequence = h[:, -1:], 1
         h = norm(h, 'ln_f')
@@ -272,14 +291,14 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
         return {'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
 
 
-def _recomputed_block(layer, hparams, dtype):
+def _recomputed_block(layer, hparams, dtype, lora):
     # The backward pass calls this again outside the model's variable scope: re-enter it.
     outer = tf1.get_variable_scope()
 
     def fn(h):
         with tf1.variable_scope(outer, reuse=tf1.AUTO_REUSE):
             return block(h, f'h{layer}', past=None, hparams=hparams, layer=layer,
-                         dtype=dtype)
+                         dtype=dtype, lora=lora)
     return fn
 
 

@@ -1,7 +1,8 @@
 """Model directories in OpenAI's release layout (its file names are in release.py), and
 the checkpoints in them.
 
-Every script that loads a model goes through `load` and `restore` here.
+Every script that loads a model goes through `load` and `restore` here. A checkpoint of
+LoRA adapters (lora.py) reads as its base's weights with the adapters merged in.
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import shutil
 import tensorflow as tf
 
 import encoder
+import lora
 import model
 from cli import UserError, user_path
 from hparams import HParams, variable_shapes
@@ -39,12 +41,27 @@ def find_checkpoint(path):
     raise UserError(f'{path}: no such checkpoint directory or checkpoint prefix')
 
 
-def check_checkpoint(ckpt, hparams):
-    """Every release variable is in the checkpoint with the shape hparams.json implies."""
+def stored_variables(ckpt):
+    """{name: shape} of a checkpoint's variables."""
     try:
-        stored = dict(tf.train.list_variables(ckpt))
+        return dict(tf.train.list_variables(ckpt))
     except (tf.errors.OpError, ValueError) as e:
         raise UserError(f'{ckpt}: unreadable checkpoint ({e.__class__.__name__})') from None
+
+
+def lora_checkpoint(ckpt):
+    """The lora.LoraCheckpoint of a checkpoint of adapters, else None."""
+    stored = stored_variables(ckpt)
+    return lora.read_config(ckpt) if any(map(lora.is_adapter, stored)) else None
+
+
+def check_checkpoint(ckpt, hparams):
+    """Every release variable is in the checkpoint with the shape hparams.json implies
+    (for adapters: in their base, and the adapters' shapes)."""
+    stored = stored_variables(ckpt)
+    if any(map(lora.is_adapter, stored)):
+        check_checkpoint(lora.check_adapters(ckpt, stored, hparams).base, hparams)
+        return
     for name, shape in variable_shapes(hparams).items():
         if name not in stored:
             raise CheckpointMismatch(f'{ckpt}: variable {name} is missing')
@@ -88,20 +105,42 @@ def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True
 
 
 def model_variables():
-    """The release checkpoint's variables in this graph (not optimizer slots)."""
-    return tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope='model/')
+    """The release checkpoint's variables in this graph (not optimizer slots, not LoRA
+    adapters)."""
+    return [v for v in tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope='model/')
+            if not lora.is_adapter(v.name)]
+
+
+def adapter_variables():
+    """The LoRA adapters' variables in this graph."""
+    return [v for v in tf1.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope='model/')
+            if lora.is_adapter(v.name)]
 
 
 def restore(sess, ckpt):
-    """Load the model's weights; other variables in the checkpoint are ignored."""
-    tf1.train.Saver(var_list=model_variables()).restore(sess, ckpt)
+    """Load the model's weights; other variables in the checkpoint are ignored. Adapters
+    are merged into their base's weights one matrix at a time."""
+    adapted = lora_checkpoint(ckpt)
+    if adapted is None:
+        tf1.train.Saver(var_list=model_variables()).restore(sess, ckpt)
+        return
+    restore(sess, adapted.base)
+    reader = tf.train.load_checkpoint(ckpt)
+    for v in model_variables():
+        name = v.op.name
+        if reader.has_tensor(name):
+            v.load(reader.get_tensor(name), sess)
+        elif reader.has_tensor(f'{name[:-2]}/lora_a') and name.endswith('/w'):
+            factors = {n: reader.get_tensor(n) for n in (f'{name[:-2]}/lora_a',
+                                                         f'{name[:-2]}/lora_b')}
+            v.load(lora.merge({name: sess.run(v)}, factors, adapted.adapters)[name], sess)
 
 
-def save(sess, directory, hparams, vocab_dir):
-    """Write a complete model directory in the release layout: weights, hparams,
-    vocabulary."""
+def save(sess, directory, hparams, vocab_dir, variables=None):
+    """Write a complete model directory in the release layout: weights (`variables`,
+    default model_variables()), hparams, vocabulary."""
     os.makedirs(directory, exist_ok=True)
-    saver = tf1.train.Saver(var_list=model_variables(), save_relative_paths=True)
+    saver = tf1.train.Saver(var_list=variables or model_variables(), save_relative_paths=True)
     saver.save(sess, os.path.join(directory, CHECKPOINT), write_meta_graph=False)
     with open(os.path.join(directory, HPARAMS), 'w', encoding='utf-8') as f:
         f.write(hparams.to_json())
@@ -120,10 +159,16 @@ def init_random(directory, hparams, vocab_dir, seed=0):
 
 
 def load_arrays(ckpt, hparams):
-    """The release variables of a checkpoint as NumPy arrays (no graph needed)."""
+    """The release variables of a checkpoint as NumPy arrays (no graph needed); for
+    adapters, their base's with the adapters merged in."""
     check_checkpoint(ckpt, hparams)
     reader = tf.train.load_checkpoint(ckpt)
-    return {name: reader.get_tensor(name) for name in variable_shapes(hparams)}
+    adapted = lora_checkpoint(ckpt)
+    if adapted is None:
+        return {name: reader.get_tensor(name) for name in variable_shapes(hparams)}
+    stored = {name: reader.get_tensor(name) for name in stored_variables(ckpt)
+              if name in variable_shapes(hparams) or lora.is_adapter(name)}
+    return lora.merge(load_arrays(adapted.base, hparams), stored, adapted.adapters)
 
 
 def save_arrays(directory, arrays, hparams, vocab_dir):

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+import lora
 import nvidia
 from cli import UserError
 from hparams import variable_shapes
@@ -32,6 +33,11 @@ from train_config import is_trained
 # For 124M, which trains without recomputation, it overestimates (the README has by how much).
 FIXED_BYTES = 4 << 30
 BASE_WEIGHT_COPIES = 2.75
+# Weights a run does not train (a LoRA run's base, the blocks --layers_to_train leaves)
+# get no gradient or optimizer state: the weights and their products' temporaries, fitted
+# (5% to spare) to the peaks bench/bench_large.py measured for 1558M with Adam and LoRA.
+FROZEN_WEIGHT_COPIES = 2.5
+LORA_ADVICE_RANK = 8
 MEASURED_TOKENS = 1024
 
 
@@ -215,12 +221,17 @@ def training_memory(c, hparams, optimizer):
     n_params = sum(int(np.prod(s)) for s in shapes.values())
     n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
                     if is_trained(c, name, hparams.n_layer))
+    adapters = lora.from_config(c)  # trained too; small beside the weights they adapt
+    n_trained += sum(int(np.prod(s)) for s in (adapters.shapes(hparams).values()
+                                               if adapters else ()))
+    n_frozen = max(n_params - n_trained, 0)
     tokens = c.batch_size * hparams.n_ctx
     measured = dataclasses.replace(c, batch_size=1)
     extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
         MEASURED_TOKENS / hparams.n_ctx
-    return FIXED_BYTES + 4 * (BASE_WEIGHT_COPIES * n_params +
-                              OPTIMIZERS[optimizer].weight_copies * n_trained) + extra, n_params
+    weights = (FROZEN_WEIGHT_COPIES * n_frozen +
+               (BASE_WEIGHT_COPIES + OPTIMIZERS[optimizer].weight_copies) * n_trained)
+    return FIXED_BYTES + 4 * weights + extra, n_params
 
 
 def check_optimizer_memory(c, hparams):
@@ -233,9 +244,16 @@ def check_optimizer_memory(c, hparams):
     if need <= memory:
         return
     lighter = training_memory(c, hparams, 'adafactor')[0]
-    advice = (f'use --optimizer adafactor (about {lighter / 2**30:.1f} GB)'
-              if c.optimizer == 'adam' and lighter <= memory
-              else 'lower --batch_size, or use a smaller model or a machine with more memory')
+    with_lora = training_memory(dataclasses.replace(
+        c, lora_rank=LORA_ADVICE_RANK, layers_to_train=0, only_train_transformer_layers=False,
+        also_train=''), hparams, c.optimizer)[0]
+    lighter_runs = []
+    if c.optimizer == 'adam' and lighter <= memory:
+        lighter_runs.append(f'--optimizer adafactor (about {lighter / 2**30:.1f} GB)')
+    if not c.lora_rank and with_lora <= memory:
+        lighter_runs.append(f'--lora_rank {LORA_ADVICE_RANK} (about {with_lora / 2**30:.1f} GB)')
+    advice = ('use ' + ' or '.join(lighter_runs) if lighter_runs else
+              'lower --batch_size, or use a smaller model or a machine with more memory')
     message = (f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters at batch '
                f'{c.batch_size} x {hparams.n_ctx} needs about {need / 2**30:.1f} GB, more than '
                f'this machine\'s {memory / 2**30:.1f} GB; {advice}')

@@ -15,6 +15,7 @@ import dataclasses
 import re
 
 import flags
+import lora
 import optimizers
 import sample
 from cli import UserError
@@ -61,9 +62,18 @@ class TrainConfig:
     layers_to_train: int = setting(0, 'Train only the last N transformer blocks (and '
                                    '--also_train); the rest stay as loaded and need no '
                                    'optimizer state (0: train everything)', metavar='N')
-    also_train: str = setting('', 'With --layers_to_train or --only_train_transformer_layers: '
-                              'more weights to train, by name under model/, comma-separated '
-                              '(ln_f,wte,h0/attn)', metavar='NAMES')
+    also_train: str = setting('', 'With --layers_to_train, --only_train_transformer_layers '
+                              'or --lora_rank: more weights to train, by name under model/, '
+                              'comma-separated (ln_f,wte,h0/attn)', metavar='NAMES')
+    lora_rank: int = setting(0, 'Train low-rank adapters (LoRA) of this rank in every block '
+                             'instead of the weights, which stay frozen and need no optimizer '
+                             'state (0: off; 8 is a common choice)', metavar='R')
+    lora_alpha: float | None = setting(None, 'LoRA adapters are scaled by alpha / rank '
+                                       '(default: 2 x --lora_rank)', metavar='ALPHA')
+    lora_targets: str = setting(','.join(lora.MATRICES[:2]), 'With --lora_rank: the matrices '
+                                'of each block that get adapters, comma-separated, from '
+                                f'{", ".join(lora.MATRICES)} (attn or mlp: both of one)',
+                                metavar='NAMES')
     optimizer: str = setting('adam', 'Optimizer. adafactor keeps almost no state (for '
                              '1558M).', choices=tuple(optimizers.OPTIMIZERS))
     noise: float = setting(0.0, 'Add noise to input training data to regularize against '
@@ -138,6 +148,8 @@ def is_trained(c, name, n_layer):
     block = re.match(r'h(\d+)/', name)
     if any(_names(name, named) for named in also_train(c)):
         return True
+    if c.lora_rank:
+        return lora.is_adapter(name)
     if c.only_train_transformer_layers:
         return block is not None
     if c.layers_to_train:
@@ -249,9 +261,11 @@ def check_config(c):
                         'set --val_every too')
     if c.layers_to_train and c.only_train_transformer_layers:
         raise UserError('--layers_to_train and --only_train_transformer_layers: choose one')
-    if c.also_train and not (c.layers_to_train or c.only_train_transformer_layers):
-        raise UserError('--also_train adds to --layers_to_train or '
-                        '--only_train_transformer_layers, and everything trains without them')
+    if c.also_train and not (c.layers_to_train or c.only_train_transformer_layers
+                             or c.lora_rank):
+        raise UserError('--also_train adds to --layers_to_train, --only_train_transformer_layers '
+                        'or --lora_rank, and everything trains without them')
+    lora.from_config(c)
     if c.weight_decay and c.optimizer == 'sgd':
         raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam or '
                         'adafactor')

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 import distributed
+import lora
 import model
 import model_dir
 import resources
@@ -67,9 +68,10 @@ class LossScale:
         return tf.group(self.variable.assign(scale), self.good_steps.assign(good))
 
 
-def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype):
+def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype, adapters=None):
     """Mean next-token loss over the targets the mask keeps."""
-    logits = model.model(hparams, context_in, recompute=recompute, dtype=dtype)['logits']
+    logits = model.model(hparams, context_in, recompute=recompute, dtype=dtype,
+                         lora=adapters)['logits']
     weights = loss_mask[:, 1:]
     losses = model.token_losses(logits, context)
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
@@ -85,7 +87,9 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
                                              [None, None], 'loss_mask')
     lr = tf1.placeholder(tf.float32, [], 'learning_rate')
     stop_in = tf1.placeholder_with_default(0.0, [], 'stop_in')
-    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype)
+    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype,
+                       lora.from_config(c))
+    # With --lora_rank the adapters (and --also_train), not the base weights.
     train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')
                   and is_trained(c, v.name, hparams.n_layer)]
     scale = LossScale() if dtype == tf.float16 else None

@@ -88,6 +88,7 @@ class Trainer:
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
         self.run = folder(c, self.model_dir)
         self.run.lock()
+        self.run.check_resume()
         self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
                           else run_log.NoSummaries())
         self.samples = run_log.Samples(os.path.join(user_path(c.sample_dir), c.run_name))
@@ -106,10 +107,12 @@ class Trainer:
               f'({choices.recompute_reason})')
         print(f'precision: {choices.dtype.name} matrix products, float32 weights '
               f'({choices.precision_reason})')
+        if self.run.adapters is not None:
+            print(self.run.adapters.describe(hparams))
         opened = open_train_step(hparams, c, choices, self.cluster)
         self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
-            self.gen = decoding.sampling_graph(hparams, reuse=True)
+            self.gen = decoding.sampling_graph(hparams, reuse=True, adapters=self.run.adapters)
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)
@@ -190,7 +193,8 @@ class Trainer:
         print('Generating samples...')
         enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        new_decoder = decoding.session_decoders(self.sess, self.model_dir.hparams, self.gen)
+        new_decoder = decoding.session_decoders(self.sess, self.model_dir.hparams, self.gen,
+                                                self.run.adapters)
         samples = decoding.generate_in_batches(
             new_decoder, prompts, self.sampling, self.sample_rng,
             sample.Stopper(enc, self.sampling), batch_size=self.c.batch_size)

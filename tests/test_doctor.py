@@ -11,7 +11,8 @@ def test_the_self_check_reports_the_machine_the_choices_and_a_real_step(vocab_di
     assert re.search(r'^cpu: .+, \d+ cores', out, re.MULTILINE)
     for size in ('124M', '355M', '774M', '1558M'):
         assert re.search(rf'^{size}: memory_saving_gradients (on|off) ', out, re.MULTILINE)
-    assert re.search(r'^largest that fits: adam \S+, adafactor \S+, sgd \S+', out, re.MULTILINE)
+    assert re.search(r'^largest that fits: adam \S+, adafactor \S+, sgd \S+, adam\+lora \S+, '
+                     r'adafactor\+lora \S+, sgd\+lora \S+', out, re.MULTILINE)
     step = re.search(r'^training step: [\d.]+ s, (\d+) tokens/s, .* loss ([\d.]+) \(random '
                      r'weights: about ([\d.]+)\)', out, re.MULTILINE)
     assert int(step.group(1)) > 0
@@ -36,9 +37,11 @@ def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(voca
     assert machine[-3:] == [
         'device: GPU:0 Tesla T4 (15.0 GB, compute capability 7.5); precision auto: float16 '
         'matrix products', 'nvidia driver: 550.54.14', 'GPU:0 free memory: 12.0 GB']
-    # 12 GB free: Adam fits 355M, Adafactor 774M (training_memory's estimates)
-    assert re.search(r"^largest that fits: adam 355M, adafactor 774M, sgd 774M \(in GPU:0's "
-                     r'free memory', result.stdout, re.MULTILINE)
+    # 12 GB free: Adam fits 355M, Adafactor 774M, either with LoRA 774M
+    # (training_memory's estimates)
+    assert re.search(r"^largest that fits: adam 355M, adafactor 774M, sgd 774M, adam\+lora "
+                     r"774M, adafactor\+lora 774M, sgd\+lora 774M \(in GPU:0's free memory",
+                     result.stdout, re.MULTILINE)
     assert 'device:' not in result.stderr  # the report has it, once
 
 

@@ -1,0 +1,278 @@
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lora
+import model
+import model_dir
+import training
+from cli import UserError
+from fixtures import (
+    numpy_gpt2,
+    script_env,
+    variables_of,
+    write_random_model,
+)
+from fixtures import train_config as config
+from stop_flag import StopFlag
+
+tf1 = tf.compat.v1
+LORA = dict(lora_rank=4, lora_targets='attn,mlp/c_fc', also_train='ln_f', seed=3)
+
+
+def base_weights(models_dir):
+    return variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
+
+
+def tokens_for(hparams):
+    return np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 12])
+
+
+def graph_logits(hparams, ckpt, tokens, adapters=None, factors=None):
+    """model.model's logits with `ckpt` restored (merged, if it holds adapters); with
+    `adapters`, the graph has adapter variables, initialised (B zero) or fed `factors`."""
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        logits = model.model(hparams, X, lora=adapters)['logits']
+        sess.run([v.initializer for v in model_dir.adapter_variables()])
+        for v in model_dir.adapter_variables():
+            if factors:
+                v.load(factors[v.op.name], sess)
+        model_dir.restore(sess, ckpt)
+        return sess.run(logits, {X: tokens})
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, models_dir, corpus):
+    """A LoRA run of 3 steps, its adapters and the base weights held by its session at
+    the end (read before it closed)."""
+    tmp = tmp_path_factory.mktemp('lora')
+    t = training.Trainer(config(tmp, models_dir, corpus, steps=3, save_every=3,
+                                learning_rate=0.01, **LORA))
+    try:
+        with t.graph.as_default():
+            training.loop(t, StopFlag())
+            held = t.sess.run({v.op.name: v for v in model_dir.model_variables()})
+    finally:
+        t.close()
+    return tmp / 'checkpoint' / 'run1', held
+
+
+def test_only_the_adapters_and_also_train_change(models_dir, trained):
+    run, held = trained
+    base = base_weights(models_dir)
+    for name, value in held.items():
+        if name.startswith('model/ln_f/'):
+            assert not np.array_equal(value, base[name]), name
+        else:
+            np.testing.assert_array_equal(value, base[name], err_msg=name)
+    saved = variables_of(str(run / 'model-3'))
+    adapters = {n for n in saved if lora.is_adapter(n)}
+    # attn/c_attn, attn/c_proj and mlp/c_fc of 2 blocks, A and B each.
+    assert len(adapters) == 12 and all(np.any(saved[n] != 0) for n in adapters)
+    # The checkpoint holds no frozen weight; Adam's slots only for what trains.
+    assert {n for n in saved if n in base} == {'model/ln_f/g', 'model/ln_f/b'}
+    slots = {n.rsplit('/Adam', 1)[0] for n in saved if '/Adam' in n}
+    assert slots == adapters | {'model/ln_f/g', 'model/ln_f/b'}
+    assert (run / 'lora.json').exists() and not (run / 'model-3.data-00000-of-00001').stat(
+    ).st_size > 0.5 * os.path.getsize(os.path.join(models_dir, 'tiny',
+                                                   'model.ckpt.data-00000-of-00001'))
+
+
+def test_zero_initialised_b_leaves_the_base_model(models_dir):
+    loaded = model_dir.load('tiny', models_dir)
+    adapters = lora.Adapters(4, 8.0, lora.MATRICES)
+    tokens = tokens_for(loaded.hparams)
+    np.testing.assert_array_equal(
+        graph_logits(loaded.hparams, loaded.checkpoint, tokens, adapters),
+        graph_logits(loaded.hparams, loaded.checkpoint, tokens))
+
+
+def test_merged_weights_give_the_adapted_models_logits(models_dir, trained, tmp_path):
+    run, _ = trained
+    loaded = model_dir.load(run.name, str(run.parent))  # the run folder is a model dir
+    tokens = tokens_for(loaded.hparams)
+    saved = variables_of(loaded.checkpoint)
+    adapters = lora.read_config(loaded.checkpoint).adapters
+    assert adapters == lora.Adapters(4, 8.0, ('attn/c_attn', 'attn/c_proj', 'mlp/c_fc'))
+    # The adapters in the graph over the base (with the trained ln_f)...
+    base = base_weights(models_dir)
+    base.update({n: a for n, a in saved.items() if n in base})
+    partly = tmp_path / 'with-ln_f'
+    model_dir.save_arrays(str(partly), base, loaded.hparams, loaded.path)
+    adapted = graph_logits(loaded.hparams, str(partly / 'model.ckpt'), tokens, adapters,
+                           saved)
+    # ... equal the merged weights, in the graph, in NumPy and written by `lora.py merge`.
+    np.testing.assert_allclose(graph_logits(loaded.hparams, loaded.checkpoint, tokens),
+                               adapted, atol=2e-5)
+    merged = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
+    np.testing.assert_allclose(numpy_gpt2(merged, loaded.hparams, tokens[0]), adapted[0],
+                               atol=2e-4)
+    assert np.abs(adapted - graph_logits(loaded.hparams, os.path.join(
+        models_dir, 'tiny', 'model.ckpt'), tokens)).max() > 0.01  # the adapters matter
+    lora.merge_run(str(run), str(tmp_path / 'merged'))
+    written = variables_of(str(tmp_path / 'merged' / 'model.ckpt'))
+    assert sorted(written) == sorted(base)
+    for name in written:
+        np.testing.assert_array_equal(written[name], merged[name], err_msg=name)
+
+
+def test_the_sampling_api_reads_a_lora_run(trained, tmp_path):
+    import generation
+    run, _ = trained
+    shutil.copytree(run, tmp_path / 'run1')  # also as a copy: the base is referenced
+    texts = []
+    for path in (run, tmp_path / 'run1'):
+        gpt2 = generation.GPT2.load(str(path), seed=0)
+        texts.append(gpt2.generate('Why', length=6, stop_at_endoftext=False))
+        gpt2.close()
+    assert texts[0] == texts[1]
+
+
+@pytest.mark.slow
+def test_a_resumed_lora_run_repeats_the_uninterrupted_one(tmp_path, models_dir, corpus):
+    common = dict(noise=0.1, save_every=2, optimizer='adam', learning_rate=0.01, **LORA)
+    training.train(config(tmp_path / 'a', models_dir, corpus, steps=4, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=2, **common))
+    training.train(config(tmp_path / 'b', models_dir, corpus, steps=4, **common))
+    whole = variables_of(str(tmp_path / 'a' / 'checkpoint' / 'run1' / 'model-4'))
+    resumed = variables_of(str(tmp_path / 'b' / 'checkpoint' / 'run1' / 'model-4'))
+    assert sorted(whole) == sorted(resumed)
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+
+
+def test_resuming_on_another_base_is_one_error(tmp_path, models_dir, corpus, vocab_dir,
+                                               capsys):
+    training.train(config(tmp_path, models_dir, corpus, steps=1, save_every=1, **LORA))
+    capsys.readouterr()
+    other = tmp_path / 'other'
+    hparams = model_dir.load('tiny', models_dir).hparams
+    write_random_model(other / 'tiny', hparams, vocab_dir, seed=2)
+    with pytest.raises(UserError) as refused:
+        training.train(config(tmp_path, str(other), corpus, steps=2, **LORA))
+    message = str(refused.value)  # train.py prints it as one line, `error: ...`
+    assert 'trained on the base' in message and str(other / 'tiny') in message
+    assert '\n' not in message
+    assert 'dataset has' not in capsys.readouterr().out  # refused before loading anything
+    assert sorted(p.name for p in (tmp_path / 'checkpoint' / 'run1').glob('model-*.index')) \
+        == ['model-1.index']
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(lora_rank=4, lora_targets='attn/c_q'), '--lora_targets attn/c_q: not a matrix'),
+    (dict(lora_rank=4, layers_to_train=1), '--lora_rank trains adapters in every block'),
+    (dict(lora_rank=4, restore_from='elsewhere'), 'a LoRA run\'s base is its model'),
+    (dict(lora_rank=-1), '--lora_rank and --lora_alpha must be above 0'),
+])
+def test_bad_lora_settings_are_one_clear_error(tmp_path, models_dir, corpus, overrides,
+                                               message):
+    with pytest.raises(UserError, match=message):
+        training.train(config(tmp_path, models_dir, corpus, **overrides))
+    assert not (tmp_path / 'checkpoint').exists()
+
+
+@pytest.mark.slow
+def test_recomputation_gives_the_same_lora_step(tmp_path, models_dir, corpus):
+    common = dict(steps=1, optimizer='sgd', learning_rate=0.5, save_every=1,
+                  accumulate_gradients=2, **LORA)
+    for name, recompute in (('a', False), ('b', True)):
+        training.train(config(tmp_path / name, models_dir, corpus, **common,
+                              memory_saving_gradients=recompute))
+    a, b = (variables_of(str(tmp_path / name / 'checkpoint' / 'run1' / 'model-1'))
+            for name in 'ab')
+    assert sorted(a) == sorted(b) and any(lora.is_adapter(n) for n in a)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=2e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_lora_with_the_other_training_settings(tmp_path, models_dir, corpus, capsys):
+    """Adafactor, a schedule, bfloat16 products, decay, clipping, validation, early
+    stopping, samples: the run trains, and best/ is a LoRA model directory that loads."""
+    training.train(config(tmp_path, models_dir, corpus, steps=6, optimizer='adafactor',
+                          lr_schedule='cosine', warmup_steps=1, precision='bfloat16',
+                          weight_decay=0.01, grad_clip=1.0, val_every=2, val_batch_count=2,
+                          early_stopping=5, learning_rate=0.01, sample_every=6, **LORA))
+    out = capsys.readouterr().out
+    assert 'validation] loss=' in out and '======== SAMPLE 1 ========' in out
+    best = tmp_path / 'checkpoint' / 'run1' / 'best'
+    saved = variables_of(str(best / 'model.ckpt'))
+    assert (best / 'lora.json').exists() and len([n for n in saved if lora.is_adapter(n)]) == 12
+    assert set(saved) - {n for n in saved if lora.is_adapter(n)} == {'model/ln_f/g',
+                                                                     'model/ln_f/b'}
+    loaded = model_dir.load('best', str(best.parent))
+    assert set(model_dir.load_arrays(loaded.checkpoint, loaded.hparams)) == \
+        set(base_weights(models_dir))
+
+
+@pytest.mark.slow
+def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir,
+                                                                 corpus):
+    from test_distributed import command, finish, start_workers
+    flags = ('--steps', '2', '--lora_rank', '4', '--learning_rate', '0.01')
+    subprocess.run(command(models_dir, corpus, tmp_path / 'one', 4, *flags),
+                   env=script_env(), check=True, capture_output=True)
+    finish(start_workers(command(models_dir, corpus, tmp_path / 'two', 2, *flags)))
+    a = variables_of(str(tmp_path / 'one' / 'run1' / 'model-2'))
+    b = variables_of(str(tmp_path / 'two' / 'run1' / 'model-2'))
+    assert sorted(a) == sorted(b) and any(lora.is_adapter(n) for n in a)
+    for name in a:  # Adam magnifies sums in another order near zero gradients
+        np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
+
+
+def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch):
+    import resources
+    from hparams import SIZES, HParams
+    from train_config import TrainConfig
+    n_embd, n_head, n_layer = SIZES['1558M']
+    hparams = HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer)
+    monkeypatch.setattr(resources, 'physical_memory', lambda: 24 << 30)
+    monkeypatch.setattr(resources, 'gpus', lambda: [])
+    full, adapted = TrainConfig(dataset='x'), TrainConfig(dataset='x', lora_rank=8)
+    assert resources.training_memory(adapted, hparams, 'adam')[0] < \
+        resources.training_memory(full, hparams, 'adafactor')[0]
+    with pytest.raises(UserError, match=r'use --optimizer adafactor \(about [\d.]+ GB\) or '
+                                        r'--lora_rank 8 \(about [\d.]+ GB\)'):
+        resources.check_optimizer_memory(full, hparams)
+    resources.check_optimizer_memory(adapted, hparams)  # no refusal
+
+
+@pytest.mark.parametrize('recompute', [False, True])
+def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompute):
+    """tf.recompute_grad computes the gradient of every variable its block reads: the
+    frozen matrices' [nx, nf] products would come back (and double the 1558M peak)."""
+    import train_graph
+    from train_config import TrainConfig
+    hparams = model_dir.load('tiny', models_dir).hparams
+    n = hparams.n_embd
+    weight_shapes = ([n, 3 * n], [n, n], [n, 4 * n], [4 * n, n])
+    with tf.Graph().as_default() as graph:
+        c = TrainConfig(dataset='x', lora_rank=4, lora_targets='attn', also_train='h1/mlp')
+        g = train_graph.build_train_graph(hparams, c, recompute)
+        step = {node.name for node in tf1.graph_util.extract_sub_graph(
+            graph.as_graph_def(), [g.train_op.name]).node}
+        products = [op for op in graph.get_operations() if op.name in step and
+                    op.type == 'MatMul' and op.outputs[0].shape.as_list() in weight_shapes]
+    # The MLP of block 1 trains (--also_train): its two weight gradients, nothing else.
+    assert sorted(op.outputs[0].shape.as_list() for op in products) == [[n, 4 * n],
+                                                                        [4 * n, n]]
+
+
+def test_the_savedmodel_of_a_lora_run_holds_the_merged_weights(models_dir, trained, tmp_path):
+    import export_savedmodel
+    run, _ = trained
+    out = tmp_path / 'savedmodel'
+    export_savedmodel.main([str(run), str(out), '--jit_compile', 'off'])
+    exported = tf.saved_model.load(str(out)).weights
+    ckpt = model_dir.find_checkpoint(str(run))
+    hparams = model_dir.load('tiny', models_dir).hparams
+    merged, base = model_dir.load_arrays(ckpt, hparams), base_weights(models_dir)
+    name = 'model/h1/attn/c_attn/w'
+    assert not np.array_equal(merged[name], base[name])  # the run's adapters moved it
+    for name in merged:
+        np.testing.assert_array_equal(exported[name].numpy(), merged[name], err_msg=name)
