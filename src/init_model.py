@@ -28,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--n_embd', type=int, default=768)
     parser.add_argument('--n_head', type=int, default=12)
     parser.add_argument('--n_layer', type=int, default=12)
-    flags.add(parser, 'seed', 'verbose')
+    flags.add(parser, 'seed', default=0)  # the same weights each time, unless asked
+    flags.add(parser, 'verbose')
     return parser.parse_args(argv)
 
 
