@@ -73,9 +73,10 @@ def all_mean(tensors, cluster, first_key):
 
 
 def barrier(cluster, instance_key):
-    """An op every worker must reach before any goes on, with no time limit. It follows
-    the work the chief alone does (saves, samples, validation), so that work never
-    counts against cluster.timeout, which bounds only the steps."""
+    """An op every worker must reach before any goes on, with no time limit. It comes
+    before the first step and after the work the chief alone does (saves, samples,
+    validation), so neither a worker's start-up nor that work counts against
+    cluster.timeout, which bounds only the steps."""
     if cluster.n_workers == 1:
         return tf.no_op()
     return collective_ops.all_reduce(tf.constant(0.0), group_size=cluster.n_workers,

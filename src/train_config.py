@@ -129,7 +129,8 @@ class TrainConfig:
                                 'anything, or only warn', choices=MEMORY_CHECKS)
     collective_timeout: float = setting(300.0, 'With several workers (TF_CONFIG): how long a '
                                         'step waits for the others before stopping with an '
-                                        'error', metavar='SECONDS')
+                                        'error (start-up is waited for however long)',
+                                        metavar='SECONDS')
     checkpoint_dir: str = setting('checkpoint', 'Where run folders of checkpoints go')
     sample_dir: str = setting('samples', 'Where run folders of samples go')
 

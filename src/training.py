@@ -181,7 +181,8 @@ class Trainer:
         return StepResult(loss, norm, tokens, stop_any > 0, bool(overflow), float(scale))
 
     def wait_for_chief(self):
-        """After the chief's own work: every worker goes on together."""
+        """After the chief's own work, and before the first step after every worker's
+        start-up: every worker goes on together, with no time limit."""
         if self.cluster.n_workers > 1:
             self.sess.run(self.g.wait_for_chief)
 
@@ -256,10 +257,9 @@ def train(c, stop=None):
 
 def loop(t, stop):
     c = t.c
-    if c.val_every:
-        if t.run.writes:  # the weights resumed from: no news for early stopping
-            t.validate()
-        t.wait_for_chief()
+    if c.val_every and t.run.writes:  # the weights resumed from: no news for early stopping
+        t.validate()
+    t.wait_for_chief()  # every worker has started: start-up never counts as a step
     stop.saved = t.step
     progress = Progress(c.steps, t.step, t.dataset_tokens)
     with progress.shown():

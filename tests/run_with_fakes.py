@@ -8,6 +8,8 @@ Tests only; nothing in the project reads these.
 FAKE is one of
     chief_work_delay=SECONDS  train.py: the chief's first sample writing sleeps SECONDS
     hold_after_step=N         train.py: after reporting step N, wait for SIGINT or SIGTERM
+    late_start=SECONDS        train.py: a worker other than the chief sleeps SECONDS
+                              before its first step
     hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
 
 Each fake prints one line starting with `fake:` (to stdout from train.py, to stderr from
@@ -49,6 +51,18 @@ def hold_after_step(step):
     training.report_step = report_then_hold
 
 
+def late_start(seconds):
+    import training
+    loop = training.loop
+
+    def late_loop(t, stop):
+        if not t.cluster.is_chief:
+            print(f'fake: start delayed {seconds:g} s', flush=True)
+            time.sleep(seconds)
+        return loop(t, stop)
+    training.loop = late_loop
+
+
 def hold_after_batches(n_batches):
     import generation
     samples = generation.GPT2.samples
@@ -67,7 +81,8 @@ def hold_after_batches(n_batches):
 
 FAKES = {'chief_work_delay': (chief_work_delay, float),
          'hold_after_step': (hold_after_step, int),
-         'hold_after_batches': (hold_after_batches, int)}
+         'hold_after_batches': (hold_after_batches, int),
+         'late_start': (late_start, float)}
 
 
 def main(fake, script, *args):

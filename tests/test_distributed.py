@@ -91,15 +91,16 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(tmp_path, models_dir, cor
     assert (tmp_path / 'run1' / 'counter').read_text() == '4\n'
 
 
+@pytest.mark.parametrize('first', [1, 0], ids=['worker_first', 'chief_first'])
 def test_a_signal_to_every_worker_stops_all_at_one_step_and_the_chief_saves(
-        tmp_path, models_dir, corpus):
+        first, tmp_path, models_dir, corpus):
     procs = start_workers(command(models_dir, corpus, tmp_path, 2))
     for line in procs[0].stdout:
         if line.startswith('[3 |'):
             break
-    procs[1].send_signal(signal.SIGTERM)  # not at the same moment: a step apart, perhaps
+    procs[first].send_signal(signal.SIGTERM)  # not at the same moment: a step apart, perhaps
     time.sleep(0.5)
-    procs[0].send_signal(signal.SIGTERM)
+    procs[1 - first].send_signal(signal.SIGTERM)
     outs = finish(procs)
     steps = [int(re.findall(r'^\[(\d+) \|', out, re.M)[-1]) for out in outs]
     saved = int((tmp_path / 'run1' / 'counter').read_text())
@@ -110,7 +111,7 @@ def test_a_signal_to_every_worker_stops_all_at_one_step_and_the_chief_saves(
 def test_the_chiefs_own_work_does_not_count_against_the_timeout(tmp_path, models_dir, corpus):
     """The chief's sample writing at step 2 takes longer than --collective_timeout (a
     delay the fake injects); the other worker waits for it instead of giving up."""
-    timeout = 10  # also bounds how far apart the workers' steps may start
+    timeout = 10  # also bounds how far apart the workers may reach a step
     flags = ['--steps', '4', '--sample_every', '2']
     cmd = command(models_dir, corpus, tmp_path, 2, *flags)
     outs = finish(start_workers(
@@ -120,3 +121,17 @@ def test_the_chiefs_own_work_does_not_count_against_the_timeout(tmp_path, models
     for out in outs:
         assert re.findall(r'^\[(\d+) \|', out, re.M) == ['1', '2', '3', '4']
     assert sorted(os.listdir(tmp_path / 'samples' / 'run1')) == ['samples-2', 'samples-4']
+
+
+def test_a_worker_that_starts_later_than_the_timeout_is_waited_for(tmp_path, models_dir,
+                                                                      corpus):
+    """Start-up is not a step: the chief waits for a worker whose start the fake delays
+    beyond --collective_timeout, as a slow disk or machine would."""
+    timeout = 10
+    cmd = command(models_dir, corpus, tmp_path, 2, '--steps', '2')
+    outs = finish(start_workers(
+        run_with_fakes.command(f'late_start={timeout + 5}', 'train.py', *cmd[2:]),
+        timeout=timeout))
+    assert f'fake: start delayed {timeout + 5} s' in outs[1]
+    for out in outs:
+        assert re.findall(r'^\[(\d+) \|', out, re.M) == ['1', '2']
