@@ -45,6 +45,26 @@ def test_the_picture_is_a_png_with_both_curves(tmp_path):
     assert training > 1000 and validation > 500  # curves, not just their legend entries
 
 
+def test_the_curves_drawn_are_the_losses_and_the_average_train_py_prints(tmp_path,
+                                                                          monkeypatch):
+    from matplotlib.axes import Axes
+    drawn, plot = {}, Axes.plot
+
+    def recording_plot(self, x, y, *args, label=None, **kwargs):
+        drawn[label] = list(x), list(y)
+        return plot(self, x, y, *args, label=label, **kwargs)
+    monkeypatch.setattr(Axes, 'plot', recording_plot)
+    write_metrics(tmp_path / 'run', [{'step': 1, 'loss': 5.0}, {'step': 2, 'loss': 3.0},
+                                     {'step': 3, 'loss': 4.0}, {'step': 2, 'val_loss': 4.5}])
+    plot_run(str(tmp_path / 'run'))
+    # The 2019 train.py's avg=: decaying sums of the losses and of their weights (0.99).
+    expected = [5.0, (5 * .99 + 3) / (.99 + 1), ((5 * .99 + 3) * .99 + 4) / ((.99 + 1) * .99 + 1)]
+    steps, average = drawn['training loss, moving average']
+    assert steps == [1, 2, 3] and average == pytest.approx(expected, abs=1e-12)
+    assert drawn['training loss'] == ([1, 2, 3], [5.0, 3.0, 4.0])
+    assert drawn['validation loss'] == ([2], [4.5])
+
+
 @pytest.mark.parametrize('content, message', [
     (None, r'metrics.jsonl: no such file; is .* a training run folder'),
     ('{"step": 1, "loss": 2}\nnot json\n', r'metrics.jsonl: line 2 is not a metrics record'),
