@@ -73,17 +73,14 @@ class CpuDecoder(Decoder):
         self.keys = self.values = None  # per layer: [batch, heads, positions, features]
 
     def _allocate(self, positions, batch):
-        h = self.hparams
-        shape = [batch, h.n_head, positions, h.n_embd // h.n_head]
-        self.keys = [np.zeros(shape, np.float32) for _ in range(h.n_layer)]
-        self.values = [np.zeros(shape, np.float32) for _ in range(h.n_layer)]
+        self.keys, self.values = numpy_model.empty_cache(self.hparams, batch, positions)
 
     def _forward(self, tokens, one):
         """Logits [batch, n_vocab] after tokens [batch, n] at self.offset."""
         w, n = self.w, tokens.shape[1]
         end = self.offset + n
         positions = np.maximum(self.offset + np.arange(n)[None] - self.start[:, None], 0)
-        x = w['model/wte'][tokens] + w['model/wpe'][positions]  # [batch, n, embd]
+        x = numpy_model.embed(w, tokens, positions)  # [batch, n, embd]
         mask = self._mask(n)
 
         def store(layer, k, v):  # k, v [batch, heads, n, features]

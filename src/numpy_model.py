@@ -3,7 +3,8 @@ server's slot_decoder.SlotDecoder): the weights read as matrices packed for the 
 kernel (kernels.py), and each block's attention over a key/value cache the decoder keeps.
 
     w = prepare(model_dir.load_arrays(ckpt, hparams))
-    x = w['model/wte'][tokens] + w['model/wpe'][positions]     # [rows, n, embd]
+    keys, values = empty_cache(hparams, rows, positions)      # the decoder's to keep
+    x = embed(w, tokens, positions)                            # [rows, n, embd]
     x = blocks(w, hparams, x, store)     # store(layer, k, v) -> (keys, values, mask)
     logits = next_token_logits(w, x[:, -1])                    # [rows, n_vocab]
 
@@ -72,6 +73,19 @@ def prepare(arrays, kernel=None):
     weights['wte_t'] = np.ascontiguousarray(weights['model/wte'].T)
     return {name: kernels.pack(a, kernel) if name.endswith('/w') or name == 'wte_t' else a
             for name, a in weights.items()}
+
+
+def empty_cache(hparams, rows, positions):
+    """(keys, values): per layer, zeros [rows, heads, positions, features]."""
+    shape = [rows, hparams.n_head, positions, hparams.n_embd // hparams.n_head]
+    return ([np.zeros(shape, np.float32) for _ in range(hparams.n_layer)],
+            [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)])
+
+
+def embed(w, tokens, positions):
+    """Token and position embeddings of tokens at positions (integer arrays of one
+    shape, or positions broadcasting to it): [*tokens.shape, embd]."""
+    return w['model/wte'][tokens] + w['model/wpe'][positions]
 
 
 def blocks(w, hparams, x, store):

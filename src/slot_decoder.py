@@ -29,9 +29,7 @@ class SlotDecoder:
 
     def __init__(self, weights, hparams, max_rows):
         self.w, self.hparams, self.n_ctx = weights, hparams, hparams.n_ctx
-        shape = [max_rows, hparams.n_head, hparams.n_ctx, hparams.n_embd // hparams.n_head]
-        self.keys = [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)]
-        self.values = [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)]
+        self.keys, self.values = numpy_model.empty_cache(hparams, max_rows, hparams.n_ctx)
         self.lengths = np.zeros(max_rows, np.int64)  # tokens in each slot's cache
         self.rows = []  # the key of each slot in use
 
@@ -81,11 +79,10 @@ class SlotDecoder:
             self.values[layer][slots, :, lengths] = v[:, :, 0]
             return self.keys[layer][:n, :, :end], self.values[layer][:n, :, :end], mask
 
-        w = self.w
-        x = w['model/wte'][np.asarray(tokens)] + w['model/wpe'][lengths]  # [rows, embd]
-        x = self._layers(x[:, None], store)
+        x = numpy_model.embed(self.w, np.asarray(tokens), lengths)  # [rows, embd]
+        x = numpy_model.blocks(self.w, self.hparams, x[:, None], store)
         self.lengths[:n] += 1
-        return self._logits(x[:, 0])
+        return numpy_model.next_token_logits(self.w, x[:, 0])
 
     def _prefill(self, first, prompts, logits=True):
         """Fill slots first.. with prompts; the logits after each, if wanted."""
@@ -102,16 +99,9 @@ class SlotDecoder:
             self.values[layer][slots, :, :width] = v
             return k, v, causal
 
-        w = self.w
-        x = self._layers(w['model/wte'][tokens] + w['model/wpe'][:width], store)
+        x = numpy_model.embed(self.w, tokens, np.arange(width))
+        x = numpy_model.blocks(self.w, self.hparams, x, store)
         self.lengths[slots] = lengths
         if logits:
-            return self._logits(x[np.arange(len(prompts)), lengths - 1])
+            return numpy_model.next_token_logits(self.w, x[np.arange(len(prompts)), lengths - 1])
         return None
-
-    def _layers(self, x, store):
-        """x [rows, n, embd] through every block (see numpy_model.blocks)."""
-        return numpy_model.blocks(self.w, self.hparams, x, store)
-
-    def _logits(self, x):
-        return numpy_model.next_token_logits(self.w, x)
