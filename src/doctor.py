@@ -86,9 +86,9 @@ def print_choices(resources, n_vocab):
         resources.physical_memory()
     # Each optimizer training every weight, and training LoRA adapters of the rank the
     # memory check advises.
-    runs = {name: TrainConfig(dataset='-') for name in OPTIMIZERS}
-    runs.update({f'{name}+lora': TrainConfig(dataset='-', lora_rank=resources.LORA_ADVICE_RANK)
-                 for name in OPTIMIZERS})
+    runs = {f'{name}{label}': TrainConfig(dataset='-', optimizer=name, lora_rank=rank)
+            for label, rank in (('', 0), ('+lora', resources.LORA_ADVICE_RANK))
+            for name in OPTIMIZERS}
     fits = {run: None for run in runs}
     for size, (n_embd, n_head, n_layer) in SIZES.items():
         hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
@@ -96,7 +96,7 @@ def print_choices(resources, n_vocab):
         recompute, why = resources.choose_memory_saving(c, hparams)
         line = f'{size}: memory_saving_gradients {"on" if recompute else "off"} ({why})'
         if memory is not None:
-            needs = {run: resources.training_memory(config, hparams, run.split('+')[0])[0]
+            needs = {run: resources.training_memory(config, hparams, config.optimizer)[0]
                      for run, config in runs.items()}
             for name, need in needs.items():
                 if need <= memory:
