@@ -169,7 +169,9 @@ class RunFolder:
             try:
                 lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
                                   self.model_dir.checkpoint)
-                model_dir.check_checkpoint(prefix, self.model_dir.hparams)
+                # A LoRA run's base is the one it resumes on (checked just above).
+                model_dir.check_checkpoint(prefix, self.model_dir.hparams,
+                                           base=self.model_dir.checkpoint)
                 state = self._read_state(prefix)
                 print('Loading checkpoint', prefix)
                 if state is None:  # written by the 2019 train.py: weights only

@@ -100,10 +100,10 @@ def parse_targets(text, flag='--lora_targets'):
     return tuple(m for m in MATRICES if m in targets)
 
 
-def from_config(c):
-    """The Adapters of a TrainConfig, checked; None without --lora_rank."""
+def check_settings(c):
+    """A TrainConfig's LoRA settings make sense together (train_config.check_config)."""
     if not c.lora_rank:
-        return None
+        return
     if c.lora_rank < 0 or (c.lora_alpha is not None and c.lora_alpha <= 0):
         raise UserError('--lora_rank and --lora_alpha must be above 0')
     if c.layers_to_train or c.only_train_transformer_layers:
@@ -113,6 +113,14 @@ def from_config(c):
         raise UserError(f'--restore_from {c.restore_from}: a LoRA run\'s base is its model '
                         '(--models_dir and --model_name; a run folder is a model directory '
                         'too)')
+    parse_targets(c.lora_targets)
+
+
+def from_config(c):
+    """The Adapters of a TrainConfig (checked by check_settings); None without
+    --lora_rank."""
+    if not c.lora_rank:
+        return None
     alpha = 2.0 * c.lora_rank if c.lora_alpha is None else float(c.lora_alpha)
     also_train = tuple(n.strip().strip('/') for n in c.also_train.split(',') if n.strip())
     return Adapters(c.lora_rank, alpha, parse_targets(c.lora_targets), also_train)
@@ -145,9 +153,25 @@ def write_config(directory, adapters, base):
     write_atomic(os.path.join(directory, CONFIG), json.dumps(record, indent=2) + '\n')
 
 
-def read_config(ckpt):
+def read_config(ckpt, base=None):
     """The LoraCheckpoint of a checkpoint prefix holding adapters, from the lora.json
-    beside it; its base is checked to exist and be the one trained on."""
+    beside it, over `base` (a checkpoint prefix; default: the one lora.json names),
+    which is checked to exist and be the one trained on."""
+    config = parse_config(ckpt)
+    if base is not None:
+        config = dataclasses.replace(config, base=base)
+    if not os.path.isfile(f'{config.base}.index'):
+        raise UserError(f'{ckpt}: its base model {config.base} is gone; LoRA adapters need '
+                        'the weights they were trained on (put them back there)')
+    if fingerprint(config.base) != config.base_sha256:
+        raise UserError(f'{ckpt}: its base model {config.base} is not the one it was trained '
+                        f'on ({CONFIG} has another fingerprint); the adapters fit only the '
+                        'weights they were trained on')
+    return config
+
+
+def parse_config(ckpt):
+    """The LoraCheckpoint lora.json beside a checkpoint prefix describes, unchecked."""
     path = os.path.join(os.path.dirname(ckpt), CONFIG)
     try:
         with open(path, encoding='utf-8') as f:
@@ -161,13 +185,6 @@ def read_config(ckpt):
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise UserError(f'{path}: not a LoRA configuration ({type(e).__name__}: {e})') \
             from None
-    if not os.path.isfile(f'{config.base}.index'):
-        raise UserError(f'{ckpt}: its base model {config.base} is gone; LoRA adapters need '
-                        'the weights they were trained on (put them back there)')
-    if fingerprint(config.base) != config.base_sha256:
-        raise UserError(f'{ckpt}: its base model {config.base} has changed since training '
-                        f'({CONFIG} has another fingerprint); the adapters fit only the '
-                        'weights they were trained on')
     return config
 
 
@@ -178,7 +195,8 @@ class RunMismatch(UserError):
 
 def check_resume(prefix, stored, c, base):
     """Whether the checkpoint `prefix` (its variable names `stored`) continues the run `c`
-    whose base checkpoint is `base`; RunMismatch if not."""
+    whose base checkpoint is `base`; RunMismatch if not. Where the base was when the run
+    trained does not matter (moved, it is the same weights), its fingerprint does."""
     holds = any(is_adapter(name) for name in stored)
     adapters = from_config(c)
     if holds != bool(adapters):
@@ -187,7 +205,7 @@ def check_resume(prefix, stored, c, base):
                           'or --restore_from fresh (or another --run_name) to start over')
     if not holds:
         return
-    saved = read_config(prefix)
+    saved = parse_config(prefix)
     if saved.adapters != adapters:
         raise RunMismatch(f'{prefix}: this run trains adapters {saved.adapters.to_json()}, '
                           f'now asked for {adapters.to_json()}; --restore_from fresh starts '
@@ -211,10 +229,11 @@ def merge(base_arrays, stored, adapters):
     return arrays
 
 
-def check_adapters(ckpt, stored, hparams):
+def check_adapters(ckpt, stored, hparams, base=None):
     """The adapters in `ckpt` (its {name: shape} `stored`) are those lora.json describes,
-    with the shapes the model implies. Returns the LoraCheckpoint."""
-    config = read_config(ckpt)
+    with the shapes the model implies. Returns the LoraCheckpoint (over `base`, if given:
+    see read_config)."""
+    config = read_config(ckpt, base)
     for name, shape in config.adapters.shapes(hparams).items():
         if name not in stored:
             raise UserError(f'{ckpt}: adapter {name} is missing')

@@ -55,12 +55,13 @@ def lora_checkpoint(ckpt):
     return lora.read_config(ckpt) if any(map(lora.is_adapter, stored)) else None
 
 
-def check_checkpoint(ckpt, hparams):
+def check_checkpoint(ckpt, hparams, base=None):
     """Every release variable is in the checkpoint with the shape hparams.json implies
-    (for adapters: in their base, and the adapters' shapes)."""
+    (for adapters: in their base, `base` if given, else the one lora.json names, and the
+    adapters' shapes)."""
     stored = stored_variables(ckpt)
     if any(map(lora.is_adapter, stored)):
-        check_checkpoint(lora.check_adapters(ckpt, stored, hparams).base, hparams)
+        check_checkpoint(lora.check_adapters(ckpt, stored, hparams, base).base, hparams)
         return
     for name, shape in variable_shapes(hparams).items():
         if name not in stored:

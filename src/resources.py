@@ -221,10 +221,10 @@ def training_memory(c, hparams, optimizer):
     n_params = sum(int(np.prod(s)) for s in shapes.values())
     n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
                     if is_trained(c, name, hparams.n_layer))
+    n_frozen = n_params - n_trained
     adapters = lora.from_config(c)  # trained too; small beside the weights they adapt
     n_trained += sum(int(np.prod(s)) for s in (adapters.shapes(hparams).values()
                                                if adapters else ()))
-    n_frozen = max(n_params - n_trained, 0)
     tokens = c.batch_size * hparams.n_ctx
     measured = dataclasses.replace(c, batch_size=1)
     extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
@@ -244,14 +244,16 @@ def check_optimizer_memory(c, hparams):
     if need <= memory:
         return
     lighter = training_memory(c, hparams, 'adafactor')[0]
-    with_lora = training_memory(dataclasses.replace(
-        c, lora_rank=LORA_ADVICE_RANK, layers_to_train=0, only_train_transformer_layers=False,
-        also_train=''), hparams, c.optimizer)[0]
     lighter_runs = []
     if c.optimizer == 'adam' and lighter <= memory:
         lighter_runs.append(f'--optimizer adafactor (about {lighter / 2**30:.1f} GB)')
-    if not c.lora_rank and with_lora <= memory:
-        lighter_runs.append(f'--lora_rank {LORA_ADVICE_RANK} (about {with_lora / 2**30:.1f} GB)')
+    if not c.lora_rank:
+        with_lora = training_memory(dataclasses.replace(
+            c, lora_rank=LORA_ADVICE_RANK, layers_to_train=0,
+            only_train_transformer_layers=False, also_train=''), hparams, c.optimizer)[0]
+        if with_lora <= memory:
+            lighter_runs.append(f'--lora_rank {LORA_ADVICE_RANK} (about '
+                                f'{with_lora / 2**30:.1f} GB)')
     advice = ('use ' + ' or '.join(lighter_runs) if lighter_runs else
               'lower --batch_size, or use a smaller model or a machine with more memory')
     message = (f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters at batch '

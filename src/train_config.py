@@ -266,7 +266,7 @@ def check_config(c):
                              or c.lora_rank):
         raise UserError('--also_train adds to --layers_to_train, --only_train_transformer_layers '
                         'or --lora_rank, and everything trains without them')
-    lora.from_config(c)
+    lora.check_settings(c)
     if c.weight_decay and c.optimizer == 'sgd':
         raise UserError('--weight_decay is decoupled (AdamW) and needs --optimizer adam or '
                         'adafactor')

@@ -121,16 +121,24 @@ def test_merged_weights_give_the_adapted_models_logits(models_dir, trained, tmp_
         np.testing.assert_array_equal(written[name], merged[name], err_msg=name)
 
 
-def test_the_sampling_api_reads_a_lora_run(trained, tmp_path):
+def test_the_sampling_api_reads_a_lora_run(models_dir, trained, tmp_path):
+    """A run folder, a copy of it (the base is referenced, not copied) and the model
+    `lora.py merge` writes sample alike, and unlike the base with the run's trained ln_f
+    (what the adapters change)."""
     import generation
     run, _ = trained
-    shutil.copytree(run, tmp_path / 'run1')  # also as a copy: the base is referenced
+    shutil.copytree(run, tmp_path / 'run1')
+    lora.merge_run(str(run), str(tmp_path / 'merged'))
+    loaded = model_dir.load(run.name, str(run.parent))
+    base = base_weights(models_dir)
+    base.update({n: a for n, a in variables_of(loaded.checkpoint).items() if n in base})
+    model_dir.save_arrays(str(tmp_path / 'unadapted'), base, loaded.hparams, loaded.path)
     texts = []
-    for path in (run, tmp_path / 'run1'):
+    for path in (run, tmp_path / 'run1', tmp_path / 'merged', tmp_path / 'unadapted'):
         gpt2 = generation.GPT2.load(str(path), seed=0)
-        texts.append(gpt2.generate('Why', length=6, stop_at_endoftext=False))
+        texts.append(gpt2.generate('Why', nsamples=4, length=8, stop_at_endoftext=False))
         gpt2.close()
-    assert texts[0] == texts[1]
+    assert texts[0] == texts[1] == texts[2] != texts[3]
 
 
 @pytest.mark.slow
@@ -161,6 +169,18 @@ def test_resuming_on_another_base_is_one_error(tmp_path, models_dir, corpus, voc
     assert 'dataset has' not in capsys.readouterr().out  # refused before loading anything
     assert sorted(p.name for p in (tmp_path / 'checkpoint' / 'run1').glob('model-*.index')) \
         == ['model-1.index']
+
+
+def test_a_run_resumes_on_its_base_moved_elsewhere(tmp_path, models_dir, corpus):
+    """lora.json's path of the base is where it was; the same weights elsewhere resume."""
+    shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'a' / 'tiny')
+    training.train(config(tmp_path, str(tmp_path / 'a'), corpus, steps=1, save_every=1,
+                          **LORA))
+    os.rename(tmp_path / 'a', tmp_path / 'b')
+    assert training.train(config(tmp_path, str(tmp_path / 'b'), corpus, steps=2,
+                                 **LORA)) == 2
+    assert sorted(p.name for p in (tmp_path / 'checkpoint' / 'run1').glob('model-*.index')) \
+        == ['model-1.index', 'model-2.index']
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -240,6 +260,9 @@ def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch)
                                         r'--lora_rank 8 \(about [\d.]+ GB\)'):
         resources.check_optimizer_memory(full, hparams)
     resources.check_optimizer_memory(adapted, hparams)  # no refusal
+    elsewhere = TrainConfig(dataset='x', restore_from='checkpoint/other')
+    with pytest.raises(UserError, match='--lora_rank 8'):  # advice, not a LoRA setting error
+        resources.check_optimizer_memory(elsewhere, hparams)
 
 
 @pytest.mark.parametrize('recompute', [False, True])
