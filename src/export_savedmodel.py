@@ -5,29 +5,20 @@ TensorFlow program, loads and runs it with no code of ours.
 
     python src/export_savedmodel.py models/117M exported/117M
     python src/export_savedmodel.py models/117M exported/jokes --checkpoint checkpoint/run1
-    python src/export_savedmodel.py models/117M exported/117M --jit_compile off
 
 OUT must not exist yet: the SavedModel is written beside it and renamed into place
-whole. hparams.json, encoder.json and vocab.bpe go into its assets/. --jit_compile auto
-(the default) compiles the generation loop with XLA only if XLA can compile it and runs
-it faster on this machine (both timed here, briefly); the README's "Export for
-TensorFlow Serving" shows how to load and serve the result.
+whole. hparams.json, encoder.json and vocab.bpe go into its assets/. The README's
+"Export for TensorFlow Serving" shows how to load and serve the result.
 """
 
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import cli
 import flags
 from release import ENCODER, HPARAMS, MERGES
-
-JIT_CHOICES = ('auto', 'on', 'off')
-# The generation timed for --jit_compile auto: rows, prompt tokens, new tokens, runs.
-PROBE = {'batch': 2, 'prompt': 8, 'new_tokens': 32, 'runs': 3}
 
 
 def parse_args(argv):
@@ -36,8 +27,6 @@ def parse_args(argv):
     add('model', help='a model directory (models/117M) or a training run folder')
     add('out', help='the SavedModel directory to write; must not exist yet')
     flags.add(parser, 'checkpoint')
-    add('--jit_compile', choices=JIT_CHOICES, default='auto',
-        help='compile the generation loop with XLA (auto: if it measures faster here)')
     flags.add(parser, 'verbose')
     return parser.parse_args(argv)
 
@@ -51,52 +40,6 @@ def check_out(out):
         raise cli.UserError(f'{parent}: no such directory (the parent of {out})')
     if not os.access(parent, os.W_OK | os.X_OK):
         raise cli.UserError(f'{parent}: not writable (the parent of {out})')
-
-
-def probe_seconds(generator, hparams):
-    """Median seconds of PROBE's greedy generation, after one call that traces (and
-    compiles) it."""
-    import numpy as np
-    prompt = min(PROBE['prompt'], hparams.n_ctx // 2)
-    new_tokens = min(PROBE['new_tokens'], hparams.n_ctx - prompt)
-    ids = np.arange(PROBE['batch'] * prompt, dtype=np.int32).reshape(PROBE['batch'], prompt)
-    args = (ids % hparams.n_vocab, np.full([PROBE['batch']], prompt, np.int32),
-            np.int32(new_tokens), np.float32(1), np.int32(1), np.float32(1), np.int64(0))
-    generator.generate(*args)
-    times = []
-    for _ in range(PROBE['runs']):
-        start = time.perf_counter()
-        generator.generate(*args)['new_ids'].numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def xla_failure(error):
-    """The line of an XLA compilation error that says why."""
-    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-    why = [line for line in lines if 'compile-time constant' in line
-           or 'unsupported operations' in line]
-    return (why or lines or ['unknown error'])[0]
-
-
-def choose_jit(choice, new_generator, hparams):
-    """(jit_compile, why) for --jit_compile `choice`; new_generator(jit) -> Generator."""
-    import tensorflow as tf
-    if choice == 'off':
-        return False, '--jit_compile off'
-    try:
-        with_xla = probe_seconds(new_generator(True), hparams)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-        why = f'XLA cannot compile the generation loop: {xla_failure(e)}'
-        if choice == 'on':
-            raise cli.UserError(f'--jit_compile on: {why}') from None
-        return False, why
-    if choice == 'on':
-        return True, '--jit_compile on'
-    without = probe_seconds(new_generator(False), hparams)
-    measured = (f'{PROBE["batch"]} rows x {PROBE["new_tokens"]} new tokens took '
-                f'{with_xla:.3f} s with XLA, {without:.3f} s without')
-    return with_xla < without, measured
 
 
 def save_whole(generator, out):
@@ -130,13 +73,8 @@ def export(args):
     weights = savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, hparams))
     assets = {name: os.path.join(loaded.path, name) for name in (HPARAMS, ENCODER, MERGES)}
 
-    def new_generator(jit_compile):
-        return savedmodel.Generator(weights, hparams, loaded.encoder.eot_token,
-                                    assets=assets, jit_compile=jit_compile)
-
-    jit_compile, why = choose_jit(args.jit_compile, new_generator, hparams)
-    print(f'jit_compile: {"on" if jit_compile else "off"} ({why})', file=sys.stderr)
-    save_whole(new_generator(jit_compile), out)
+    save_whole(savedmodel.Generator(weights, hparams, loaded.encoder.eot_token,
+                                    assets=assets), out)
     print(f'{out}: SavedModel of {hparams} from {loaded.checkpoint}; its serving_default '
           'signature generates')
 

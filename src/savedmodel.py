@@ -163,16 +163,15 @@ def variables(arrays):
 class Generator(tf.Module):
     """The model's weights as variables (`weights`, from variables()), the vocabulary
     files as assets (file name -> path: they travel in the SavedModel's assets/), and
-    `generate`, the serving signature. `jit_compile` compiles the loop with XLA; the
-    checks of the inputs run outside it (XLA drops assertions)."""
+    `generate`, the serving signature. (No XLA: the loop slices its cache by values,
+    shapes XLA cannot fix when it compiles.)"""
 
-    def __init__(self, weights, hparams, end_id, *, assets=None, jit_compile=False):
+    def __init__(self, weights, hparams, end_id, *, assets=None):
         super().__init__(name='gpt2')
         self.hparams, self.end_id = hparams, end_id
         self.weights = weights
         self.assets = {name: tf.saved_model.Asset(path)
                        for name, path in (assets or {}).items()}
-        self.loop = tf.function(self._loop, jit_compile=jit_compile)
         self.generate = tf.function(self._generate, input_signature=SIGNATURE)
 
     def _generate(self, prompt_ids, prompt_lengths, max_new_tokens, temperature, top_k,
@@ -180,8 +179,8 @@ class Generator(tf.Module):
         with tf.control_dependencies(self._checks(prompt_ids, prompt_lengths, max_new_tokens,
                                                   temperature, top_k, top_p)):
             tokens, start = left_aligned(prompt_ids, prompt_lengths)
-        new_ids, new_lengths = self.loop(tokens, start, max_new_tokens, temperature, top_k,
-                                         top_p, seed)
+        new_ids, new_lengths = self._loop(tokens, start, max_new_tokens, temperature, top_k,
+                                          top_p, seed)
         return {'new_ids': new_ids, 'new_lengths': new_lengths}
 
     def _checks(self, prompt_ids, prompt_lengths, max_new_tokens, temperature, top_k, top_p):
@@ -234,7 +233,7 @@ class Generator(tf.Module):
         # Positions fed: the prompt's, then every new token but the last.
         cache = LoopCache.empty(width + max_new_tokens - 1, batch, self.hparams, start)
         logits = self._logits(tokens, cache)
-        seed_pair = tf.bitcast(seed, tf.int32)  # [2]: the int32 seeds XLA's sampler takes
+        seed_pair = tf.bitcast(seed, tf.int32)  # [2]: a stateless sampler's seed pair
 
         def step(i, logits, ended, lengths, ids, state):
             token = choose(logits, temperature, top_k, top_p,

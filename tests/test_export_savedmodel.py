@@ -20,7 +20,6 @@ import kernels
 import model_dir
 import sample
 import savedmodel
-from cli import UserError
 from fixtures import ROOT, run_script
 from hparams import HParams
 
@@ -125,7 +124,7 @@ def test_readme_example_runs_with_tensorflow_alone(tmp_path, vocab_dir):
     model = write_model(tmp_path / 'tiny-50257', vocab_dir, 50257)
     out = tmp_path / 'exported' / 'jokes' / '1'
     out.parent.mkdir(parents=True)
-    export_savedmodel.main([model, str(out), '--jit_compile', 'off'])
+    export_savedmodel.main([model, str(out)])
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     result = subprocess.run([sys.executable, '-I', '-c', readme_example()], cwd=tmp_path,
                             env=env, text=True, capture_output=True, timeout=300)
@@ -235,7 +234,7 @@ def test_checkpoint_flag_takes_the_weights_from_elsewhere(model, vocab_dir, tmp_
     other = write_model(tmp_path / 'other', vocab_dir, encoder.load_encoder(vocab_dir).n_vocab,
                         seed=3)
     out = tmp_path / 'savedmodel'
-    export_savedmodel.main([model, str(out), '--checkpoint', other, '--jit_compile', 'off'])
+    export_savedmodel.main([model, str(out), '--checkpoint', other])
     exported = tf.saved_model.load(str(out))
     expected = fixtures.variables_of(os.path.join(other, 'model.ckpt'))
     for name in ('model/wte', 'model/h1/mlp/c_fc/w', 'model/ln_f/b'):
@@ -254,7 +253,7 @@ def cli_error(result):
     (['{models}/nothing', '{tmp}/out'], 'nothing: no such model directory'),
     (['{models}/tiny', '{tmp}/existing'], 'existing: already exists'),
     (['{models}/tiny', '{tmp}/missing/out'], 'missing: no such directory'),
-    (['{models}/tiny', '{tmp}/out', '--jit_compile', 'maybe'], "invalid choice: 'maybe'"),
+    (['{models}/tiny', '{tmp}/out', '--top_k', '40'], 'unrecognized arguments: --top_k'),
     (['{models}/tiny', '{tmp}/out', '--checkpoint', '{tmp}/nowhere'],
      'nowhere: no such checkpoint'),
 ])
@@ -275,28 +274,6 @@ def test_a_failed_save_leaves_nothing(models_dir, tmp_path, monkeypatch):
         raise OSError('disk full')
     monkeypatch.setattr(tf.saved_model, 'save', failing_save)
     with pytest.raises(OSError, match='disk full'):
-        export_savedmodel.main([os.path.join(models_dir, 'tiny'), str(tmp_path / 'out'),
-                                '--jit_compile', 'off'])
+        export_savedmodel.main([os.path.join(models_dir, 'tiny'), str(tmp_path / 'out')])
     assert os.listdir(tmp_path) == []
 
-
-def test_jit_compile_choice(monkeypatch):
-    """auto keeps the faster of what was measured (a fake measure here); a loop XLA
-    cannot compile is off under auto, with the reason, and refused under on."""
-    seconds = {True: 1.0, False: 2.0}
-    monkeypatch.setattr(export_savedmodel, 'probe_seconds', lambda jit, hparams: seconds[jit])
-    assert export_savedmodel.choose_jit('auto', lambda jit: jit, None)[0] is True
-    seconds[True] = 3.0
-    jit, why = export_savedmodel.choose_jit('auto', lambda jit: jit, None)
-    assert jit is False and '3.000 s with XLA, 2.000 s without' in why
-    assert export_savedmodel.choose_jit('off', lambda jit: jit, None)[0] is False
-
-    def not_compiled(jit, hparams):
-        raise tf.errors.InvalidArgumentError(None, None, 'Graph execution error:\n'
-                                             'Input 0 to node `range` with op Range must be '
-                                             'a compile-time constant.\nmore')
-    monkeypatch.setattr(export_savedmodel, 'probe_seconds', not_compiled)
-    jit, why = export_savedmodel.choose_jit('auto', lambda jit: jit, None)
-    assert jit is False and why.endswith('Range must be a compile-time constant.')
-    with pytest.raises(UserError, match='--jit_compile on: XLA cannot compile'):
-        export_savedmodel.choose_jit('on', lambda jit: jit, None)

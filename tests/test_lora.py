@@ -290,7 +290,7 @@ def test_the_savedmodel_of_a_lora_run_holds_the_merged_weights(models_dir, train
     import export_savedmodel
     run, _ = trained
     out = tmp_path / 'savedmodel'
-    export_savedmodel.main([str(run), str(out), '--jit_compile', 'off'])
+    export_savedmodel.main([str(run), str(out)])
     exported = tf.saved_model.load(str(out)).weights
     ckpt = model_dir.find_checkpoint(str(run))
     hparams = model_dir.load('tiny', models_dir).hparams
