@@ -62,12 +62,10 @@ def save_whole(generator, out):
 def export(args):
     out = os.path.normpath(cli.user_path(args.out))
     check_out(out)
-    path = os.path.normpath(cli.user_path(args.model))
     cli.start_tensorflow(args.verbose)
     import model_dir
     import savedmodel
-    loaded = model_dir.load(os.path.basename(path), os.path.dirname(path) or '.',
-                            args.checkpoint)
+    loaded = model_dir.load_path(args.model, args.checkpoint)
     hparams = loaded.hparams
     # A LoRA run's checkpoint reads as its base's weights with the adapters merged in.
     weights = savedmodel.variables(model_dir.load_arrays(loaded.checkpoint, hparams))

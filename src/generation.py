@@ -16,14 +16,13 @@ start-up lines (the program's own logging is left as it is; TF_CPP_MIN_LOG_LEVEL
 beforehand shows them).
 """
 
-import os
 import sys
 
 import numpy as np
 
 import cli
 import sample
-from cli import UserError, user_path
+from cli import UserError
 
 # Started before decoding and model_dir import it, so that a program importing this API
 # shows none of TensorFlow's start-up lines, nor the scripts' device line.
@@ -61,10 +60,7 @@ class GPT2:
     def load(cls, path, *, checkpoint=None, batch_size=8, seed=None):
         """`path`: a model directory (models/117M) or a training run's folder
         (checkpoint/run1); `checkpoint` takes the weights from elsewhere."""
-        path = os.path.normpath(user_path(path))
-        loaded = model_dir.load(os.path.basename(path), os.path.dirname(path) or '.',
-                                checkpoint)
-        return cls(loaded, batch_size=batch_size, seed=seed)
+        return cls(model_dir.load_path(path, checkpoint), batch_size=batch_size, seed=seed)
 
     def options(self, **keywords):
         """This model's default SamplingOptions with the keywords' changes, checked."""

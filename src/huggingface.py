@@ -62,9 +62,8 @@ def export(model_path, out_dir, checkpoint=SHARED, verbose=SHARED):
     :model_path : a model directory (models/124M)
     :out_dir : the folder to write for transformers
     """
-    models_dir, name = os.path.split(os.path.normpath(model_path))
     model_dir = tensorflow_model_dir(verbose)
-    loaded = model_dir.load(name, models_dir or '.', checkpoint)
+    loaded = model_dir.load_path(model_path, checkpoint)
     hparams, enc = loaded.hparams, loaded.encoder
     arrays = model_dir.load_arrays(loaded.checkpoint, hparams)
     tensors = {hf_name(n): (a[0] if n.endswith('/w') else a) for n, a in arrays.items()}

@@ -255,8 +255,7 @@ def merge_run(run, out, checkpoint=SHARED, verbose=SHARED):
         raise UserError(f'{out}: already exists; choose a new directory')
     cli.start_tensorflow(verbose)
     import model_dir
-    run = os.path.normpath(cli.user_path(run))
-    loaded = model_dir.load(os.path.basename(run), os.path.dirname(run) or '.', checkpoint)
+    loaded = model_dir.load_path(run, checkpoint)
     arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
     try:
         model_dir.save_arrays(f'{out}.partial', arrays, loaded.hparams, loaded.path)

@@ -56,8 +56,7 @@ def export(run, out_dir, checkpoint=SHARED, verbose=SHARED):
     """
     cli.start_tensorflow(verbose)
     import model_dir
-    run = os.path.normpath(cli.user_path(run))
-    loaded = model_dir.load(os.path.basename(run), os.path.dirname(run) or '.', checkpoint)
+    loaded = model_dir.load_path(run, checkpoint)
     adapted = model_dir.lora_checkpoint(loaded.checkpoint)
     if adapted is None:
         raise UserError(f'{loaded.checkpoint}: holds no LoRA adapters (a run trained with '
@@ -160,8 +159,7 @@ def import_(peft_dir, out, base, verbose=SHARED):
     tf = cli.start_tensorflow(verbose)
     import model_dir
     from release import CHECKPOINT, HPARAMS
-    base = os.path.normpath(cli.user_path(base))
-    loaded = model_dir.load(os.path.basename(base), os.path.dirname(base) or '.')
+    loaded = model_dir.load_path(base)
     arrays, targets = read_factors(peft_dir, rank, loaded.hparams)
     tf1 = tf.compat.v1
     try:

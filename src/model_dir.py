@@ -81,6 +81,13 @@ class ModelDir:
     checkpoint: str
 
 
+def load_path(path, checkpoint=None):
+    """The ModelDir of a model directory or training run folder given by its path
+    (models/117M, checkpoint/run1, ~/models/jokes)."""
+    path = os.path.normpath(user_path(path))
+    return load(os.path.basename(path), os.path.dirname(path) or '.', checkpoint)
+
+
 def load(model_name, models_dir='models', checkpoint=None, *, allow_special=True):
     """The ModelDir of `models_dir/model_name`; `checkpoint` (a training run's folder or
     a prefix) overrides where the weights come from."""
