@@ -133,7 +133,6 @@ def time_training_step(hparams, checkpoint):
 
 def print_run(size, vocab_dir, n_vocab):
     """One training step and a few sampled tokens on a random model of `size`."""
-    import decoding
     import generation
     import model_dir
 
@@ -156,12 +155,10 @@ def print_run(size, vocab_dir, n_vocab):
             start = time.perf_counter()
             gpt2.generate('', length=SAMPLED_TOKENS, stop_at_endoftext=False)
             seconds = time.perf_counter() - start
+            print(f'sampling: {SAMPLED_TOKENS} tokens in {seconds:.2f} s, '
+                  f'{SAMPLED_TOKENS / seconds:.1f} tokens/s at batch 1 ({gpt2.describe()})')
         finally:
             gpt2.close()
-        decoder = {'graph': 'TensorFlow graph on the GPU',
-                   'numpy': 'NumPy decoder'}[decoding.decoder_kind()]
-        print(f'sampling: {SAMPLED_TOKENS} tokens in {seconds:.2f} s, '
-              f'{SAMPLED_TOKENS / seconds:.1f} tokens/s at batch 1 ({decoder})')
 
 
 def main(argv=None):

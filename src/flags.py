@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import textwrap
 
+import kernels
 import sample
 from hparams import SHAPES
 
@@ -53,6 +54,9 @@ FLAGS = {
     'encoding': Flag('utf-8', 'Set the encoding for reading and writing files.'),
     'vocab_dir': Flag(None, 'A folder with GPT-2\'s encoder.json and vocab.bpe',
                       metavar='DIR'),
+    'precision': Flag('auto', 'Precision of the decoder\'s matrix products: bfloat16 (where '
+                      'the CPU has bfloat16 instructions, for auto) or float32',
+                      choices=kernels.PRECISIONS),
     'size': Flag(None, 'A model shape: a released model\'s, or tiny (what CI checks with)',
                  choices=tuple(SHAPES)),
 }

@@ -19,7 +19,7 @@ from sample_flags import check_batches, fire_argv
 
 @fire_command(options_after='batch_size', newer_options_after='models_dir')
 def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size=SHARED,
-                 models_dir=SHARED, checkpoint=SHARED, output_file=None, verbose=SHARED):
+                 models_dir=SHARED, checkpoint=SHARED, precision=SHARED, output_file=None, verbose=SHARED):
     """Run the sample_model.
 
     :nsamples=0 : Number of samples to return, if 0, continues to generate samples
@@ -32,7 +32,8 @@ def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size
     cli.start_tensorflow(verbose)  # checked input first; --help needs none of it
     from generation import open_model
     gpt2, _ = open_model(model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
-                         batch_size=batch_size, seed=seed, options=options)
+                         batch_size=batch_size, seed=seed, options=options,
+                         precision=precision)
     generated = 0
     try:
         with sample_files.SampleWriter(output_file) as out:

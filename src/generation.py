@@ -10,57 +10,58 @@
         print(piece, end='', flush=True)
     gpt2.close()
 
-Prompts of different lengths share a batch (left-padded, the padding masked), each row
-computing what it would alone. Importing this module starts TensorFlow without its
-start-up lines (the program's own logging is left as it is; TF_CPP_MIN_LOG_LEVEL set
-beforehand shows them).
+Every row computes what it would alone, with its own random generator: the same seed
+gives the same samples at any batch_size (engine.py). `precision` ('auto', 'float32' or
+'bfloat16', kernels.py) is chosen once, when the model loads. Importing this module
+starts TensorFlow without its start-up lines (the program's own logging is left as it is;
+TF_CPP_MIN_LOG_LEVEL set beforehand shows them).
 """
 
 import sys
 
-import numpy as np
 
 import cli
 import sample
 from cli import UserError
 
-# Started before decoding and model_dir import it, so that a program importing this API
-# shows none of TensorFlow's start-up lines, nor the scripts' device line.
-tf = cli.start_tensorflow(report_devices=False)
-import decoding  # noqa: E402
+# Started before model_dir imports it, so that a program importing this API shows none
+# of TensorFlow's start-up lines, nor the scripts' device line.
+cli.start_tensorflow(report_devices=False)
+import engine  # noqa: E402
+import kernels  # noqa: E402
 import model_dir  # noqa: E402
-
-tf1 = tf.compat.v1
+import numpy_model  # noqa: E402
 
 
 class GPT2:
     """A model loaded once (`loaded`: a model_dir.ModelDir); generate and stream as often
     as you like. A call's keywords are sampling options (the fields of
     sample.SamplingOptions) changing this model's defaults, `options` (default: the
-    fields' defaults)."""
+    fields' defaults). `arrays` (release names -> arrays) stand for the checkpoint's
+    weights when given."""
 
-    def __init__(self, loaded, *, batch_size=8, seed=None, options=None):
+    def __init__(self, loaded, *, batch_size=8, seed=None, options=None, precision='auto',
+                 arrays=None):
         sample.check_batch_size(batch_size)
         self.defaults = (options or sample.SamplingOptions()).checked(loaded.hparams)
+        self.precision, self.precision_reason = kernels.choose_precision(precision)
         self.model, self.batch_size = loaded, batch_size
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
-        self.rng = np.random.default_rng(seed)
-        self.sess = None
-        if decoding.decoder_kind() == 'graph':
-            with tf.Graph().as_default() as graph:
-                sampling = decoding.SamplingGraph(self.hparams)
-                self.sess = tf1.Session(graph=graph)
-                model_dir.restore(self.sess, loaded.checkpoint)
-            self.new_decoder = decoding.session_decoders(self.sess, self.hparams, sampling)
-        else:
-            self.new_decoder = decoding.cpu_decoders(
-                model_dir.load_arrays(loaded.checkpoint, self.hparams), self.hparams)
+        self.seeds = sample.Seeds(seed)
+        if arrays is None:
+            arrays = model_dir.load_arrays(loaded.checkpoint, self.hparams)
+        self.forward = numpy_model.Forward(arrays, self.hparams, self.precision)
 
     @classmethod
-    def load(cls, path, *, checkpoint=None, batch_size=8, seed=None):
+    def load(cls, path, *, checkpoint=None, batch_size=8, seed=None, precision='auto'):
         """`path`: a model directory (models/117M) or a training run's folder
         (checkpoint/run1); `checkpoint` takes the weights from elsewhere."""
-        return cls(model_dir.load_path(path, checkpoint), batch_size=batch_size, seed=seed)
+        return cls(model_dir.load_path(path, checkpoint), batch_size=batch_size, seed=seed,
+                   precision=precision)
+
+    def describe(self):
+        """Which kernel decodes, and why: the scripts' device line."""
+        return f'decoding: {self.forward.kernel.describe()} ({self.precision_reason})'
 
     def options(self, **keywords):
         """This model's default SamplingOptions with the keywords' changes, checked."""
@@ -71,17 +72,18 @@ class GPT2:
     def encode(self, text):
         return encode_prompt(self.model, text)
 
-    def samples(self, prompts, *, nsamples=1, on_step=None, **keywords):
+    def samples(self, prompts, *, nsamples=1, **keywords):
         """sample.Sample objects: `nsamples` for each prompt (a text or a token list),
-        prompt by prompt; different prompts share batches."""
+        prompt by prompt; up to batch_size rows decode at once, a row joining as soon as
+        another ends."""
         options = self.options(**keywords)
         if isinstance(prompts, str):
             prompts = [prompts]
         tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
         rows = [t for t in tokens for _ in range(nsamples)]
-        return decoding.generate_in_batches(
-            self.new_decoder, rows, options, self.rng, sample.Stopper(self.encoder, options),
-            batch_size=self.batch_size, on_step=on_step)
+        return engine.generate(self.forward, rows, options, self.seeds.take(len(rows)),
+                               sample.Stopper(self.encoder, options),
+                               max_rows=self.batch_size)
 
     def generate(self, prompts, *, nsamples=1, include_prefix=False, return_tokens=False,
                  **options):
@@ -104,23 +106,22 @@ class GPT2:
         as it is generated."""
         options = self.options(**keywords)
         tokens = prompt if isinstance(prompt, list) else encode_prompt(self.model, prompt)
-        decoder = self.new_decoder(options.length)
         text = TextStream(self.encoder, options.stop)
-        stopper = sample.Stopper(self.encoder, options)
-        new = None
-        for new, ended in sample.decode_steps(decoder, [tokens], options, self.rng, stopper):
-            piece = text.update(new[0], ended[0])
+        request = engine.Request([tokens], options, self.seeds.take(1),
+                                 sample.Stopper(self.encoder, options))
+        decoder = engine.Engine(self.forward, 1)
+        decoder.add(request)
+        row = request.rows[0]
+        while decoder.busy():
+            decoder.step()
+            # At its end (a stop, or its full length) what was held back (a cut UTF-8
+            # character, a possible stop text's beginning) comes out too.
+            piece = text.update(row.new, row.end)
             if piece:
                 yield piece
-        # A sample that ran its full length: what was held back (a cut UTF-8 character,
-        # a possible stop text's beginning) is its end.
-        rest = text.update(new[0], stopper.finish(new[0]))
-        if rest:
-            yield rest
 
     def close(self):
-        if self.sess is not None:
-            self.sess.close()
+        self.forward.close()
 
 
 def encode_prompt(loaded, text, where='prompt'):
@@ -134,15 +135,19 @@ def encode_prompt(loaded, text, where='prompt'):
 
 
 def open_model(*, model_name, models_dir, checkpoint, batch_size, seed, options,
-               prompts=()):
+               precision='auto', prompts=()):
     """What both sampling scripts start with: options (SamplingOptions) and prompts
     ([(where, text)]) checked against the model before its weights load. Returns (GPT2
     sampling with those options, the prompts' token lists)."""
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     options = options.checked(loaded.hparams)
+    kernels.choose_precision(precision)
     tokens = [encode_prompt(loaded, text, where) for where, text in prompts]
     print('Loading checkpoint', loaded.checkpoint, file=sys.stderr)
-    return GPT2(loaded, batch_size=batch_size, seed=seed, options=options), tokens
+    gpt2 = GPT2(loaded, batch_size=batch_size, seed=seed, options=options,
+                precision=precision)
+    print(gpt2.describe(), file=sys.stderr)
+    return gpt2, tokens
 
 
 class TextStream:

@@ -24,7 +24,7 @@ from sample_flags import check_batches, fire_argv
 
 @fire_command(options_after='batch_size', newer_options_after='models_dir')
 def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_size=SHARED,
-                   models_dir=SHARED, checkpoint=SHARED, prompts=None, output=None,
+                   models_dir=SHARED, checkpoint=SHARED, precision=SHARED, prompts=None, output=None,
                    include_prefix=False, verbose=SHARED):
     """Interactively run the model.
 
@@ -45,7 +45,7 @@ def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_si
     from generation import open_model
     gpt2, tokens = open_model(
         model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
-        batch_size=batch_size, seed=seed, options=options, prompts=prompt_list)
+        batch_size=batch_size, seed=seed, options=options, precision=precision, prompts=prompt_list)
     try:
         with sample_files.SampleWriter(output) as out:
             if prompts:

@@ -107,56 +107,19 @@ def attention_mask(nd, ns, *, offset):
 
 
 class KVCache:
-    """Keys and values of every position seen so far, for sampling one token at a time.
-
-    One variable per layer and kind, [n_alloc, batch, heads, features], allocated per
-    batch of samples (run `initializer` feeding `n_alloc` and `batch`) and written in place
-    at `offset`. Positions come first so that the positions filled so far are one
-    contiguous block, read by a gather of whole positions: a plain read of a variable
-    written by slices copies all of it (TensorFlow's copy-on-read), and OpenAI's sampler
-    concatenated, copying everything before each new token.
-
-    Rows of different lengths share a batch left-padded: `start` [batch] is each row's
-    first real position; the model numbers a row's tokens from there and no position
-    attends to the padding, so each row computes what it would alone.
-    """
-
-    def __init__(self, hparams):
-        self.offset = tf1.placeholder(tf.int32, [], 'offset')  # position of the first new token
-        self.start = tf1.placeholder(tf.int32, [None], 'start')
-        self.n_alloc = tf1.placeholder(tf.int32, [], 'n_alloc')
-        self.batch = tf1.placeholder(tf.int32, [], 'batch')
-        head_dim = hparams.n_embd // hparams.n_head
-        zeros = tf.zeros([self.n_alloc, self.batch, hparams.n_head, head_dim])
-        shape = tf.TensorShape([None, None, hparams.n_head, head_dim])
-        # In no standard collection: never saved, never touched by the usual initializers.
-        self.keys, self.values = [
-            [tf1.Variable(zeros, trainable=False, shape=shape, use_resource=True,
-                          collections=['kv_cache'], name=f'kv_cache/{kind}{layer}')
-             for layer in range(hparams.n_layer)]
-            for kind in ('k', 'v')]
-        self.initializer = tf.group([v.initializer for v in self.keys + self.values])
+    """What model() asks of `past`, a key/value cache for sampling one token at a time
+    (savedmodel.LoopCache is the one in use): `offset`, the position of the first new
+    token; `start` [batch], each row's first real position (rows of different lengths
+    share a batch left-padded: the model numbers a row's tokens from there and no position
+    attends to the padding, so each row computes what it would alone); `update(layer, k,
+    v)`, storing k, v [batch, heads, n_new, features] and returning the keys and values
+    of every position so far, [offset + n_new, batch, heads, features]; and
+    `attend_one(layer, q, k, v)` for one new position per row. Positions come first in
+    the cache, so that those filled so far are one contiguous block."""
 
     def positions(self, sequence):
         """Position of each new token in its own row: [batch, sequence]."""
         return tf.maximum(self.offset + tf.range(sequence)[None] - self.start[:, None], 0)
-
-    def update(self, layer, k, v):
-        """Write this step's k, v [batch, heads, n_new, features]; return the keys and
-        values of all positions so far, [offset + n_new, batch, heads, features]."""
-        end = self.offset + tf.shape(k)[2]
-        writes = [cache[self.offset:end].assign(tf.transpose(new, [2, 0, 1, 3]))
-                  for cache, new in ((self.keys[layer], k), (self.values[layer], v))]
-        with tf.control_dependencies(writes):
-            return [tf.raw_ops.ResourceGather(resource=cache.handle, indices=tf.range(end),
-                                              dtype=cache.dtype)
-                    for cache in (self.keys[layer], self.values[layer])]
-
-    def attend_one(self, layer, q, k, v):
-        """Store one new position's k, v and attend with its q (each [batch, heads, 1,
-        features]) over every position so far: [batch, heads, 1, features]."""
-        k, v = self.update(layer, k, v)
-        return attend_one(q, [k], [v], start=self.start)
 
 
 def attn(x, scope, n_state, *, past, hparams, layer, dtype, lora=None):

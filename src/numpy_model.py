@@ -1,14 +1,15 @@
-"""GPT-2's forward pass in NumPy, as the CPU decoders run it (decoding.CpuDecoder, the
-server's slot_decoder.SlotDecoder): the weights read as matrices packed for the machine's
-kernel (kernels.py), and each block's attention over a key/value cache the decoder keeps.
+"""GPT-2's forward pass in NumPy, as the decoding engine runs it (engine.py): the weight
+products in a kernel of the chosen precision (kernels.py), everything else in float32,
+each row's attention over its own keys and values alone. So a row's logits are the same
+whatever rows share its step, however long they are: the products are row-invariant by
+the kernel's contract, and nothing else mixes rows.
 
-    w = prepare(model_dir.load_arrays(ckpt, hparams))
-    keys, values = empty_cache(hparams, rows, positions)      # the decoder's to keep
-    x = embed(w, tokens, positions)                            # [rows, n, embd]
-    x = blocks(w, hparams, x, store)     # store(layer, k, v) -> (keys, values, mask)
-    logits = next_token_logits(w, x[:, -1])                    # [rows, n_vocab]
+    forward = Forward(model_dir.load_arrays(ckpt, hparams), hparams, 'float32')
+    cache = Cache(hparams, rows=4, positions=hparams.n_ctx)
+    logits = forward.prefill(cache, 0, [464, 3290])     # [n_vocab] after the prompt
+    logits = forward.step(cache, [0, 2], [318, 262])    # [2, n_vocab], one token each
 
-Tested against model.model through both decoders (tests/test_decoding.py).
+Tested against model.model (tests/test_numpy_model.py).
 """
 
 import math
@@ -45,16 +46,6 @@ def gelu(x):
     return t
 
 
-def dense(x, w, b=None):
-    """x [..., nx] @ w [nx, nf] + b as one 2-D product (w from prepare(), b [nf] or
-    None): NumPy multiplies a stack of matrices one by one, which would read w once per
-    row of the batch."""
-    y = kernels.multiply(x.reshape(-1, x.shape[-1]), w)
-    if b is not None:
-        y += b
-    return y.reshape(*x.shape[:-1], w.shape[1])
-
-
 def softmax(x):
     """Softmax over the last axis, in place."""
     x -= x.max(-1, keepdims=True)
@@ -63,61 +54,103 @@ def softmax(x):
     return x
 
 
-def prepare(arrays, kernel=None):
-    """The weights as the decoder reads them: conv1d weights [1, nx, nf] as plain matrices
-    (views, no copy), and the output projection as a contiguous [n_embd, n_vocab] copy,
-    which streams faster than the transposed view of wte; each matrix packed for dense()
-    by `kernel` (kernels.choose_kernel() when None)."""
-    kernel = kernel or kernels.choose_kernel()[0]
-    weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
-    weights['wte_t'] = np.ascontiguousarray(weights['model/wte'].T)
-    return {name: kernels.pack(a, kernel) if name.endswith('/w') or name == 'wte_t' else a
-            for name, a in weights.items()}
+def matrix_names(hparams):
+    """The weight matrices a step multiplies by; 'wte_t' is the output projection."""
+    return [f'model/h{layer}/{m}/w' for layer in range(hparams.n_layer)
+            for m in ('attn/c_attn', 'attn/c_proj', 'mlp/c_fc', 'mlp/c_proj')] + ['wte_t']
 
 
-def empty_cache(hparams, rows, positions):
-    """(keys, values): per layer, zeros [rows, heads, positions, features]."""
-    shape = [rows, hparams.n_head, positions, hparams.n_embd // hparams.n_head]
-    return ([np.zeros(shape, np.float32) for _ in range(hparams.n_layer)],
-            [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)])
+class Cache:
+    """Keys and values of every row: per layer, [rows, heads, positions, features], a
+    row's in its slot from position 0; `lengths` [rows], the positions each slot holds.
+    NumPy's zeros are pages the system gives on first write: an unused slot costs none."""
+
+    def __init__(self, hparams, rows, positions):
+        shape = [rows, hparams.n_head, positions, hparams.n_embd // hparams.n_head]
+        self.keys = [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)]
+        self.values = [np.zeros(shape, np.float32) for _ in range(hparams.n_layer)]
+        self.lengths = np.zeros(rows, np.int64)
+        self.positions = positions
 
 
-def embed(w, tokens, positions):
-    """Token and position embeddings of tokens at positions (integer arrays of one
-    shape, or positions broadcasting to it): [*tokens.shape, embd]."""
-    return w['model/wte'][tokens] + w['model/wpe'][positions]
+class Forward:
+    """The model's weights (release names -> arrays) in a kernel of `precision`: the
+    matrices are the kernel's, the rest (embeddings, biases, gains) stay float32."""
+
+    def __init__(self, arrays, hparams, precision, *, rows_per_product=None):
+        self.hparams = hparams
+        self.w = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
+        matrices = {name: self.w[name] for name in matrix_names(hparams) if name != 'wte_t'}
+        # A contiguous [n_embd, n_vocab] copy streams faster than the transposed view.
+        matrices['wte_t'] = np.ascontiguousarray(self.w['model/wte'].T)
+        self.kernel = kernels.new_kernel(precision, matrices,
+                                         rows_per_product=rows_per_product)
+
+    def close(self):
+        getattr(self.kernel, 'close', lambda: None)()
+
+    def prefill(self, cache, slot, tokens):
+        """Row `slot` starts over with `tokens` (1 to positions): the logits [n_vocab] of
+        its next token."""
+        n = len(tokens)
+        causal = np.where(np.tri(n, dtype=bool), np.float32(0), np.float32(-1e10))
+
+        def attend(layer, q, k, v):  # [positions, heads, features] each
+            keys, values = cache.keys[layer][slot], cache.values[layer][slot]
+            keys[:, :n], values[:, :n] = k.transpose(1, 0, 2), v.transpose(1, 0, 2)
+            return _attention(q.transpose(1, 0, 2), keys[:, :n], values[:, :n],
+                              causal).transpose(1, 0, 2)
+
+        x = self.w['model/wte'][tokens] + self.w['model/wpe'][:n]
+        x = self._blocks(x, attend, self.kernel.sequence)
+        cache.lengths[slot] = n
+        return self._logits(x[-1:], self.kernel.sequence)[0]
+
+    def step(self, cache, slots, tokens):
+        """One more token for each row in `slots`: the logits [rows, n_vocab] after it."""
+        lengths = cache.lengths[slots]
+        if lengths.max() >= cache.positions:
+            raise ValueError('a row fills its cache: prefill it again before its next step')
+
+        def attend(layer, q, k, v):  # [rows, heads, features] each
+            out = np.empty_like(q)
+            for r, (slot, length) in enumerate(zip(slots, lengths.tolist(), strict=True)):
+                keys, values = cache.keys[layer][slot], cache.values[layer][slot]
+                keys[:, length], values[:, length] = k[r], v[r]
+                out[r] = _attention(q[r][:, None], keys[:, :length + 1],
+                                    values[:, :length + 1])[:, 0]
+            return out
+
+        x = self.w['model/wte'][tokens] + self.w['model/wpe'][lengths]
+        x = self._blocks(x, attend, self.kernel.rows)
+        cache.lengths[slots] += 1
+        return self._logits(x, self.kernel.rows)
+
+    def _blocks(self, x, attend, product):
+        """x [n, embd] through every block; attend(layer, q, k, v) each [n, heads,
+        features] gives the attention's output [n, heads, features]."""
+        w, heads = self.w, self.hparams.n_head
+        for layer in range(self.hparams.n_layer):
+            p = f'model/h{layer}'
+            h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
+            qkv = product(h, f'{p}/attn/c_attn/w') + w[f'{p}/attn/c_attn/b']
+            q, k, v = (t.reshape(len(x), heads, -1) for t in np.split(qkv, 3, axis=-1))
+            a = attend(layer, q, k, v).reshape(x.shape)
+            x = x + product(a, f'{p}/attn/c_proj/w') + w[f'{p}/attn/c_proj/b']
+            h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
+            h = gelu(product(h, f'{p}/mlp/c_fc/w') + w[f'{p}/mlp/c_fc/b'])
+            x = x + product(h, f'{p}/mlp/c_proj/w') + w[f'{p}/mlp/c_proj/b']
+        return x
+
+    def _logits(self, x, product):
+        """x [n, embd] -> [n, n_vocab]: the output projection is the token embedding."""
+        return product(norm(x, self.w['model/ln_f/g'], self.w['model/ln_f/b']), 'wte_t')
 
 
-def blocks(w, hparams, x, store):
-    """x [rows, n, embd] through every transformer block of the weights `w` (from
-    prepare); store(layer, k, v) keeps the new keys and values [rows, heads, n, features]
-    in the decoder's cache and gives back (keys, values, mask) to attend to, the mask
-    added to the scores [rows, heads, n, keys] or None."""
-    for layer in range(hparams.n_layer):
-        p = f'model/h{layer}'
-        h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
-        x = x + attention(w, hparams, layer, h, store)
-        h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
-        h = gelu(dense(h, w[f'{p}/mlp/c_fc/w'], w[f'{p}/mlp/c_fc/b']))
-        x = x + dense(h, w[f'{p}/mlp/c_proj/w'], w[f'{p}/mlp/c_proj/b'])
-    return x
-
-
-def attention(w, hparams, layer, x, store):
-    """Block `layer`'s attention of x [rows, n, embd] to its cache (see blocks)."""
-    p = f'model/h{layer}/attn'
-    rows, n, embd = x.shape
-    qkv = dense(x, w[f'{p}/c_attn/w'], w[f'{p}/c_attn/b'])
-    q, k, v = (t.reshape(rows, n, hparams.n_head, -1).transpose(0, 2, 1, 3)
-               for t in np.split(qkv, 3, axis=-1))  # [rows, heads, n, features]
-    k, v, mask = store(layer, k, v)
-    scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(0, 1, 3, 2)
+def _attention(q, k, v, mask=None):
+    """q [heads, n, features] over k, v [heads, keys, features] of one row, with `mask`
+    [n, keys] added to the scores: [heads, n, features]."""
+    scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(0, 2, 1)
     if mask is not None:
         scores += mask
-    a = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(rows, n, embd)
-    return dense(a, w[f'{p}/c_proj/w'], w[f'{p}/c_proj/b'])
-
-
-def next_token_logits(w, x):
-    """x [rows, embd] -> [rows, n_vocab]: the output projection is the token embedding."""
-    return dense(norm(x, w['model/ln_f/g'], w['model/ln_f/b']), w['wte_t'])
+    return softmax(scores) @ v

@@ -1,14 +1,9 @@
 """Sampling: the options, the choice of each next token (repetition penalty, temperature,
-top-k, nucleus, min-p), where a sample ends (<|endoftext|>, stop texts), and the decode
-loop, with a sliding window past the model's context. NumPy only: the model is a function.
+top-k, nucleus, min-p) with a random generator per row (Seeds), and where a sample ends
+(<|endoftext|>, stop texts). NumPy only: engine.py runs the model and calls these.
 
     options = SamplingOptions(length=100, temperature=0.7, top_k=40).checked(hparams)
-    samples = sample_batch(decoder, prompts, options, np.random.default_rng(1),
-                           Stopper(enc, options))
-
-`sample_batch` drives any decoder with `n_ctx`, `prefill(rows) -> logits [batch,
-n_vocab]` (rows: token lists of any lengths, a new batch) and `extend(tokens [batch]) ->
-logits` (one more token per row), so the loop is tested with a fake model.
+    tokens = choose(logits, options, Seeds(1).take(len(logits)))
 """
 
 import dataclasses
@@ -173,16 +168,16 @@ def _kept_sorted(row, order, normalizer, top_p, cumulative=None):
     return order[:n_kept], row[order[:n_kept]]
 
 
-def choose(logits, options, rng, seen=None):
+def choose(logits, options, rngs, seen=None):
     """The next token of each row of logits [batch, n_vocab]: repetition penalty,
-    temperature, top-k, then nucleus and min-p among what top-k kept; one uniform draw per
-    row."""
+    temperature, top-k, then nucleus and min-p among what top-k kept; one uniform draw
+    from each row's own generator (rngs)."""
     logits = np.asarray(logits, np.float64)
     if options.repetition_penalty != 1 and seen is not None:
         logits = penalize(logits, seen, options.repetition_penalty)
     logits = logits / options.temperature
     tokens = np.empty(len(logits), np.int64)
-    for b, row in enumerate(logits):
+    for b, (row, rng) in enumerate(zip(logits, rngs, strict=True)):
         candidates, values = _kept(row, options.top_k, options.top_p)
         if options.min_p:  # relative to the top token: a threshold on the logits
             kept = values >= values.max() + np.log(options.min_p)
@@ -231,63 +226,17 @@ class Sample:
     text: str  # generated text, cut exactly at a stop text
 
 
-def left_pad(rows):
-    """Rows of different lengths as one batch for a decoder's prefill: (tokens [batch,
-    width], padded on the left with 0, and start [batch], each row's first real
-    position)."""
-    width = max(len(r) for r in rows)
-    tokens = np.zeros([len(rows), width], np.int32)
-    for b, row in enumerate(rows):
-        tokens[b, width - len(row):] = row
-    return tokens, np.array([width - len(r) for r in rows], np.int32)
+class Seeds:
+    """A random generator for each row a model samples, the k-th from (seed, k): a row's
+    draws never depend on how rows are batched, so the same seed gives the same samples
+    at any batch size, alone or beside other requests. seed None: fresh entropy."""
 
+    def __init__(self, seed=None):
+        self.entropy = np.random.SeedSequence(seed).entropy
+        self.taken = 0
 
-def decode_steps(decoder, prompts, options, rng, stopper):
-    """Sample after each prompt (token lists, lengths may differ), yielding (new tokens,
-    ends) per row after each token, both lists updated in place; an end is the
-    (tokens kept, text) of stopper.cut. Up to options.length tokens; stops once every
-    row has ended.
-
-    Past the context window the window slides: the newest n_ctx // 2 tokens of each row
-    (prompt and sample alike) are fed again as a new prompt, and generation goes on."""
-    rows = [list(p) for p in prompts]
-    new = [[] for _ in rows]
-    ended = [None] * len(rows)
-    seen = None
-    logits = decoder.prefill(rows)
-    if options.repetition_penalty != 1:
-        seen = np.zeros(np.shape(logits), bool)
-        for b, row in enumerate(rows):
-            seen[b, row] = True
-    filled = max(len(r) for r in rows)
-    for i in range(options.length):
-        tokens = choose(logits, options, rng, seen)
-        for b, token in enumerate(tokens.tolist()):
-            if ended[b] is None:
-                new[b].append(token)
-                ended[b] = stopper.cut(new[b])
-        if seen is not None:
-            seen[np.arange(len(rows)), tokens] = True
-        yield new, ended
-        if all(e is not None for e in ended) or i == options.length - 1:
-            return
-        if filled == decoder.n_ctx:
-            window = [(row + sampled)[-(decoder.n_ctx // 2):] for row, sampled in zip(
-                rows, new, strict=True)]
-            logits, filled = decoder.prefill(window), max(len(w) for w in window)
-        else:
-            logits, filled = decoder.extend(tokens), filled + 1
-
-
-def sample_batch(decoder, prompts, options, rng, stopper, *, on_step=None):
-    """A Sample after each prompt (see decode_steps); `on_step(new, ended)` is called
-    after each token."""
-    new = ended = None
-    for new, ended in decode_steps(decoder, prompts, options, rng, stopper):
-        if on_step:
-            on_step(new, ended)
-    results = []
-    for prompt, sampled, end in zip(prompts, new, ended, strict=True):
-        kept, text = end or stopper.finish(sampled)
-        results.append(Sample(list(prompt), sampled[:kept], text))
-    return results
+    def take(self, n):
+        """Generators for the next n rows."""
+        first, self.taken = self.taken, self.taken + n
+        return [np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(k,)))
+                for k in range(first, first + n)]

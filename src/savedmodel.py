@@ -60,7 +60,7 @@ class LoopCache(model.KVCache):
     from chunk_start on; then chunk_start. `start` [batch] is each row's first real
     position (positions() is KVCache's)."""
 
-    def __init__(self, state, offset, start):  # no placeholders: not KVCache's
+    def __init__(self, state, offset, start):
         keys, values, chunk_keys, chunk_values, self.chunk_start = state
         self.keys, self.values = list(keys), list(values)
         self.chunk_keys, self.chunk_values = list(chunk_keys), list(chunk_values)

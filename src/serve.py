@@ -30,7 +30,7 @@ ROWS_PER_CORE = 8
 def parse_args(argv):
     parser = cli.FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
     add = parser.add_argument
-    flags.add(parser, 'models_dir', 'model_name', 'checkpoint')
+    flags.add(parser, 'models_dir', 'model_name', 'checkpoint', 'precision')
     add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')
     add('--port', type=int, default=8000)
     add('--max_batch', type=int, help='rows decoded together (default: from the machine)')
@@ -70,11 +70,13 @@ def default_max_batch(hparams):
     return max(1, min(ROWS_PER_CORE * (os.cpu_count() or 1), fits))
 
 
-def warm_up(decoder, encoder):
-    """One short row through the decoder: the first products and allocations are slow."""
-    decoder.add(['warm-up'], [[encoder.eot_token]])
-    decoder.step([encoder.eot_token])
-    decoder.remove('warm-up')
+def warm_up(forward, encoder):
+    """One short row through the model: the first products and allocations are slow."""
+    import engine
+    import sample
+    options = sample.SamplingOptions(length=2)
+    engine.generate(forward, [[encoder.eot_token]], options, sample.Seeds(0).take(1),
+                    sample.Stopper(encoder, options), max_rows=1)
 
 
 def main(argv):
@@ -84,22 +86,27 @@ def main(argv):
     import uvicorn
 
     import batching
+    import engine
+    import kernels
     import model_dir
     import numpy_model
     import serve_app
-    import slot_decoder
     loaded = model_dir.load(args.model_name, args.models_dir, args.checkpoint)
     max_batch = args.max_batch or default_max_batch(loaded.hparams)
+    precision, reason = kernels.choose_precision(args.precision)
     print(f'Loading {loaded.checkpoint}', file=sys.stderr)
     arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
-    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), loaded.hparams, max_batch)
-    engine = batching.Engine(decoder, loaded.encoder, max_queue=args.max_queue)
-    state = serve_app.State(loaded, engine, args.model_name, max_rows=max_batch,
+    forward = numpy_model.Forward(arrays, loaded.hparams, precision)
+    del arrays
+    print(f'decoding: {forward.kernel.describe()} ({reason})', file=sys.stderr)
+    server = batching.Engine(engine.Engine(forward, max_batch), loaded.encoder,
+                             max_queue=args.max_queue)
+    state = serve_app.State(loaded, server, args.model_name, max_rows=max_batch,
                             api_key=args.api_key)
 
     async def start():
-        await asyncio.to_thread(warm_up, decoder, loaded.encoder)
-        engine.start()
+        await asyncio.to_thread(warm_up, forward, loaded.encoder)
+        server.start()
         state.ready = True
         host = f'[{args.host}]' if ':' in args.host else args.host
         print(f'Serving {args.model_name} on http://{host}:{sock.getsockname()[1]} '

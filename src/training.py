@@ -21,9 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
-import decoding
+import engine
 import distributed
+import lora
 import model_dir
+import numpy_model
 import plot_run
 import resources
 import run_log
@@ -101,7 +103,7 @@ class Trainer:
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         self.tokens_seen = 0  # by all workers, for the epoch
         self.stale_evaluations = 0  # in a row without a better validation loss
-        self.sample_rng = np.random.default_rng(c.seed)
+        self.sample_seeds = sample.Seeds(c.seed)
         choices = step_choices(c, hparams)
         print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
               f'({choices.recompute_reason})')
@@ -112,7 +114,6 @@ class Trainer:
         opened = open_train_step(hparams, c, choices, self.cluster)
         self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
-            self.gen = decoding.sampling_graph(hparams, reuse=True, adapters=self.run.adapters)
             self.step, state = self.run.restore(self.sess)
             if state is not None:
                 self.load_state(state)
@@ -194,15 +195,23 @@ class Trainer:
         print('Generating samples...')
         enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
-        new_decoder = decoding.session_decoders(self.sess, self.model_dir.hparams, self.gen,
-                                                self.run.adapters)
-        samples = decoding.generate_in_batches(
-            new_decoder, prompts, self.sampling, self.sample_rng,
-            sample.Stopper(enc, self.sampling), batch_size=self.c.batch_size)
+        forward = numpy_model.Forward(self.arrays(), self.model_dir.hparams, 'float32')
+        samples = engine.generate(forward, prompts, self.sampling,
+                                  self.sample_seeds.take(len(prompts)),
+                                  sample.Stopper(enc, self.sampling),
+                                  max_rows=self.c.batch_size)
         texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])
         self.samples.write(self.step, texts)
+
+    def arrays(self):
+        """The model's weights now (release names -> arrays), adapters merged in."""
+        arrays = self.sess.run({v.op.name: v for v in model_dir.model_variables()})
+        if self.run.adapters is None:
+            return arrays
+        factors = self.sess.run({v.op.name: v for v in model_dir.adapter_variables()})
+        return lora.merge(arrays, factors, self.run.adapters)
 
     def validation_loss(self):
         return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})
