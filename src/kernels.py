@@ -1,140 +1,248 @@
-"""How the decoder multiplies by its weight matrices: the precision, chosen once per loaded
-model, and the products of that precision.
+"""What the decoder computes between two attentions, in the precision chosen once per
+loaded model: layer norms, the weight products, GELU, the residual sums (numpy_model.py
+does the embeddings and each row's attention).
 
 Decoding is batch-invariant: a row's numbers never depend on the rows beside it. A
-product of several rows must then give each row what it would alone, which a library's
-matrix product does not promise (it picks another algorithm, blocking or vector width by
-the number of rows). So each kernel has two products:
+library's matrix product does not promise that (it picks another algorithm, blocking or
+vector width by the number of rows), so each kernel says how it keeps it:
 
-- `rows(x, name)`, x [rows, nx] of independent sequences (a decoding step): each row
-  gets the same numbers however many rows share the call and wherever it stands;
-- `sequence(x, name)`, x [positions, nx] of one sequence (its prefill): any product,
-  since a sequence is always prefilled alone.
-
-The kernels:
-
-- 'float32': NumPy (OpenBLAS). Its product of one row (a matrix-vector product) is the
-  fastest reader of the weights, and its products of 1 and of 2+ rows differ in the last
-  bits; so `rows` gives every row its own matrix-vector product. Invariant by
-  construction; n rows read the weights n times.
+- 'float32': NumPy (OpenBLAS). Its product of one row (a matrix-vector product) reads
+  the weights fastest, and its products of 1 and of 2+ rows differ in the last bits; so a
+  decoding step gives every row its own matrix-vector product (`rows=True`): invariant
+  by construction; n rows read the weights n times. A prompt (one sequence, prefilled
+  alone) is one matrix product.
 - 'bfloat16': TensorFlow with bfloat16 operands (oneDNN: AMX or AVX512_BF16 where the
-  CPU has them, emulated elsewhere), float32 accumulation, results rounded to bfloat16.
-  Weights are held once, in bfloat16, transposed to [nf, nx] (the layout oneDNN reads
-  fastest for few rows). `rows` multiplies up to TILE rows in one product where this
-  machine's kernel is row-invariant, checked when the weights load (every count of rows
-  from 1 to TILE, the row first and last among random others); elsewhere one row per
-  product.
+  CPU has them, emulated elsewhere), float32 accumulation, products rounded to bfloat16,
+  the rest float32. The matrices are held once, in bfloat16, transposed to [nf, nx] (the
+  layout oneDNN reads fastest for few rows); what lies between two attentions is one
+  graph run. oneDNN's products of 1, 4 or 8 rows differ (without bfloat16 instructions),
+  so a decoding step runs tiles of exactly TILE rows, padded with zeros: one shape, where
+  a row's numbers do not depend on its place in the tile. TensorFlow's own reductions
+  depend on the number of rows, so the layer norm sums each row in a fixed tree of
+  elementwise additions.
 
-    kernel = new_kernel('bfloat16', {'model/h0/mlp/c_fc/w': w, ...})   # w [nx, nf]
-    y = kernel.rows(x, 'model/h0/mlp/c_fc/w')                          # [rows, nf]
+    kernel = new_kernel('float32', weights, hparams)   # weights: release names
+    x, qkv = kernel.first(x, rows=True)                 # x [n, embd] -> qkv [n, 3 embd]
+    x, qkv = kernel.after_attention(0, x, a, rows=True) # a: layer 0's attention [n, embd]
+    _, logits = kernel.after_attention(n_layer - 1, x, a, rows=True)   # [n, n_vocab]
 """
+
+import math
 
 import numpy as np
 
-import resources
 from cli import UserError
 
 PRECISIONS = ('auto', 'float32', 'bfloat16')
-# The most rows one bfloat16 product takes: more go in further products.
+# The most rows one bfloat16 run takes: more go in further runs.
 TILE = 16
+# Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
+# float64 and every product into a copy of the weights.
+GELU_SCALE = math.sqrt(2 / math.pi)
 
 
 def choose_precision(requested):
-    """(precision, reason) for --precision `requested`: 'auto' is bfloat16 where the CPU
-    has bfloat16 instructions, else float32."""
+    """(precision, reason) for --precision `requested`; see auto_precision."""
     if requested not in PRECISIONS:
         raise UserError(f'--precision {requested}: expected one of {", ".join(PRECISIONS)}')
     if requested != 'auto':
         return requested, '--precision'
+    return auto_precision()
+
+
+def auto_precision():
+    """bfloat16 where it decodes faster than float32 both at one row and at 16: on no CPU
+    measured so far (bench/bench_sample.py), where float32 is faster at one row."""
+    import resources  # the machine's facts import what imports this module
     if resources.cpu_has_bfloat16():
-        return 'bfloat16', 'auto: this CPU has bfloat16 instructions'
+        return 'float32', ('auto: bfloat16 (--precision bfloat16) is faster from 2 rows '
+                           'on this CPU, float32 at one')
     return 'float32', 'auto: this CPU has no bfloat16 instructions'
 
 
-def new_kernel(precision, matrices, *, rows_per_product=None):
-    """The kernel of `precision` ('float32' or 'bfloat16') over `matrices` (name ->
-    float32 [nx, nf]). `rows_per_product` (bfloat16 only): 1 or TILE, else checked on
-    this machine."""
+def new_kernel(precision, weights, hparams):
+    """The kernel of `precision` ('float32' or 'bfloat16') over `weights` (release names
+    -> float32 arrays, the blocks' matrices [nx, nf])."""
     if precision == 'float32':
-        return Float32Kernel(matrices)
-    return BFloat16Kernel(matrices, rows_per_product)
+        return Float32Kernel(weights, hparams)
+    return BFloat16Kernel(weights, hparams)
+
+
+def norm(x, g, b, epsilon=1e-5):
+    d = x - x.mean(-1, keepdims=True)
+    d *= 1 / np.sqrt(np.square(d).mean(-1, keepdims=True) + epsilon)
+    d *= g
+    d += b
+    return d
+
+
+def gelu(x):
+    """OpenAI's tanh approximation, computed in place in x's one temporary: a prompt's
+    MLP activations are large and NumPy works on one core."""
+    t = np.square(x)
+    t *= 0.044715
+    t += 1
+    t *= x
+    t *= GELU_SCALE
+    np.tanh(t, out=t)
+    t += 1
+    t *= x
+    t *= 0.5
+    return t
 
 
 class Float32Kernel:
     precision = 'float32'
 
-    def __init__(self, matrices):
-        self.matrices = matrices
+    def __init__(self, weights, hparams):
+        self.w, self.n_layer = weights, hparams.n_layer
+        # A contiguous [n_embd, n_vocab] copy streams faster than the transposed view.
+        self.wte_t = np.ascontiguousarray(weights['model/wte'].T)
 
     def describe(self):
         return 'float32 (NumPy, one matrix-vector product per row)'
 
-    def rows(self, x, name):
-        # [rows, 1, nx] @ [nx, nf]: NumPy makes one matrix-vector product per row.
-        return np.matmul(x[:, None], self.matrices[name])[:, 0]
+    def first(self, x, rows):
+        return x, self._qkv(0, x, rows)
 
-    def sequence(self, x, name):
-        return x @ self.matrices[name]
+    def after_attention(self, layer, x, a, rows):
+        """(x, the next layer's qkv) after block `layer`'s attention a, or (None, logits)
+        after the last block."""
+        w, p = self.w, f'model/h{layer}'
+        x = x + self._dense(a, f'{p}/attn/c_proj', rows)
+        h = gelu(self._dense(norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b']), f'{p}/mlp/c_fc',
+                             rows))
+        x = x + self._dense(h, f'{p}/mlp/c_proj', rows)
+        if layer + 1 < self.n_layer:
+            return x, self._qkv(layer + 1, x, rows)
+        return None, self._product(norm(x, w['model/ln_f/g'], w['model/ln_f/b']),
+                                   self.wte_t, rows)
+
+    def _qkv(self, layer, x, rows):
+        w, p = self.w, f'model/h{layer}'
+        return self._dense(norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b']), f'{p}/attn/c_attn',
+                           rows)
+
+    def _dense(self, x, scope, rows):
+        y = self._product(x, self.w[f'{scope}/w'], rows)
+        y += self.w[f'{scope}/b']
+        return y
+
+    @staticmethod
+    def _product(x, w, rows):
+        if rows:  # [rows, 1, nx] @ [nx, nf]: NumPy makes one matrix-vector product per row
+            return np.matmul(x[:, None], w)[:, 0]
+        return x @ w
+
+    def close(self):
+        pass
 
 
 class BFloat16Kernel:
     precision = 'bfloat16'
 
-    def __init__(self, matrices, rows_per_product=None):
-        import tensorflow as tf
-        tf1 = tf.compat.v1
+    def __init__(self, weights, hparams):
+        import cli
+        tf = cli.start_tensorflow(report_devices=False)
+        self.n_layer = hparams.n_layer
         self.graph = tf.Graph()
-        self.products, loads = {}, []
         with self.graph.as_default():
-            for name, w in matrices.items():
-                nx, nf = w.shape
-                value = tf1.placeholder(tf.bfloat16, [nf, nx])
-                weight = tf1.Variable(value, trainable=False, use_resource=True)
-                x = tf1.placeholder(tf.float32, [None, nx])
-                y = tf.matmul(tf.cast(x, tf.bfloat16), weight.value(), transpose_b=True)
-                self.products[name] = (x, tf.cast(y, tf.float32))
-                loads.append((weight.initializer, value, name))
-        self.sess = tf1.Session(graph=self.graph)
-        self.calls = {}
-        for initializer, value, name in loads:
-            w = matrices[name]
-            self.sess.run(initializer, {value: w.T.astype(tf.bfloat16.as_numpy_dtype)})
-            x, y = self.products[name]
-            self.calls[name] = self.sess.make_callable(y, [x])
-        shapes = {w.shape: name for name, w in matrices.items()}
-        self.rows_per_product = rows_per_product or (
-            TILE if all(row_invariant(self.calls[name], w_shape[0])
-                        for w_shape, name in shapes.items()) else 1)
+            loads, runs = self._build(tf, weights, hparams)
+            self.sess = tf.compat.v1.Session(graph=self.graph)
+            for initializer, value, array in loads:
+                self.sess.run(initializer, {value: array})
+        # A callable from options runs without session.run's per-call Python work (its
+        # make_callable falls back to run() when given feeds).
+        from tensorflow.core.protobuf import config_pb2
+        self.runs = [self.sess._make_callable_from_options(config_pb2.CallableOptions(
+            feed=[t.name for t in feeds], fetch=[t.name for t in outputs]))
+            for outputs, feeds in runs]
+
+    def _build(self, tf, weights, hparams):
+        """The graph: a run for what comes before the first attention and one after each
+        (runs[i](x, a) for block i - 1's attention a). Returns (what loads the
+        variables, each run's (outputs, feeds))."""
+        import model
+        tf1 = tf.compat.v1
+        loads = []
+
+        def constant(name):
+            """A variable holding weights[name] (a matrix in bfloat16, transposed)."""
+            array = weights[name]
+            if name == 'model/wte':  # the output projection, [n_vocab, n_embd] already
+                array = array.astype(tf.bfloat16.as_numpy_dtype)
+            elif array.ndim == 2:
+                array = array.T.astype(tf.bfloat16.as_numpy_dtype)
+            value = tf1.placeholder(tf.as_dtype(array.dtype), array.shape)
+            variable = tf1.Variable(value, trainable=False, use_resource=True)
+            loads.append((variable.initializer, value, array))
+            return variable.value()
+
+        values = {name: constant(name) for name in weights if name != 'model/wpe'}
+
+        def norm(x, scope, epsilon=1e-5):
+            d = x - row_sum(x) * (1 / hparams.n_embd)
+            d *= tf.math.rsqrt(row_sum(tf.square(d)) * (1 / hparams.n_embd) + epsilon)
+            return d * values[f'{scope}/g'] + values[f'{scope}/b']
+
+        def row_sum(x):
+            """[n, width] -> [n, 1]: halves added until one column is left, zeros
+            padding the width to a power of two."""
+            width = 1 << (hparams.n_embd - 1).bit_length()
+            x = tf.pad(x, [[0, 0], [0, width - hparams.n_embd]])
+            while width > 1:
+                width //= 2
+                x = x[:, :width] + x[:, width:]
+            return x
+
+        def dense(x, scope):
+            return product(x, values[f'{scope}/w']) + values[f'{scope}/b']
+
+        def product(x, w):  # x [n, nx] float32, w [nf, nx] bfloat16 -> [n, nf] float32
+            return tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), w, transpose_b=True),
+                           tf.float32)
+
+        runs = []
+        for layer in range(hparams.n_layer + 1):
+            x = tf1.placeholder(tf.float32, [None, hparams.n_embd])
+            a = tf1.placeholder(tf.float32, [None, hparams.n_embd])
+            feeds, y = [x], x
+            if layer > 0:
+                p = f'model/h{layer - 1}'
+                feeds.append(a)
+                y = y + dense(a, f'{p}/attn/c_proj')
+                h = model.gelu(dense(norm(y, f'{p}/ln_2'), f'{p}/mlp/c_fc'))
+                y = y + dense(h, f'{p}/mlp/c_proj')
+            if layer < hparams.n_layer:
+                p = f'model/h{layer}'
+                qkv = dense(norm(y, f'{p}/ln_1'), f'{p}/attn/c_attn')
+                outputs = [y, qkv] if layer > 0 else [qkv]  # y is x before the first
+            else:
+                outputs = [product(norm(y, 'model/ln_f'), values['model/wte'])]
+            runs.append((outputs, feeds))
+        return loads, runs
 
     def describe(self):
-        how = (f'up to {self.rows_per_product} rows a product' if self.rows_per_product > 1
-               else 'one row a product: this machine\'s kernel is not row-invariant')
-        return f'bfloat16 (TensorFlow/oneDNN, {how})'
+        return f'bfloat16 (TensorFlow/oneDNN, tiles of {TILE} rows)'
 
-    def rows(self, x, name):
-        call, step = self.calls[name], self.rows_per_product
-        if len(x) <= step:
-            return call(x)
-        return np.concatenate([call(x[i:i + step]) for i in range(0, len(x), step)])
+    def first(self, x, rows):
+        return x, self._run(0, rows, x)[0]
 
-    def sequence(self, x, name):
-        return self.calls[name](x)
+    def after_attention(self, layer, x, a, rows):
+        out = self._run(layer + 1, rows, x, a)
+        return (None, out[0]) if layer + 1 == self.n_layer else tuple(out)
+
+    def _run(self, index, rows, *inputs):
+        """runs[index] over the inputs [n, embd]: for the rows of a decoding step, in
+        tiles of TILE rows."""
+        run, n = self.runs[index], len(inputs[0])
+        if not rows:
+            return run(*inputs)
+        padded = [np.zeros([-(-n // TILE) * TILE, x.shape[1]], np.float32) for x in inputs]
+        for x, into in zip(inputs, padded, strict=True):
+            into[:n] = x
+        pieces = [run(*(x[i:i + TILE] for x in padded)) for i in range(0, n, TILE)]
+        return [np.concatenate(parts)[:n] for parts in zip(*pieces, strict=True)]
 
     def close(self):
         self.sess.close()
-
-
-def row_invariant(product, nx, tile=TILE, seed=0):
-    """Whether product(x [rows, nx]) gives a probe row the same numbers with 1 to `tile`
-    rows in the call, standing first or last among random others."""
-    rs = np.random.RandomState(seed)
-    others = rs.standard_normal([tile, nx]).astype(np.float32)
-    probe = rs.standard_normal([1, nx]).astype(np.float32)
-    alone = product(probe)[0]
-    for rows in range(2, tile + 1):
-        for at in (0, rows - 1):
-            x = others[:rows].copy()
-            x[at] = probe[0]
-            if not np.array_equal(product(x)[at], alone):
-                return False
-    return True

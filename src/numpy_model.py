@@ -1,8 +1,8 @@
-"""GPT-2's forward pass in NumPy, as the decoding engine runs it (engine.py): the weight
-products in a kernel of the chosen precision (kernels.py), everything else in float32,
-each row's attention over its own keys and values alone. So a row's logits are the same
-whatever rows share its step, however long they are: the products are row-invariant by
-the kernel's contract, and nothing else mixes rows.
+"""GPT-2's forward pass as the decoding engine runs it (engine.py): the embeddings and
+each row's attention over its own keys and values in NumPy, float32; what lies between
+two attentions in a kernel of the chosen precision (kernels.py). So a row's logits are
+the same whatever rows share its step, however long they are: the kernels are
+row-invariant, and each row attends alone.
 
     forward = Forward(model_dir.load_arrays(ckpt, hparams), hparams, 'float32')
     cache = Cache(hparams, rows=4, positions=hparams.n_ctx)
@@ -18,33 +18,6 @@ import numpy as np
 
 import kernels
 
-# Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
-# float64 and every product into a copy of the weights.
-GELU_SCALE = math.sqrt(2 / math.pi)
-
-
-def norm(x, g, b, epsilon=1e-5):
-    d = x - x.mean(-1, keepdims=True)
-    d *= 1 / np.sqrt(np.square(d).mean(-1, keepdims=True) + epsilon)
-    d *= g
-    d += b
-    return d
-
-
-def gelu(x):
-    """OpenAI's tanh approximation, computed in place in x's one temporary: a prompt's
-    MLP activations are large and NumPy works on one core."""
-    t = np.square(x)
-    t *= 0.044715
-    t += 1
-    t *= x
-    t *= GELU_SCALE
-    np.tanh(t, out=t)
-    t += 1
-    t *= x
-    t *= 0.5
-    return t
-
 
 def softmax(x):
     """Softmax over the last axis, in place."""
@@ -52,12 +25,6 @@ def softmax(x):
     np.exp(x, out=x)
     x /= x.sum(-1, keepdims=True)
     return x
-
-
-def matrix_names(hparams):
-    """The weight matrices a step multiplies by; 'wte_t' is the output projection."""
-    return [f'model/h{layer}/{m}/w' for layer in range(hparams.n_layer)
-            for m in ('attn/c_attn', 'attn/c_proj', 'mlp/c_fc', 'mlp/c_proj')] + ['wte_t']
 
 
 class Cache:
@@ -74,20 +41,17 @@ class Cache:
 
 
 class Forward:
-    """The model's weights (release names -> arrays) in a kernel of `precision`: the
-    matrices are the kernel's, the rest (embeddings, biases, gains) stay float32."""
+    """The model's weights (release names -> arrays) decoding in `precision`: the
+    embeddings stay here, float32; the kernel holds the rest as it computes with them."""
 
-    def __init__(self, arrays, hparams, precision, *, rows_per_product=None):
+    def __init__(self, arrays, hparams, precision):
         self.hparams = hparams
-        self.w = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
-        matrices = {name: self.w[name] for name in matrix_names(hparams) if name != 'wte_t'}
-        # A contiguous [n_embd, n_vocab] copy streams faster than the transposed view.
-        matrices['wte_t'] = np.ascontiguousarray(self.w['model/wte'].T)
-        self.kernel = kernels.new_kernel(precision, matrices,
-                                         rows_per_product=rows_per_product)
+        weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
+        self.wte, self.wpe = weights['model/wte'], weights['model/wpe']
+        self.kernel = kernels.new_kernel(precision, weights, hparams)
 
     def close(self):
-        getattr(self.kernel, 'close', lambda: None)()
+        self.kernel.close()
 
     def prefill(self, cache, slot, tokens):
         """Row `slot` starts over with `tokens` (1 to positions): the logits [n_vocab] of
@@ -101,10 +65,10 @@ class Forward:
             return _attention(q.transpose(1, 0, 2), keys[:, :n], values[:, :n],
                               causal).transpose(1, 0, 2)
 
-        x = self.w['model/wte'][tokens] + self.w['model/wpe'][:n]
-        x = self._blocks(x, attend, self.kernel.sequence)
+        x = self.wte[tokens] + self.wpe[:n]
+        logits = self._blocks(x, attend, rows=False)
         cache.lengths[slot] = n
-        return self._logits(x[-1:], self.kernel.sequence)[0]
+        return logits[0]
 
     def step(self, cache, slots, tokens):
         """One more token for each row in `slots`: the logits [rows, n_vocab] after it."""
@@ -121,30 +85,24 @@ class Forward:
                                     values[:, :length + 1])[:, 0]
             return out
 
-        x = self.w['model/wte'][tokens] + self.w['model/wpe'][lengths]
-        x = self._blocks(x, attend, self.kernel.rows)
+        x = self.wte[tokens] + self.wpe[lengths]
+        logits = self._blocks(x, attend, rows=True)
         cache.lengths[slots] += 1
-        return self._logits(x, self.kernel.rows)
+        return logits
 
-    def _blocks(self, x, attend, product):
-        """x [n, embd] through every block; attend(layer, q, k, v) each [n, heads,
-        features] gives the attention's output [n, heads, features]."""
-        w, heads = self.w, self.hparams.n_head
+    def _blocks(self, x, attend, rows):
+        """x [n, embd] through every block: the logits of the last position (a prompt,
+        rows=False) or of every row. attend(layer, q, k, v), each [n, heads, features],
+        gives the attention's output [n, heads, features]."""
+        heads, last = self.hparams.n_head, self.hparams.n_layer - 1
+        x, qkv = self.kernel.first(x, rows)
         for layer in range(self.hparams.n_layer):
-            p = f'model/h{layer}'
-            h = norm(x, w[f'{p}/ln_1/g'], w[f'{p}/ln_1/b'])
-            qkv = product(h, f'{p}/attn/c_attn/w') + w[f'{p}/attn/c_attn/b']
             q, k, v = (t.reshape(len(x), heads, -1) for t in np.split(qkv, 3, axis=-1))
             a = attend(layer, q, k, v).reshape(x.shape)
-            x = x + product(a, f'{p}/attn/c_proj/w') + w[f'{p}/attn/c_proj/b']
-            h = norm(x, w[f'{p}/ln_2/g'], w[f'{p}/ln_2/b'])
-            h = gelu(product(h, f'{p}/mlp/c_fc/w') + w[f'{p}/mlp/c_fc/b'])
-            x = x + product(h, f'{p}/mlp/c_proj/w') + w[f'{p}/mlp/c_proj/b']
-        return x
-
-    def _logits(self, x, product):
-        """x [n, embd] -> [n, n_vocab]: the output projection is the token embedding."""
-        return product(norm(x, self.w['model/ln_f/g'], self.w['model/ln_f/b']), 'wte_t')
+            if layer == last and not rows:  # a prompt's last position alone matters now
+                x, a = x[-1:], a[-1:]
+            x, qkv = self.kernel.after_attention(layer, x, a, rows)
+        return qkv
 
 
 def _attention(q, k, v, mask=None):
