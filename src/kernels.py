@@ -15,11 +15,10 @@ vector width by the number of rows), so each kernel says how it keeps it:
   CPU has them, emulated elsewhere), float32 accumulation, products rounded to bfloat16,
   the rest float32. The matrices are held once, in bfloat16, transposed to [nf, nx] (the
   layout oneDNN reads fastest for few rows); what lies between two attentions is one
-  graph run. oneDNN's products of 1, 4 or 8 rows differ (without bfloat16 instructions),
-  so a decoding step runs tiles of exactly TILE rows, padded with zeros: one shape, where
-  a row's numbers do not depend on its place in the tile. TensorFlow's own reductions
-  depend on the number of rows, so the layer norm sums each row in a fixed tree of
-  elementwise additions.
+  graph run. A row's numbers there depend on how many rows share the run (oneDNN's
+  products of 1, 4 or 8 rows differ without bfloat16 instructions, and so do
+  TensorFlow's sums for the layer norm), never on its place among a fixed number; so a
+  decoding step runs tiles of exactly TILE rows, padded with zeros.
 
     kernel = new_kernel('float32', weights, hparams)   # weights: release names
     x, qkv = kernel.first(x, rows=True)                 # x [n, embd] -> qkv [n, 3 embd]
@@ -180,20 +179,11 @@ class BFloat16Kernel:
 
         values = {name: constant(name) for name in weights if name != 'model/wpe'}
 
-        def norm(x, scope, epsilon=1e-5):
-            d = x - row_sum(x) * (1 / hparams.n_embd)
-            d *= tf.math.rsqrt(row_sum(tf.square(d)) * (1 / hparams.n_embd) + epsilon)
-            return d * values[f'{scope}/g'] + values[f'{scope}/b']
-
-        def row_sum(x):
-            """[n, width] -> [n, 1]: halves added until one column is left, zeros
-            padding the width to a power of two."""
-            width = 1 << (hparams.n_embd - 1).bit_length()
-            x = tf.pad(x, [[0, 0], [0, width - hparams.n_embd]])
-            while width > 1:
-                width //= 2
-                x = x[:, :width] + x[:, width:]
-            return x
+        def norm(x, scope):  # model.norm, its gain and bias read from `values`
+            def read(getter, name, *args, **kwargs):
+                return values[name]
+            with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=read):
+                return model.norm(x, scope)
 
         def dense(x, scope):
             return product(x, values[f'{scope}/w']) + values[f'{scope}/b']

@@ -1,0 +1,154 @@
+"""The decoder's forward pass in each precision: its logits against an independent
+forward pass (fixtures.numpy_gpt2), and each row's logits bit-identical alone and beside
+others of other lengths joining at other steps, in more rows than a bfloat16 tile."""
+
+import numpy as np
+import pytest
+
+import kernels
+import numpy_model
+from fixtures import numpy_gpt2, random_arrays
+from hparams import HParams
+
+PRECISIONS = ('float32', 'bfloat16')
+# Wider than the tiny model, with a small vocabulary: a row's products, norms and
+# attention over enough numbers that a kernel mixing rows shows in the last bits.
+WIDE = HParams(n_vocab=300, n_ctx=48, n_embd=128, n_head=4, n_layer=2)
+
+
+@pytest.fixture(scope='module')
+def arrays():
+    return random_arrays(WIDE, seed=3)
+
+
+@pytest.fixture(scope='module', params=PRECISIONS)
+def forward(request, arrays):
+    f = numpy_model.Forward(arrays, WIDE, request.param)
+    yield f
+    f.close()
+
+
+def test_prefill_and_step_logits_equal_an_independent_forward_pass(forward, arrays):
+    """Two rows: 7 prompt tokens, then 5 more one at a time, beside each other."""
+    tokens = np.random.RandomState(4).randint(0, WIDE.n_vocab, size=[2, 12])
+    cache = numpy_model.Cache(WIDE, 2, WIDE.n_ctx)
+    got = [np.stack([forward.prefill(cache, slot, tokens[slot, :7]) for slot in (0, 1)])]
+    got += [forward.step(cache, [0, 1], tokens[:, t]) for t in range(7, 12)]
+    weights = {name: a.astype(np.float64) for name, a in arrays.items()}
+    expected = np.stack([numpy_gpt2(weights, WIDE, row)[6:] for row in tokens])
+    tolerance = 1e-4 if forward.kernel.precision == 'float32' else 0.08
+    np.testing.assert_allclose(np.stack(got, 1), expected, atol=tolerance, rtol=0)
+
+
+def decode(forward, plan, max_rows):
+    """Greedy decoding by a plan {row: (prompt, step it joins, steps it takes)} in one
+    shared cache of max_rows slots, a slot reused once its row left: {row: [logits after
+    its prompt, then after each token]}."""
+    cache = numpy_model.Cache(WIDE, max_rows, WIDE.n_ctx)
+    free, slots, tokens, logits = list(range(max_rows)), {}, {}, {}
+    last = max(start + steps for _, start, steps in plan.values())
+    for step in range(last + 1):
+        for row, (prompt, start, steps) in plan.items():
+            if start == step:
+                slots[row] = free.pop(0)
+                logits[row] = [forward.prefill(cache, slots[row], prompt)]
+                tokens[row] = int(np.argmax(logits[row][-1]))
+            elif row in slots and step == start + steps + 1:
+                free.append(slots.pop(row))
+        going = [row for row in slots if plan[row][1] < step]
+        if going:
+            out = forward.step(cache, [slots[r] for r in going], [tokens[r] for r in going])
+            for row, row_logits in zip(going, out, strict=True):
+                logits[row].append(row_logits)
+                tokens[row] = int(np.argmax(row_logits))
+    return logits
+
+
+def test_a_rows_logits_are_bit_identical_alone_and_beside_others(forward):
+    """20 rows (more than a bfloat16 tile), prompts of 1 to 30 tokens, joining at steps
+    0 to 9 and leaving after 3 to 12 steps; each row's logits at its prefill and at every
+    step equal those of the same row decoded alone."""
+    rs = np.random.RandomState(7)
+    plan = {row: (rs.randint(0, WIDE.n_vocab, size=rs.randint(1, 31)).tolist(),
+                  rs.randint(0, 10), rs.randint(3, 13)) for row in range(20)}
+    together = decode(forward, plan, max_rows=20)
+    for row, (prompt, _, steps) in plan.items():
+        alone = decode(forward, {row: (prompt, 0, steps)}, max_rows=1)[row]
+        assert len(alone) == len(together[row]) == steps + 1
+        for step, (a, b) in enumerate(zip(alone, together[row], strict=True)):
+            assert np.array_equal(a, b), f'row {row} differs at step {step}'
+
+
+def test_bfloat16_holds_its_matrices_once_in_bfloat16(arrays):
+    forward = numpy_model.Forward(arrays, WIDE, 'bfloat16')
+    try:
+        held = {v.dtype.name for v in forward.kernel.graph.get_collection('variables')
+                if len(v.shape) == 2}
+        assert held == {'bfloat16'}
+        assert not hasattr(forward.kernel, 'w')  # no float32 copy of the matrices
+    finally:
+        forward.close()
+
+
+def next_token_losses(arrays, hparams, tokens, precision):
+    """Each position's loss (nats) predicting tokens [rows, n] one step at a time in
+    `precision`: [rows, n - 1]."""
+    forward = numpy_model.Forward(arrays, hparams, precision)
+    try:
+        cache = numpy_model.Cache(hparams, len(tokens), hparams.n_ctx)
+        slots = list(range(len(tokens)))
+        logits = [np.stack([forward.prefill(cache, s, tokens[s, :1]) for s in slots])]
+        logits += [forward.step(cache, slots, tokens[:, t]) for t in range(1, tokens.shape[1] - 1)]
+    finally:
+        forward.close()
+    logits = np.stack(logits, 1).astype(np.float64)  # [rows, n - 1, n_vocab]
+    top = logits.max(-1, keepdims=True)
+    log_z = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
+    return log_z - np.take_along_axis(logits, tokens[:, 1:, None], -1)[..., 0]
+
+
+def test_bfloat16_keeps_the_loss_within_a_hundredth_of_a_nat(arrays):
+    """The model made confident (its token embedding scaled up, so the loss depends on
+    every logit), scored on 4 rows of 40 tokens in float32 and in bfloat16."""
+    confident = dict(arrays, **{'model/wte': arrays['model/wte'] * 8})
+    tokens = np.random.RandomState(5).randint(0, WIDE.n_vocab, size=[4, 40])
+    exact = next_token_losses(confident, WIDE, tokens, 'float32')
+    low = next_token_losses(confident, WIDE, tokens, 'bfloat16')
+    assert exact.std() > 0.5  # a loss that varies from token to token
+    assert abs(low.mean() - exact.mean()) < 0.01
+    assert not np.array_equal(low, exact)  # the products did run in bfloat16
+
+
+def test_a_full_cache_is_refused_before_a_step(arrays):
+    forward = numpy_model.Forward(arrays, WIDE, 'float32')
+    cache = numpy_model.Cache(WIDE, 1, 4)
+    forward.prefill(cache, 0, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match='fills its cache'):
+        forward.step(cache, [0], [5])
+
+
+@pytest.mark.parametrize('precision', kernels.PRECISIONS[1:])
+def test_each_precision_describes_its_kernel(arrays, precision):
+    forward = numpy_model.Forward(arrays, WIDE, precision)
+    try:
+        assert forward.kernel.describe().startswith(precision)
+    finally:
+        forward.close()
+
+
+def test_what_lies_between_attentions_gives_a_row_the_same_numbers_in_any_step(forward):
+    """Random rows through a block's MLP and the next block's qkv, and through the last
+    block's MLP and the logits: each row of a step of 2 to 20 rows equals the row alone
+    (many rows: a kernel whose sums depend on the rows beside rounds differently only
+    now and then)."""
+    rs = np.random.RandomState(8)
+    kernel = forward.kernel
+    for n in list(range(2, 21)) * 4:
+        x = rs.normal(0, 1, [n, WIDE.n_embd]).astype(np.float32)
+        a = rs.normal(0, 3, [n, WIDE.n_embd]).astype(np.float32)
+        for layer in (0, WIDE.n_layer - 1):
+            together = kernel.after_attention(layer, x, a, rows=True)
+            for r in range(n):
+                alone = kernel.after_attention(layer, x[r:r + 1], a[r:r + 1], rows=True)
+                for t, o in zip(together, alone, strict=True):
+                    assert t is None and o is None or np.array_equal(t[r], o[0]), (n, r)
