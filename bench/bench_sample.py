@@ -18,10 +18,10 @@ import argparse
 import statistics
 import time
 
+import decoding
 import numpy as np
 from common import median_time, random_model, report
 
-import decoding
 import kernels
 import model_dir
 import numpy_model

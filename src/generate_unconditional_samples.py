@@ -12,6 +12,7 @@ import sys
 import fire
 
 import cli
+import kernels
 import sample_files
 from flags import SHARED, fire_command
 from sample_flags import check_batches, fire_argv
@@ -19,7 +20,8 @@ from sample_flags import check_batches, fire_argv
 
 @fire_command(options_after='batch_size', newer_options_after='models_dir')
 def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size=SHARED,
-                 models_dir=SHARED, checkpoint=SHARED, precision=SHARED, output_file=None, verbose=SHARED):
+                 models_dir=SHARED, checkpoint=SHARED, precision=SHARED, output_file=None,
+                 verbose=SHARED):
     """Run the sample_model.
 
     :nsamples=0 : Number of samples to return, if 0, continues to generate samples
@@ -29,6 +31,7 @@ def sample_model(options, model_name=SHARED, seed=SHARED, nsamples=0, batch_size
     check_batches(nsamples, batch_size)
     if output_file:
         sample_files.check_output(output_file)
+    kernels.choose_precision(precision)
     cli.start_tensorflow(verbose)  # checked input first; --help needs none of it
     from generation import open_model
     gpt2, _ = open_model(model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,

@@ -19,7 +19,6 @@ TF_CPP_MIN_LOG_LEVEL set beforehand shows them).
 
 import sys
 
-
 import cli
 import sample
 from cli import UserError
@@ -141,7 +140,6 @@ def open_model(*, model_name, models_dir, checkpoint, batch_size, seed, options,
     sampling with those options, the prompts' token lists)."""
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     options = options.checked(loaded.hparams)
-    kernels.choose_precision(precision)
     tokens = [encode_prompt(loaded, text, where) for where, text in prompts]
     print('Loading checkpoint', loaded.checkpoint, file=sys.stderr)
     gpt2 = GPT2(loaded, batch_size=batch_size, seed=seed, options=options,

@@ -16,6 +16,7 @@ import sys
 import fire
 
 import cli
+import kernels
 import sample
 import sample_files
 from flags import SHARED, fire_command
@@ -24,8 +25,8 @@ from sample_flags import check_batches, fire_argv
 
 @fire_command(options_after='batch_size', newer_options_after='models_dir')
 def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_size=SHARED,
-                   models_dir=SHARED, checkpoint=SHARED, precision=SHARED, prompts=None, output=None,
-                   include_prefix=False, verbose=SHARED):
+                   models_dir=SHARED, checkpoint=SHARED, precision=SHARED, prompts=None,
+                   output=None, include_prefix=False, verbose=SHARED):
     """Interactively run the model.
 
     :nsamples=1 : Number of samples to return total (per prompt)
@@ -41,11 +42,13 @@ def interact_model(options, model_name=SHARED, seed=SHARED, nsamples=1, batch_si
         check_batches(nsamples, batch_size)
     if output:
         sample_files.check_output(output)
+    kernels.choose_precision(precision)
     cli.start_tensorflow(verbose)  # checked input first; --help needs none of it
     from generation import open_model
     gpt2, tokens = open_model(
         model_name=model_name, models_dir=models_dir, checkpoint=checkpoint,
-        batch_size=batch_size, seed=seed, options=options, precision=precision, prompts=prompt_list)
+        batch_size=batch_size, seed=seed, options=options, precision=precision,
+        prompts=prompt_list)
     try:
         with sample_files.SampleWriter(output) as out:
             if prompts:

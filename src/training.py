@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
-import engine
 import distributed
+import engine
 import lora
 import model_dir
 import numpy_model

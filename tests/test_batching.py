@@ -5,12 +5,12 @@ import os
 import threading
 
 import pytest
+import slot_decoder
 
 import batching
 import generation
 import model_dir
 import numpy_model
-import slot_decoder
 
 PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']

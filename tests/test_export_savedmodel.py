@@ -7,11 +7,11 @@ import re
 import subprocess
 import sys
 
+import decoding
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import decoding
 import encoder
 import export_savedmodel
 import fixtures

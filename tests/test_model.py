@@ -1,4 +1,3 @@
-import contextlib
 import os
 
 import numpy as np
@@ -7,7 +6,6 @@ import tensorflow as tf
 
 import model
 import model_dir
-import sample
 from cli import UserError
 from fixtures import numpy_gpt2
 from hparams import HParams, variable_shapes
@@ -105,130 +103,6 @@ def test_gelu_gradient_equals_automatic_differentiation():
         ours, want = sess.run([tf.gradients(model.gelu(x), x), tf.gradients(formula, x)])
         np.testing.assert_allclose(sess.run(model.gelu(x)), sess.run(formula), atol=1e-6)
     np.testing.assert_allclose(ours[0], want[0], atol=1e-6)
-
-
-def cached_logits(graph, sess, name, tokens, offset, start):
-    cache = graph.cache
-    return sess.run(graph.logits[name], {graph.tokens[name]: tokens, cache.offset: offset,
-                                         cache.start: start})
-
-
-def test_cached_logits_equal_full_recompute(tiny):
-    import decoding
-    hparams, ckpt = tiny
-    tokens = np.random.RandomState(1).randint(0, hparams.n_vocab, size=[3, 12])
-    with tf1.Session(graph=tf.Graph()) as sess:
-        graph = decoding.SamplingGraph(hparams)
-        X = tf1.placeholder(tf.int32, [None, None])
-        full = model.model(hparams, X, reuse=True)['logits']
-        model_dir.restore(sess, ckpt)
-        expected = sess.run(full, {X: tokens})
-        sess.run(graph.cache.initializer, {graph.cache.n_alloc: 12, graph.cache.batch: 3})
-        start = np.zeros(3, np.int32)
-        # A 5-token prompt, 3 more at once, then one token at a time.
-        cached = [cached_logits(graph, sess, 'prompt', tokens[:, :5], 0, start),
-                  cached_logits(graph, sess, 'prompt', tokens[:, 5:8], 5, start)]
-        cached += [cached_logits(graph, sess, 'one', tokens[:, t:t + 1], t, start)
-                   for t in range(8, 12)]
-    np.testing.assert_allclose(np.stack(cached, 1), expected[:, [4, 7, 8, 9, 10, 11]],
-                               atol=1e-5, rtol=0)
-
-
-@contextlib.contextmanager
-def new_decoder(kind, hparams, ckpt):
-    """length -> a decoder: TensorFlow's SamplingGraph (what a GPU uses) or CpuDecoder
-    over the weights of a session (as train.py's samples read them)."""
-    import decoding
-    with tf1.Session(graph=tf.Graph()) as sess:
-        graph = decoding.SamplingGraph(hparams) if kind == 'graph' else None
-        if graph is None:
-            model.model(hparams, tf1.placeholder(tf.int32, [None, None]))
-        model_dir.restore(sess, ckpt)
-        yield decoding.session_decoders(sess, hparams, graph)
-
-
-@pytest.mark.parametrize('kind', ['graph', 'cpu'])
-def test_decoder_logits_equal_the_models(tiny, kind):
-    """A 5-token prompt, then one token at a time: logits of model.model at each step."""
-    hparams, ckpt = tiny
-    tokens = np.random.RandomState(3).randint(0, hparams.n_vocab, size=[2, 12])
-    expected = model_logits(hparams, ckpt, tokens)
-    with new_decoder(kind, hparams, ckpt) as make:
-        decoder = make(7)
-        got = [decoder.prefill(tokens[:, :5].tolist())]
-        got += [decoder.extend(tokens[:, t]) for t in range(5, 12)]
-    np.testing.assert_allclose(np.stack(got, 1), expected[:, 4:], atol=1e-4, rtol=0)
-
-
-@pytest.mark.parametrize('kind', ['graph', 'cpu'])
-def test_left_padded_rows_compute_what_they_would_alone(tiny, kind):
-    """Rows of 3, 7 and 5 tokens in one batch, padded on the left, then two tokens each
-    one at a time: every row's logits equal those of the row run by itself."""
-    hparams, ckpt = tiny
-    rs = np.random.RandomState(2)
-    rows = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (3, 7, 5)]
-    more = rs.randint(0, hparams.n_vocab, size=[3, 2])
-    with new_decoder(kind, hparams, ckpt) as make:
-        batch = make(2)
-        together = [batch.prefill(rows)] + [batch.extend(more[:, i]) for i in range(2)]
-        alone = []
-        for b, row in enumerate(rows):
-            one = make(2)
-            alone.append([one.prefill([row])[0]] +
-                         [one.extend(more[b:b + 1, i])[0] for i in range(2)])
-    np.testing.assert_allclose(np.stack(together, 1), np.array(alone), atol=1e-5, rtol=0)
-
-
-class Recording:
-    """A decoder passing every call on, keeping after each the tokens it holds (what the
-    last prefill fed, and every token since) and the logits it gave."""
-
-    def __init__(self, decoder):
-        self.decoder, self.n_ctx = decoder, decoder.n_ctx
-        self.steps = []  # (rows of tokens, logits [batch, n_vocab])
-        self.n_prefills = 0
-
-    def prefill(self, rows):
-        self.rows, self.n_prefills = [list(r) for r in rows], self.n_prefills + 1
-        return self._record(self.decoder.prefill(rows))
-
-    def extend(self, tokens):
-        for row, token in zip(self.rows, tokens, strict=True):
-            row.append(int(token))
-        return self._record(self.decoder.extend(tokens))
-
-    def _record(self, logits):
-        self.steps.append(([list(r) for r in self.rows], logits))
-        return logits
-
-
-@pytest.mark.parametrize('kind', ['graph', 'cpu'])
-def test_decoder_logits_after_the_window_slides_equal_the_models_on_the_kept_tokens(
-        tiny, models_dir, kind):
-    """Prompts of 40 and 3 tokens, greedy past the context twice: after each slide the
-    rows go in again as windows of 32 and 28 tokens (left-padded), and every step's
-    logits are model.model's on the tokens the decoder holds."""
-    hparams, ckpt = tiny
-    rs = np.random.RandomState(4)
-    prompts = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (40, 3)]
-    options = sample.SamplingOptions(length=hparams.n_ctx + 10, top_k=1,
-                                     stop_at_endoftext=False).checked(hparams)
-    stopper = sample.Stopper(model_dir.load('tiny', models_dir).encoder, options)
-    with new_decoder(kind, hparams, ckpt) as make:
-        recording = Recording(make(options.length))
-        for _ in sample.decode_steps(recording, prompts, options, np.random.default_rng(0),
-                                     stopper):
-            pass
-    assert recording.n_prefills == 3
-    assert len(recording.steps) == options.length
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [1, None])
-        last = model.model(hparams, X)['logits'][0, -1]
-        model_dir.restore(sess, ckpt)
-        for step, (rows, logits) in enumerate(recording.steps):
-            expected = [sess.run(last, {X: [row]}) for row in rows]
-            np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0,
-                                       err_msg=f'step {step}')
 
 
 def test_vocabulary_without_endoftext_is_one_clear_error(tmp_path, models_dir):

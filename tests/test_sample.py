@@ -1,5 +1,5 @@
-"""The sampler on fake logits: token choice, stops, the loop, the sliding window; the
-options' declaration and the README's table of it."""
+"""The sampler on fake logits: token choice, each row's generator, stops; the options'
+declaration and the README's table of it."""
 
 import dataclasses
 import os
@@ -19,13 +19,18 @@ HPARAMS = HParams(n_vocab=5, n_ctx=8, n_embd=4, n_head=1, n_layer=1)
 
 
 class ScriptedRng:
-    """Uniform draws given in advance, so a choice can be worked out by hand."""
+    """A uniform draw given in advance, so a choice can be worked out by hand."""
 
-    def __init__(self, *draws):
-        self.draws = list(draws)
+    def __init__(self, draw):
+        self.draw = draw
 
     def random(self):
-        return self.draws.pop(0)
+        return self.draw
+
+
+def rngs(*draws):
+    """One scripted generator per row."""
+    return [ScriptedRng(d) for d in draws]
 
 
 def options(**values):
@@ -37,15 +42,15 @@ def test_top_k_draws_among_the_k_largest_by_probability():
     # A draw of .72 falls in token 1's share, .74 in token 2's; row 1 keeps 2 and 3
     # (.525, .475): .74 draws 3, .51 draws 2.
     o = options(top_k=2)
-    assert sample.choose(LOGITS, o, ScriptedRng(0.72, 0.74)).tolist() == [1, 3]
-    assert sample.choose(LOGITS, o, ScriptedRng(0.74, 0.51)).tolist() == [2, 2]
+    assert sample.choose(LOGITS, o, rngs(0.72, 0.74)).tolist() == [1, 3]
+    assert sample.choose(LOGITS, o, rngs(0.74, 0.51)).tolist() == [2, 2]
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
     # Row 0 sorted probabilities: .636 .234 .086 .032 .012 (tokens 1 2 0 3 4); p .8 keeps
     # tokens 1 and 2 (.870), p .5 only 1.
-    assert sample.choose(LOGITS[:1], options(top_p=0.8), ScriptedRng(0.99)).tolist() == [2]
-    assert sample.choose(LOGITS[:1], options(top_p=0.5), ScriptedRng(0.99)).tolist() == [1]
+    assert sample.choose(LOGITS[:1], options(top_p=0.8), rngs(0.99)).tolist() == [2]
+    assert sample.choose(LOGITS[:1], options(top_p=0.5), rngs(0.99)).tolist() == [1]
 
 
 def test_min_p_keeps_tokens_at_least_that_fraction_as_likely_as_the_top_one():
@@ -53,12 +58,12 @@ def test_min_p_keeps_tokens_at_least_that_fraction_as_likely_as_the_top_one():
     # .905 .018]. min_p .3 keeps tokens 1, 2 (.731, .269 once renormalised) and 2, 3 (.525,
     # .475): .72 draws 1, .74 draws 3. min_p .4 keeps token 1 alone in row 0.
     o = options(min_p=0.3)
-    assert sample.choose(LOGITS, o, ScriptedRng(0.72, 0.74)).tolist() == [1, 3]
-    assert sample.choose(LOGITS, o, ScriptedRng(0.74, 0.51)).tolist() == [2, 2]
-    assert sample.choose(LOGITS[:1], options(min_p=0.4), ScriptedRng(0.99)).tolist() == [1]
+    assert sample.choose(LOGITS, o, rngs(0.72, 0.74)).tolist() == [1, 3]
+    assert sample.choose(LOGITS, o, rngs(0.74, 0.51)).tolist() == [2, 2]
+    assert sample.choose(LOGITS[:1], options(min_p=0.4), rngs(0.99)).tolist() == [1]
     # After temperature: at .5 token 2 is e^-2 = .135 of token 1, below .3.
     assert sample.choose(LOGITS[:1], options(min_p=0.3, temperature=0.5),
-                         ScriptedRng(0.99)).tolist() == [1]
+                         rngs(0.99)).tolist() == [1]
 
 
 def test_nucleus_past_the_candidate_pool_sorts_the_whole_vocabulary(monkeypatch):
@@ -67,15 +72,15 @@ def test_nucleus_past_the_candidate_pool_sorts_the_whole_vocabulary(monkeypatch)
     flat = np.zeros([1, 5])
     hparams = HParams(n_vocab=5, n_ctx=8, n_embd=4, n_head=1, n_layer=1)
     o = sample.SamplingOptions(top_p=0.7).checked(hparams)
-    assert sample.choose(flat, o, ScriptedRng(0.99)).tolist() == [3]
+    assert sample.choose(flat, o, rngs(0.99)).tolist() == [3]
 
 
 def test_temperature_sharpens_before_the_draw():
     # Logits [3, 2] at temperature .5 become [6, 4]: token 1 has e^2/(e^2+1) = .881.
     assert sample.choose(LOGITS[:1], options(top_k=2, temperature=0.5),
-                         ScriptedRng(0.88)).tolist() == [1]
+                         rngs(0.88)).tolist() == [1]
     assert sample.choose(LOGITS[:1], options(top_k=2, temperature=1.0),
-                         ScriptedRng(0.88)).tolist() == [2]
+                         rngs(0.88)).tolist() == [2]
 
 
 def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
@@ -85,7 +90,7 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
                                         [0.0, 0.0, 2.5, 4.9, 1.0]])
     # Greedy choice moves from token 1 to 2 in row 0, from 2 to 3 in row 1.
     o = options(top_k=1, repetition_penalty=2.0)
-    assert sample.choose(LOGITS, o, ScriptedRng(0, 0), seen).tolist() == [2, 3]
+    assert sample.choose(LOGITS, o, rngs(0, 0), seen).tolist() == [2, 3]
 
 
 def test_bad_options_name_the_flag():
@@ -133,67 +138,13 @@ def test_readme_table_lists_every_sampling_option_as_declared():
     assert table.splitlines()[2:] == expected, 'README table rows:\n' + '\n'.join(expected)
 
 
-class FakeEncoder:
-    """Token i decodes to the i-th letter; token 4 is <|endoftext|>."""
-    eot_token = 4
+def test_seeds_give_row_k_the_same_draws_however_rows_are_taken():
+    together = [g.random(3).tolist() for g in sample.Seeds(5).take(4)]
+    seeds = sample.Seeds(5)
+    one_by_one = [g.random(3).tolist() for _ in range(4) for g in seeds.take(1)]
+    assert together == one_by_one
+    assert len({tuple(d) for d in together}) == 4  # each row its own draws
+    assert together != [g.random(3).tolist() for g in sample.Seeds(6).take(4)]
+    fresh = [g.random() for g in sample.Seeds(None).take(1)]
+    assert fresh != [g.random() for g in sample.Seeds(None).take(1)]
 
-    def decode(self, tokens):
-        return ''.join('abcd|'[t] for t in tokens)
-
-
-class FakeDecoder:
-    """Always prefers token script[row][position in the row], recording what it is fed."""
-
-    def __init__(self, script, n_ctx=8):
-        self.script, self.n_ctx, self.calls = script, n_ctx, []
-
-    def _logits(self):
-        logits = np.zeros([len(self.lengths), 5])
-        for b, n in enumerate(self.lengths):
-            logits[b, self.script[b][n % len(self.script[b])]] = 10.0
-        return logits
-
-    def prefill(self, rows):
-        self.calls.append(('prefill', [list(r) for r in rows]))
-        self.lengths = [len(r) for r in rows]
-        return self._logits()
-
-    def extend(self, tokens):
-        self.calls.append(('extend', tokens.tolist()))
-        self.lengths = [n + 1 for n in self.lengths]
-        return self._logits()
-
-
-def run(decoder, prompts, **values):
-    o = options(top_k=1, **values)
-    return sample.sample_batch(decoder, prompts, o, ScriptedRng(*[0] * 100),
-                           sample.Stopper(FakeEncoder(), o))
-
-
-def test_rows_of_different_lengths_end_at_endoftext_and_the_loop_ends_when_all_did():
-    decoder = FakeDecoder([[0, 0, 1, 4, 2, 2], [0, 2, 2, 2, 4, 3]])
-    out = run(decoder, [[0, 0], [0]], length=6)
-    assert [(s.tokens, s.text) for s in out] == [([1], 'b'), ([2, 2, 2], 'ccc')]
-    assert decoder.calls == [('prefill', [[0, 0], [0]]), ('extend', [1, 2]),
-                             ('extend', [4, 2]), ('extend', [2, 2])]
-
-
-def test_without_stop_the_sample_runs_the_full_length():
-    out = run(FakeDecoder([[4]]), [[0]], length=3, stop_at_endoftext=False)
-    assert out[0].tokens == [4, 4, 4] and out[0].text == '|||'
-
-
-def test_stop_text_cuts_the_text_exactly_and_the_ids_before_it():
-    decoder = FakeDecoder([[0, 1, 2, 3, 1, 2]])
-    out = run(decoder, [[0]], length=5, stop=('cd',))
-    assert out[0].text == 'b' and out[0].tokens == [1]
-    assert len(decoder.calls) == 3  # stopped as soon as 'cd' was complete
-
-
-def test_window_slides_to_the_newest_half_past_the_context():
-    decoder = FakeDecoder([[1, 2, 3]], n_ctx=4)
-    out = run(decoder, [[0, 1, 2]], length=4, stop_at_endoftext=False)
-    assert out[0].tokens == [1, 2, 3, 1]
-    # The window is full at 4 positions: the newest 2 tokens (the sampled 1, 2) go again.
-    assert decoder.calls == [('prefill', [[0, 1, 2]]), ('extend', [1]),
-                             ('prefill', [[1, 2]]), ('extend', [3])]
