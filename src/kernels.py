@@ -41,22 +41,14 @@ GELU_SCALE = math.sqrt(2 / math.pi)
 
 
 def choose_precision(requested):
-    """(precision, reason) for --precision `requested`; see auto_precision."""
+    """(precision, reason) for --precision `requested`. auto is float32: it decodes one
+    row faster than bfloat16 on every CPU measured (bench/bench_sample.py), bfloat16
+    being the faster from 2 rows where the CPU has bfloat16 instructions."""
     if requested not in PRECISIONS:
         raise UserError(f'--precision {requested}: expected one of {", ".join(PRECISIONS)}')
     if requested != 'auto':
         return requested, '--precision'
-    return auto_precision()
-
-
-def auto_precision():
-    """bfloat16 where it decodes faster than float32 both at one row and at 16: on no CPU
-    measured so far (bench/bench_sample.py), where float32 is faster at one row."""
-    import resources  # the machine's facts import what imports this module
-    if resources.cpu_has_bfloat16():
-        return 'float32', ('auto: bfloat16 (--precision bfloat16) is faster from 2 rows '
-                           'on this CPU, float32 at one')
-    return 'float32', 'auto: this CPU has no bfloat16 instructions'
+    return 'float32', 'auto: the fastest at one row; --precision bfloat16 for many rows'
 
 
 def new_kernel(precision, weights, hparams):

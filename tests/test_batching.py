@@ -1,13 +1,13 @@
-"""The continuous-batching engine on the tiny model: requests sharing steps, joining
-late or cancelled each give what the API gives alone for the same seed."""
+"""The server's engine thread on the tiny model, in each precision: requests sharing
+steps, joining late or cancelled each give what the API gives alone for the same seed."""
 
 import os
 import threading
 
 import pytest
-import slot_decoder
 
 import batching
+import engine
 import generation
 import model_dir
 import numpy_model
@@ -16,17 +16,17 @@ PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']
 
 
-@pytest.fixture(scope='module')
-def gpt2(models_dir):
-    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'))
+@pytest.fixture(scope='module', params=['float32', 'bfloat16'])
+def gpt2(models_dir, request):
+    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), precision=request.param)
     yield g
     g.close()
 
 
 def new_engine(gpt2, max_rows, max_queue=8):
     arrays = model_dir.load_arrays(gpt2.model.checkpoint, gpt2.hparams)
-    decoder = slot_decoder.SlotDecoder(numpy_model.prepare(arrays), gpt2.hparams, max_rows)
-    return batching.Engine(decoder, gpt2.encoder, max_queue=max_queue)
+    forward = numpy_model.Forward(arrays, gpt2.hparams, gpt2.precision)
+    return batching.Engine(engine.Engine(forward, max_rows), gpt2.encoder, max_queue=max_queue)
 
 
 def new_job(gpt2, prompt, n, seed, **options):
@@ -37,8 +37,10 @@ def new_job(gpt2, prompt, n, seed, **options):
     return job
 
 
-def alone(models_dir, prompt, n, seed, **options):
-    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=n)
+def alone(models_dir, gpt2, prompt, n, seed, **options):
+    """The API's samples for the same seed, one row at a time."""
+    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=1,
+                             precision=gpt2.precision)
     try:
         return g.generate(prompt, nsamples=n, return_tokens=True, **options)
     finally:
@@ -48,67 +50,49 @@ def alone(models_dir, prompt, n, seed, **options):
 def test_requests_sharing_steps_each_equal_the_api_alone(models_dir, gpt2):
     settings = [dict(length=12, top_p=0.9), dict(length=30, stop=['e'], top_k=5),
                 dict(length=7, temperature=2.0, repetition_penalty=1.5)]
-    engine = new_engine(gpt2, max_rows=6)
+    server = new_engine(gpt2, max_rows=6)
     jobs = [new_job(gpt2, p, 2, seed, **o) for seed, (p, o) in
             enumerate(zip(PROMPTS, settings, strict=True))]
     for job in jobs:
-        engine.submit(job)
-    engine.start()
+        server.submit(job)
+    server.start()
     try:
         for job in jobs:
             assert job.done.wait(60)
     finally:
-        engine.stop()
+        server.stop()
     for seed, (prompt, options, job) in enumerate(zip(PROMPTS, settings, jobs, strict=True)):
-        assert [r.new[:r.end[0]] for r in job.rows] == alone(models_dir, prompt, 2, seed,
+        assert [r.new[:r.end[0]] for r in job.rows] == alone(models_dir, gpt2, prompt, 2, seed,
                                                               **options)
 
 
 def test_window_slides_past_the_context_as_the_api_does(models_dir, gpt2):
     length = gpt2.hparams.n_ctx + 10
-    engine = new_engine(gpt2, max_rows=3)
+    server = new_engine(gpt2, max_rows=3)
     short = new_job(gpt2, PROMPTS[1], 1, 3, length=5)
     long = new_job(gpt2, PROMPTS[0], 2, 4, length=length, stop_at_endoftext=False)
-    engine.submit(long)
-    engine.submit(short)
-    engine.start()
+    server.submit(long)
+    server.submit(short)
+    server.start()
     try:
         assert long.done.wait(60) and short.done.wait(60)
     finally:
-        engine.stop()
-    assert [r.new for r in long.rows] == alone(models_dir, PROMPTS[0], 2, 4, length=length,
+        server.stop()
+    assert [r.new for r in long.rows] == alone(models_dir, gpt2, PROMPTS[0], 2, 4, length=length,
                                                stop_at_endoftext=False)
     assert [r.finish_reason for r in long.rows] == ['length', 'length']
 
 
 def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
-    engine = new_engine(gpt2, max_rows=1, max_queue=1)
+    server = new_engine(gpt2, max_rows=1, max_queue=1)
     first = new_job(gpt2, PROMPTS[0], 1, 0, length=10)
-    engine.submit(first)
+    server.submit(first)
     with pytest.raises(batching.QueueFull):
-        engine.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=10))
+        server.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=10))
     first.cancel()
-    engine.start()
+    server.start()
     try:
         assert first.done.wait(60)
-        assert engine.rows() == 0 and not engine.busy()
+        assert server.rows() == 0 and not server.busy()
     finally:
-        engine.stop()
-
-
-def test_a_joining_requests_first_token_is_sent_before_the_running_rows_step(gpt2):
-    engine = new_engine(gpt2, max_rows=2)  # stepped here, on this thread
-    events = []
-
-    def job(name, prompt):
-        j = batching.Job([gpt2.encode(prompt)], 1, gpt2.options(length=20), 0, gpt2.encoder,
-                         lambda pieces, finished: events.append((name, len(j.rows[0].new))))
-        engine.submit(j)
-        return j
-
-    job('running', PROMPTS[0])
-    engine._step(engine._admit())
-    job('joining', PROMPTS[1])
-    engine._step(engine._admit())
-    assert events == [('running', 1), ('running', 2),
-                      ('joining', 1), ('running', 3), ('joining', 2)]
+        server.stop()

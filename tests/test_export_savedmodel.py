@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import decoding
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,8 +15,8 @@ import encoder
 import export_savedmodel
 import fixtures
 import generation
-import kernels
 import model_dir
+import numpy_model
 import sample
 import savedmodel
 from fixtures import ROOT, run_script
@@ -88,8 +87,7 @@ def signature(exported):
 
 
 @pytest.mark.slow
-def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported, tmp_path,
-                                                                  monkeypatch):
+def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported, tmp_path):
     # The longest prompt and the new tokens fill the context exactly: n_ctx 64 positions.
     new_tokens = 64 - len(PROMPTS[0]) + 1
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
@@ -99,9 +97,8 @@ def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported
         input=json.dumps({'path': exported, 'inputs': inputs(new_tokens)}))
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    # Our API in float32 on any machine (a bfloat16 kernel would round differently).
-    monkeypatch.setenv(kernels.KERNEL_ENV, 'float32')
-    api = generation.GPT2.load(model, batch_size=len(PROMPTS))
+    # Our API in float32 (bfloat16 rounds differently).
+    api = generation.GPT2.load(model, batch_size=len(PROMPTS), precision='float32')
     try:
         ours = api.generate(PROMPTS, length=new_tokens, top_k=1, return_tokens=True)
     finally:
@@ -191,7 +188,9 @@ def test_sampled_tokens_are_those_sample_choose_keeps(model, signature, top_k, t
     probabilities where there are few."""
     loaded = model_dir.load(os.path.basename(model), os.path.dirname(model))
     arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
-    logits = decoding.cpu_decoders(arrays, loaded.hparams)(1).prefill([PROMPTS[0]])[0]
+    forward = numpy_model.Forward(arrays, loaded.hparams, 'float32')
+    logits = forward.prefill(numpy_model.Cache(loaded.hparams, 1, loaded.hparams.n_ctx), 0,
+                             PROMPTS[0])
     row = np.asarray(logits, np.float64) / temperature
     kept, values = sample._kept(row, top_k, top_p)
     request = inputs(1, prompts=[PROMPTS[0]] * 400, top_k=top_k, top_p=top_p,

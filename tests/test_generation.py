@@ -45,6 +45,24 @@ def test_different_prompts_in_one_batch_equal_each_prompt_alone(models_dir, gpt2
     assert all(len(t) == 12 for t in together)  # random weights rarely pick <|endoftext|>
 
 
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+def test_the_same_seed_gives_the_same_samples_at_any_batch_size(models_dir, precision):
+    """Three prompts, three samples each, past the context (the window slides), in two
+    calls: the same tokens whether rows decode one, three or eight at a time."""
+    samples = {}
+    for batch_size in (1, 3, 8):
+        g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), batch_size=batch_size,
+                                 seed=7, precision=precision)
+        try:
+            samples[batch_size] = [g.generate(PROMPTS, nsamples=3, length=70, top_k=40,
+                                              return_tokens=True, stop_at_endoftext=False)
+                                   for _ in range(2)]
+        finally:
+            g.close()
+    assert samples[1] == samples[3] == samples[8]
+    assert samples[1][0] != samples[1][1]  # the second call's rows are new ones
+
+
 def test_nsamples_per_prompt_in_prompt_order(gpt2):
     texts = gpt2.generate(PROMPTS[:2], nsamples=2, length=5, include_prefix=True)
     assert [t.startswith(p) for t, p in zip(texts, [PROMPTS[0]] * 2 + [PROMPTS[1]] * 2,
@@ -276,6 +294,17 @@ def test_interactive_script_through_stdin(models_dir):
                           '=' * 40 + ' SAMPLE 1 ' + '=' * 40)
     assert ' SAMPLE 2 ' in out and '=' * 80 in out
     assert out.rstrip().endswith('Model prompt >>>')
+
+
+@pytest.mark.slow
+def test_the_interactive_script_prints_the_same_samples_at_batch_size_1_and_4(models_dir):
+    """Batch 1 streams each sample as it comes, batch 4 prints them at the end."""
+    def printed(batch_size):
+        return samples_script(models_dir, '--nsamples', '4', '--batch_size', str(batch_size),
+                              '--seed', '3', '--top_k', '40', '--length', '20',
+                              '--precision', 'bfloat16', stdin='Knock knock|\n').stdout
+    assert printed(1) == printed(4)
+    assert printed(1).count(' SAMPLE ') == 4
 
 
 @pytest.mark.slow
