@@ -55,6 +55,9 @@ class Job:
     def cancel(self):
         self.request.cancel()
 
+    def live(self):
+        return self.request.live()
+
     @property
     def cancelled(self):
         return self.request.cancelled

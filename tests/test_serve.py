@@ -89,9 +89,10 @@ def server(models_dir):
 
 @pytest.fixture(scope='module')
 def api(models_dir):
-    """The Python API's texts for (prompt, n, seed, options)."""
-    def generate(prompt, n=1, seed=None, **options):
-        g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=n)
+    """The Python API's texts for (prompt, n, seed, options), one row at a time."""
+    def generate(prompt, n=1, seed=None, precision='auto', **options):
+        g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=seed, batch_size=1,
+                                 precision=precision)
         try:
             return g.generate(prompt, nsamples=n, **options)
         finally:
@@ -115,9 +116,11 @@ def test_completion_and_stream_equal_the_api_for_the_same_seed(server, api):
     assert len(reasons) == 1 and reasons[0] in ('stop', 'length')
 
 
-def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api):
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api, precision):
     """Sent together, held until all 8 are in, so they share the batch's steps."""
-    s = Server(models_dir, '--max_batch', '8', GPT2_SERVE_TEST_HOLD='8')
+    s = Server(models_dir, '--max_batch', '8', '--precision', precision,
+               GPT2_SERVE_TEST_HOLD='8')
     try:
         settings = [dict(max_tokens=4 + 3 * i, temperature=0 if i % 2 else 1.0, seed=i)
                     for i in range(8)]
@@ -133,7 +136,8 @@ def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api):
             t.join()
     finally:
         s.stop()
-    assert answers == [api(p, 1, o['seed'], length=o['max_tokens'], top_k=1 if i % 2 else 0)[0]
+    assert answers == [api(p, 1, o['seed'], precision, length=o['max_tokens'],
+                           top_k=1 if i % 2 else 0)[0]
                        for i, (p, o) in enumerate(zip(PROMPTS, settings, strict=True))]
 
 
