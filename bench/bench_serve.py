@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The server's throughput and latency under concurrent clients, against the same
-requests sent one at a time in the same run; and its memory over many requests.
+requests sent one at a time and against the API in the same run; and its memory over
+many requests.
 
-- the 124M shape, 1, 4 and 16 clients at once, each a different prompt and 128 new
-  tokens (streamed): aggregate tokens/s, time to first token and latency (p50, p95);
-  the baseline is the 16 requests one after another;
+- the 124M shape in each `--precision`, 1, 4 and 16 clients at once, each a different
+  prompt and 128 new tokens (streamed): aggregate tokens/s, time to first token and
+  latency (p50, p95); the baselines are the 16 requests one after another, and the API
+  (the same engine, no HTTP) at batch 1 and 16 on the same prompts;
 - 16 clients as a server sees them in use: each sends --rounds requests one after
   another, the first ones spread over the time of one request alone, so requests
   arrive while others run (a burst of 16 at the same moment waits for all 16 prompts'
@@ -14,6 +16,7 @@ requests sent one at a time in the same run; and its memory over many requests.
   does not depend on the model's size).
 
     PYTHONPATH=src python bench/bench_serve.py [--clients 1 4 16] [--requests 10000]
+        [--precision float32 bfloat16]
 """
 
 import argparse
@@ -28,6 +31,8 @@ import sys
 import time
 
 from common import ROOT, random_model, report
+
+import generation
 
 WORDS = ('chicken road bar horse doctor lawyer priest rabbi duck cow dog cat fish '
          'elephant penguin wizard').split()
@@ -110,7 +115,7 @@ def steady_clients(server, texts, clients, rounds, max_tokens, spread):
     return time.perf_counter() - start, results
 
 
-def steady(server, texts, args, alone_rate, alone_first, alone_latency):
+def steady(server, texts, args, alone_rate, alone_first, alone_latency, precision):
     clients = max(args.clients)
     wall, results = steady_clients(server, texts, clients, args.rounds, args.tokens,
                                    alone_latency)
@@ -118,7 +123,7 @@ def steady(server, texts, args, alone_rate, alone_first, alone_latency):
     rate = sum(r[2] for r in results) / wall
     p95_first = percentile(firsts, 95)
     report(f'serve_{clients}_clients_steady_tokens_per_s', rate, 'tokens/s',
-           new_tokens=args.tokens, requests=len(results),
+           precision=precision, new_tokens=args.tokens, requests=len(results),
            ratio_vs_one_at_a_time=round(rate / alone_rate, 2), target_ratio=5,
            first_token_p50_s=round(statistics.median(firsts), 3),
            first_token_p95_s=round(p95_first, 3),
@@ -127,25 +132,47 @@ def steady(server, texts, args, alone_rate, alone_first, alone_latency):
            latency_p95_s=round(percentile(totals, 95), 3))
 
 
-def throughput(args):
+def api_rate(path, precision, texts, max_tokens):
+    """The API's tokens/s over `texts`, all in one batch."""
+    gpt2 = generation.GPT2.load(path, batch_size=len(texts), seed=0, precision=precision)
+    try:
+        gpt2.generate(texts, length=4, stop_at_endoftext=False)  # warm-up
+        start = time.perf_counter()
+        gpt2.generate(texts, length=max_tokens, top_k=40, stop_at_endoftext=False)
+        return len(texts) * max_tokens / (time.perf_counter() - start)
+    finally:
+        gpt2.close()
+
+
+def throughput(args, precision):
     models_dir, name = random_model('124M')
-    server = Server(name, models_dir, '--max_batch', str(max(args.clients)))
+    texts = prompts(max(args.clients))
+    api = {n: api_rate(os.path.join(models_dir, name), precision, texts[:n], args.tokens)
+           for n in (1, max(args.clients))}
+    for n, rate in api.items():
+        report(f'api_batch{n}_tokens_per_s', rate, 'tokens/s', precision=precision,
+               new_tokens=args.tokens)
+    server = Server(name, models_dir, '--max_batch', str(max(args.clients)), '--precision',
+                    precision)
     try:
         server.complete('warm-up', 4)
-        texts = prompts(max(args.clients))
         alone_wall, alone = run_clients(server, texts, 1, args.tokens)
         alone_rate = sum(r[2] for r in alone) / alone_wall
         alone_first = statistics.median(r[0] for r in alone)
         alone_latency = statistics.median(r[1] for r in alone)
-        report('serve_one_at_a_time_tokens_per_s', alone_rate, 'tokens/s', requests=len(texts),
+        report('serve_one_at_a_time_tokens_per_s', alone_rate, 'tokens/s', precision=precision,
+               requests=len(texts),
                new_tokens=args.tokens, first_token_p50_s=round(alone_first, 3))
         for clients in args.clients:
             wall, results = run_clients(server, texts[:clients], clients, args.tokens)
             firsts, totals = [r[0] for r in results], [r[1] for r in results]
             rate = sum(r[2] for r in results) / wall
             p95_first = percentile(firsts, 95) if clients > 1 else firsts[0]
+            api_ratio = {n: round(rate / api[n], 2) for n in api if n == clients}
             report(f'serve_{clients}_clients_tokens_per_s', rate, 'tokens/s',
-                   new_tokens=args.tokens, ratio_vs_one_at_a_time=round(rate / alone_rate, 2),
+                   precision=precision, new_tokens=args.tokens,
+                   ratio_vs_one_at_a_time=round(rate / alone_rate, 2),
+                   ratio_vs_api_same_batch=api_ratio.get(clients), target_api_ratio=0.9,
                    target_ratio=5 if clients == 16 else None,
                    first_token_p50_s=round(statistics.median(firsts), 3),
                    first_token_p95_s=round(p95_first, 3),
@@ -153,7 +180,7 @@ def throughput(args):
                    target_first_token_ratio=None,
                    latency_p50_s=round(statistics.median(totals), 3),
                    latency_p95_s=round(percentile(totals, 95) if clients > 1 else totals[0], 3))
-        steady(server, texts, args, alone_rate, alone_first, alone_latency)
+        steady(server, texts, args, alone_rate, alone_first, alone_latency, precision)
     finally:
         server.stop()
 
@@ -181,8 +208,10 @@ def main():
     parser.add_argument('--requests', type=int, default=10000)
     parser.add_argument('--rounds', type=int, default=4,
                         help='requests each client sends one after another, in use')
+    parser.add_argument('--precision', nargs='+', default=['float32', 'bfloat16'])
     args = parser.parse_args()
-    throughput(args)
+    for precision in args.precision:
+        throughput(args, precision)
     memory(args)
 
 
