@@ -33,7 +33,7 @@ def tokens_per_second(gpt2, batch, length):
 
 def first_token_seconds(gpt2, prompt):
     start = time.perf_counter()
-    gpt2.generate([gpt2.encoder.eot_token] * prompt, length=1)
+    gpt2.generate([[gpt2.encoder.eot_token] * prompt], length=1)
     return time.perf_counter() - start
 
 
