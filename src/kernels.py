@@ -1,24 +1,26 @@
 """What the decoder computes between two attentions, in the precision chosen once per
 loaded model: layer norms, the weight products, GELU, the residual sums (numpy_model.py
-does the embeddings and each row's attention).
+does the embeddings and each row's attention). Two forms: NumPy (float32 on a CPU) and
+TensorFlow (bfloat16, and float32 where a GPU is).
 
 Decoding is batch-invariant: a row's numbers never depend on the rows beside it. A
 library's matrix product does not promise that (it picks another algorithm, blocking or
 vector width by the number of rows), so each kernel says how it keeps it:
 
-- 'float32': NumPy (OpenBLAS). Its product of one row (a matrix-vector product) reads
-  the weights fastest, and its products of 1 and of 2+ rows differ in the last bits; so a
+- NumPy, float32 (OpenBLAS). Its product of one row (a matrix-vector product) reads the
+  weights fastest, and its products of 1 and of 2+ rows differ in the last bits; so a
   decoding step gives every row its own matrix-vector product (`rows=True`): invariant
   by construction; n rows read the weights n times. A prompt (one sequence, prefilled
   alone) is one matrix product.
-- 'bfloat16': TensorFlow with bfloat16 operands (oneDNN: AMX or AVX512_BF16 where the
-  CPU has them, emulated elsewhere), float32 accumulation, products rounded to bfloat16,
-  the rest float32. The matrices are held once, in bfloat16, transposed to [nf, nx] (the
-  layout oneDNN reads fastest for few rows); what lies between two attentions is one
-  graph run. A row's numbers there depend on how many rows share the run (oneDNN's
-  products of 1, 4 or 8 rows differ without bfloat16 instructions, and so do
-  TensorFlow's sums for the layer norm), never on its place among a fixed number; so a
-  decoding step runs tiles of exactly TILE rows, padded with zeros.
+- TensorFlow: bfloat16 operands (oneDNN: AMX or AVX512_BF16 where the CPU has them,
+  emulated elsewhere) with float32 accumulation and products rounded to bfloat16, or
+  float32; the rest float32. The matrices are held once, in the products' type,
+  transposed to [nf, nx] (the layout oneDNN reads fastest for few rows); what lies
+  between two attentions is one graph run, on the GPU where there is one. A row's numbers
+  there depend on how many rows share the run (oneDNN's products of 1, 4 or 8 rows differ
+  without bfloat16 instructions, and so do TensorFlow's sums for the layer norm), never
+  on its place among a fixed number; so a decoding step runs tiles of exactly TILE rows,
+  padded with zeros.
 
     kernel = new_kernel('float32', weights, hparams)   # weights: release names
     x, qkv = kernel.first(x, rows=True)                 # x [n, embd] -> qkv [n, 3 embd]
@@ -51,12 +53,26 @@ def choose_precision(requested):
     return 'float32', 'auto: the fastest at one row; --precision bfloat16 for many rows'
 
 
-def new_kernel(precision, weights, hparams):
+FORMS = ('numpy', 'tensorflow')
+
+
+def choose_form(precision):
+    """'numpy' for float32 on a CPU; 'tensorflow' for bfloat16, and where a GPU is."""
+    if precision == 'bfloat16':
+        return 'tensorflow'
+    import resources  # the machine's facts import what imports this module
+    return 'tensorflow' if resources.gpus() else 'numpy'
+
+
+def new_kernel(precision, weights, hparams, form=None):
     """The kernel of `precision` ('float32' or 'bfloat16') over `weights` (release names
-    -> float32 arrays, the blocks' matrices [nx, nf])."""
-    if precision == 'float32':
-        return Float32Kernel(weights, hparams)
-    return BFloat16Kernel(weights, hparams)
+    -> float32 arrays, the blocks' matrices [nx, nf]), in `form` (choose_form's when
+    None; the tests force each)."""
+    if (form or choose_form(precision)) == 'numpy':
+        if precision != 'float32':
+            raise ValueError(f'no {precision} kernel in NumPy')
+        return NumpyKernel(weights, hparams)
+    return TensorFlowKernel(weights, hparams, precision)
 
 
 def norm(x, g, b, epsilon=1e-5):
@@ -82,7 +98,7 @@ def gelu(x):
     return t
 
 
-class Float32Kernel:
+class NumpyKernel:
     precision = 'float32'
 
     def __init__(self, weights, hparams):
@@ -129,12 +145,12 @@ class Float32Kernel:
         pass
 
 
-class BFloat16Kernel:
-    precision = 'bfloat16'
-
-    def __init__(self, weights, hparams):
+class TensorFlowKernel:
+    def __init__(self, weights, hparams, precision):
         import cli
         tf = cli.start_tensorflow(report_devices=False)
+        self.precision, self.dtype = precision, tf.as_dtype(precision)
+        self.device = 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'
         self.n_layer = hparams.n_layer
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -158,12 +174,13 @@ class BFloat16Kernel:
         loads = []
 
         def constant(name):
-            """A variable holding weights[name] (a matrix in bfloat16, transposed)."""
+            """A variable holding weights[name] (a matrix in the products' type,
+            transposed)."""
             array = weights[name]
             if name == 'model/wte':  # the output projection, [n_vocab, n_embd] already
-                array = array.astype(tf.bfloat16.as_numpy_dtype)
+                array = array.astype(self.dtype.as_numpy_dtype)
             elif array.ndim == 2:
-                array = array.T.astype(tf.bfloat16.as_numpy_dtype)
+                array = array.T.astype(self.dtype.as_numpy_dtype)
             value = tf1.placeholder(tf.as_dtype(array.dtype), array.shape)
             variable = tf1.Variable(value, trainable=False, use_resource=True)
             loads.append((variable.initializer, value, array))
@@ -180,9 +197,8 @@ class BFloat16Kernel:
         def dense(x, scope):
             return product(x, values[f'{scope}/w']) + values[f'{scope}/b']
 
-        def product(x, w):  # x [n, nx] float32, w [nf, nx] bfloat16 -> [n, nf] float32
-            return tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), w, transpose_b=True),
-                           tf.float32)
+        def product(x, w):  # x [n, nx] float32, w [nf, nx] -> [n, nf] float32
+            return tf.cast(tf.matmul(tf.cast(x, w.dtype), w, transpose_b=True), tf.float32)
 
         runs = []
         for layer in range(hparams.n_layer + 1):
@@ -205,7 +221,7 @@ class BFloat16Kernel:
         return loads, runs
 
     def describe(self):
-        return f'bfloat16 (TensorFlow/oneDNN, tiles of {TILE} rows)'
+        return f'{self.precision} (TensorFlow on the {self.device}, tiles of {TILE} rows)'
 
     def first(self, x, rows):
         return x, self._run(0, rows, x)[0]

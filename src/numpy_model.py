@@ -41,14 +41,15 @@ class Cache:
 
 
 class Forward:
-    """The model's weights (release names -> arrays) decoding in `precision`: the
-    embeddings stay here, float32; the kernel holds the rest as it computes with them."""
+    """The model's weights (release names -> arrays) decoding in `precision` (and the
+    kernel's `form`, kernels.choose_form's when None): the embeddings stay here, float32;
+    the kernel holds the rest as it computes with them."""
 
-    def __init__(self, arrays, hparams, precision):
+    def __init__(self, arrays, hparams, precision, form=None):
         self.hparams = hparams
         weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
         self.wte, self.wpe = weights['model/wte'], weights['model/wpe']
-        self.kernel = kernels.new_kernel(precision, weights, hparams)
+        self.kernel = kernels.new_kernel(precision, weights, hparams, form)
 
     def close(self):
         self.kernel.close()
@@ -103,6 +104,19 @@ class Forward:
                 x, a = x[-1:], a[-1:]
             x, qkv = self.kernel.after_attention(layer, x, a, rows)
         return qkv
+
+
+def next_token_losses(forward, tokens):
+    """Each position's loss (nats) predicting the next of tokens [rows, n] as decoding
+    does (the first token prefilled, then one step at a time): [rows, n - 1]."""
+    rows, n = tokens.shape
+    cache, slots = Cache(forward.hparams, rows, n), list(range(rows))
+    logits = [np.stack([forward.prefill(cache, slot, tokens[slot, :1]) for slot in slots])]
+    logits += [forward.step(cache, slots, tokens[:, t]) for t in range(1, n - 1)]
+    logits = np.stack(logits, 1).astype(np.float64)  # [rows, n - 1, n_vocab]
+    top = logits.max(-1, keepdims=True)
+    log_z = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
+    return log_z - np.take_along_axis(logits, tokens[:, 1:, None], -1)[..., 0]
 
 
 def _attention(q, k, v, mask=None):

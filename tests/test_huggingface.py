@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import encoder
+import generation
 import huggingface
 import model
 import model_dir
@@ -65,6 +66,28 @@ def test_transformers_logits_equal_ours(models_dir, exported):
     tokens = np.random.RandomState(0).randint(0, loaded.hparams.n_vocab, size=[2, 30])
     np.testing.assert_allclose(their_logits(hf, tokens), our_logits(loaded, tokens),
                                atol=1e-4, rtol=0)
+
+
+def test_our_float32_greedy_ids_equal_transformers_argmax(models_dir, exported):
+    """Three prompts decoded together, 20 tokens each, by the API in float32 and by
+    transformers' greedy generate on the export, one prompt at a time."""
+    torch = pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    hf = transformers.GPT2LMHeadModel.from_pretrained(str(exported)).eval()
+    gpt2 = generation.GPT2.load(os.path.join(models_dir, 'tiny'), batch_size=3,
+                                precision='float32')
+    eot = gpt2.encoder.eot_token
+    prompts = [gpt2.encode('Why did the chicken'), [eot], gpt2.encode('Knock knock|Who is there')]
+    try:
+        ours = gpt2.generate(prompts, length=20, top_k=1, stop_at_endoftext=False,
+                             return_tokens=True)
+    finally:
+        gpt2.close()
+    with torch.no_grad():
+        theirs = [hf.generate(torch.tensor([p]), do_sample=False, max_new_tokens=20,
+                              min_new_tokens=20, pad_token_id=eot)[0, len(p):].tolist()
+                  for p in prompts]
+    assert ours == theirs
 
 
 @pytest.fixture(scope='module')

@@ -1,16 +1,18 @@
-"""The decoder's forward pass in each precision: its logits against an independent
-forward pass (fixtures.numpy_gpt2), and each row's logits bit-identical alone and beside
-others of other lengths joining at other steps, in more rows than a bfloat16 tile."""
+"""The decoder's forward pass in each precision and kernel form (the TensorFlow float32
+form is what a GPU runs, forced here): its logits against an independent forward pass
+(fixtures.numpy_gpt2), and each row's logits bit-identical alone and beside others of
+other lengths joining at other steps, in more rows than a TensorFlow tile."""
 
 import numpy as np
 import pytest
 
 import kernels
 import numpy_model
+import resources
 from fixtures import numpy_gpt2, random_arrays
 from hparams import HParams
 
-PRECISIONS = ('float32', 'bfloat16')
+KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow')]
 # Wider than the tiny model, with a small vocabulary: a row's products, norms and
 # attention over enough numbers that a kernel mixing rows shows in the last bits.
 WIDE = HParams(n_vocab=300, n_ctx=48, n_embd=128, n_head=4, n_layer=2)
@@ -21,9 +23,9 @@ def arrays():
     return random_arrays(WIDE, seed=3)
 
 
-@pytest.fixture(scope='module', params=PRECISIONS)
+@pytest.fixture(scope='module', params=KERNELS, ids='-'.join)
 def forward(request, arrays):
-    f = numpy_model.Forward(arrays, WIDE, request.param)
+    f = numpy_model.Forward(arrays, WIDE, *request.param)
     yield f
     f.close()
 
@@ -82,7 +84,8 @@ def test_a_rows_logits_are_bit_identical_alone_and_beside_others(forward):
 def test_bfloat16_holds_its_matrices_once_in_bfloat16(arrays):
     forward = numpy_model.Forward(arrays, WIDE, 'bfloat16')
     try:
-        held = {v.dtype.name for v in forward.kernel.graph.get_collection('variables')
+        held = {v.dtype.base_dtype.name
+                for v in forward.kernel.graph.get_collection('variables')
                 if len(v.shape) == 2}
         assert held == {'bfloat16'}
         assert not hasattr(forward.kernel, 'w')  # no float32 copy of the matrices
@@ -90,21 +93,25 @@ def test_bfloat16_holds_its_matrices_once_in_bfloat16(arrays):
         forward.close()
 
 
-def next_token_losses(arrays, hparams, tokens, precision):
-    """Each position's loss (nats) predicting tokens [rows, n] one step at a time in
-    `precision`: [rows, n - 1]."""
-    forward = numpy_model.Forward(arrays, hparams, precision)
+@pytest.mark.parametrize('gpus, form', [([], 'numpy'), (['GPU:0'], 'tensorflow')])
+def test_float32_decodes_in_tensorflow_where_a_gpu_is_and_bfloat16_always(
+        monkeypatch, gpus, form):
+    monkeypatch.setattr(resources, 'gpus', lambda: gpus)
+    assert kernels.choose_form('float32') == form
+    assert kernels.choose_form('bfloat16') == 'tensorflow'
+
+
+def test_there_is_no_numpy_bfloat16_kernel(arrays):
+    with pytest.raises(ValueError, match='no bfloat16 kernel in NumPy'):
+        numpy_model.Forward(arrays, WIDE, 'bfloat16', 'numpy')
+
+
+def next_token_losses(arrays, tokens, precision):
+    forward = numpy_model.Forward(arrays, WIDE, precision)
     try:
-        cache = numpy_model.Cache(hparams, len(tokens), hparams.n_ctx)
-        slots = list(range(len(tokens)))
-        logits = [np.stack([forward.prefill(cache, s, tokens[s, :1]) for s in slots])]
-        logits += [forward.step(cache, slots, tokens[:, t]) for t in range(1, tokens.shape[1] - 1)]
+        return numpy_model.next_token_losses(forward, tokens)
     finally:
         forward.close()
-    logits = np.stack(logits, 1).astype(np.float64)  # [rows, n - 1, n_vocab]
-    top = logits.max(-1, keepdims=True)
-    log_z = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
-    return log_z - np.take_along_axis(logits, tokens[:, 1:, None], -1)[..., 0]
 
 
 def test_bfloat16_keeps_the_loss_within_a_hundredth_of_a_nat(arrays):
@@ -112,8 +119,8 @@ def test_bfloat16_keeps_the_loss_within_a_hundredth_of_a_nat(arrays):
     every logit), scored on 4 rows of 40 tokens in float32 and in bfloat16."""
     confident = dict(arrays, **{'model/wte': arrays['model/wte'] * 8})
     tokens = np.random.RandomState(5).randint(0, WIDE.n_vocab, size=[4, 40])
-    exact = next_token_losses(confident, WIDE, tokens, 'float32')
-    low = next_token_losses(confident, WIDE, tokens, 'bfloat16')
+    exact = next_token_losses(confident, tokens, 'float32')
+    low = next_token_losses(confident, tokens, 'bfloat16')
     assert exact.std() > 0.5  # a loss that varies from token to token
     assert abs(low.mean() - exact.mean()) < 0.01
     assert not np.array_equal(low, exact)  # the products did run in bfloat16
@@ -127,13 +134,10 @@ def test_a_full_cache_is_refused_before_a_step(arrays):
         forward.step(cache, [0], [5])
 
 
-@pytest.mark.parametrize('precision', kernels.PRECISIONS[1:])
-def test_each_precision_describes_its_kernel(arrays, precision):
-    forward = numpy_model.Forward(arrays, WIDE, precision)
-    try:
-        assert forward.kernel.describe().startswith(precision)
-    finally:
-        forward.close()
+def test_each_kernel_describes_itself(forward):
+    precision, form = forward.kernel.precision, type(forward.kernel).__name__
+    assert forward.kernel.describe().startswith(precision)
+    assert ('TensorFlow' in forward.kernel.describe()) == (form == 'TensorFlowKernel')
 
 
 def test_what_lies_between_attentions_gives_a_row_the_same_numbers_in_any_step(forward):
