@@ -173,7 +173,7 @@ class TensorFlowKernel:
         tf1 = tf.compat.v1
         loads = []
 
-        def constant(name):
+        def held(name):
             """A variable holding weights[name] (a matrix in the products' type,
             transposed)."""
             array = weights[name]
@@ -186,7 +186,7 @@ class TensorFlowKernel:
             loads.append((variable.initializer, value, array))
             return variable.value()
 
-        values = {name: constant(name) for name in weights if name != 'model/wpe'}
+        values = {name: held(name) for name in weights if name != 'model/wpe'}
 
         def norm(x, scope):  # model.norm, its gain and bias read from `values`
             def read(getter, name, *args, **kwargs):

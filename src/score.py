@@ -14,6 +14,7 @@ import fire
 import numpy as np
 
 import cli
+import kernels
 from flags import SHARED, fire_command
 from load_dataset import load_dataset
 
@@ -42,12 +43,13 @@ def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
 
 @fire_command()
 def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_size=1,
-          combine=SHARED, encoding=SHARED, verbose=SHARED):
+          combine=SHARED, encoding=SHARED, precision=SHARED, verbose=SHARED):
     """Print the mean loss per token (nats) and perplexity of `path` (text or .npz).
 
     :path : a text file, or a .npz of tokens from encode.py
     :batch_size=1 : windows of n_ctx tokens scored at once (only affects speed/memory)
     """
+    precision, _ = kernels.choose_precision(precision)
     tf = cli.start_tensorflow(verbose)  # --help needs none of what follows
     import model
     import model_dir
@@ -58,7 +60,8 @@ def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_s
     chunks = load_dataset(loaded.encoder, cli.user_path(path), combine, encoding=encoding)
     with tf1.Session(graph=tf.Graph()) as sess:
         X = tf1.placeholder(tf.int32, [None, None])
-        losses = model.token_losses(model.model(hparams, X)['logits'], X)
+        logits = model.model(hparams, X, dtype=tf.as_dtype(precision))['logits']
+        losses = model.token_losses(logits, X)
         model_dir.restore(sess, loaded.checkpoint)
         total, count = 0.0, 0
         for tokens in chunks:
