@@ -10,8 +10,8 @@ chooser, one sliding window.
         engine.step()           # request.on_step(request) after each of its tokens
     request.rows[0].new         # the sampled token ids
 
-    samples = generate(forward, prompts, options, Seeds(1).take(len(prompts)),
-                       Stopper(enc, options), max_rows=8)      # the offline API's loop
+    samples = generate(engine, prompts, options, Seeds(1).take(len(prompts)),
+                       Stopper(enc, options))                   # the offline API's loop
 
 A row's tokens never depend on the rows beside it: each row is prefilled alone, a step's
 forward pass is row-invariant (numpy_model.py), and each row draws from its own generator
@@ -125,6 +125,11 @@ class Engine:
             if rows:
                 self._choose(request, rows, [logits[row] for row in rows])
 
+    def clear(self):
+        """Finish every request (an offline loop that was interrupted)."""
+        for request in list(self.waiting) + self.running:
+            self.finish(request)
+
     def finish(self, request):
         """End a request now (cancelled, or a fault): its rows leave, each with what it
         has (a row not yet ended ends by 'length'), and it is told."""
@@ -169,14 +174,17 @@ class Engine:
         request.on_step(request)
 
 
-def generate(forward, prompts, options, rngs, stopper, *, max_rows):
-    """The offline loop: a sample.Sample after each prompt (token lists), row i drawing
-    from rngs[i]; up to max_rows rows at once, a row joining as soon as another ends."""
+def generate(engine, prompts, options, rngs, stopper):
+    """The offline loop on an idle engine: a sample.Sample after each prompt (token
+    lists), row i drawing from rngs[i]; a row joins as soon as another ends. Interrupted,
+    it leaves the engine idle."""
     requests = [Request([prompt], options, [rng], stopper)
                 for prompt, rng in zip(prompts, rngs, strict=True)]
-    engine = Engine(forward, min(max_rows, len(prompts)))
     for request in requests:
         engine.add(request)
-    while engine.busy():
-        engine.step()
+    try:
+        while engine.busy():
+            engine.step()
+    finally:
+        engine.clear()
     return [request.rows[0].sample(stopper) for request in requests]

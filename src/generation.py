@@ -50,6 +50,8 @@ class GPT2:
         if arrays is None:
             arrays = model_dir.load_arrays(loaded.checkpoint, self.hparams)
         self.forward = numpy_model.Forward(arrays, self.hparams, self.precision)
+        # One engine for every call: its cache's memory, once written, stays in use.
+        self.engine = engine.Engine(self.forward, batch_size)
 
     @classmethod
     def load(cls, path, *, checkpoint=None, batch_size=8, seed=None, precision='auto'):
@@ -80,9 +82,8 @@ class GPT2:
             prompts = [prompts]
         tokens = [p if isinstance(p, list) else encode_prompt(self.model, p) for p in prompts]
         rows = [t for t in tokens for _ in range(nsamples)]
-        return engine.generate(self.forward, rows, options, self.seeds.take(len(rows)),
-                               sample.Stopper(self.encoder, options),
-                               max_rows=self.batch_size)
+        return engine.generate(self.engine, rows, options, self.seeds.take(len(rows)),
+                               sample.Stopper(self.encoder, options))
 
     def generate(self, prompts, *, nsamples=1, include_prefix=False, return_tokens=False,
                  **options):
@@ -108,16 +109,18 @@ class GPT2:
         text = TextStream(self.encoder, options.stop)
         request = engine.Request([tokens], options, self.seeds.take(1),
                                  sample.Stopper(self.encoder, options))
-        decoder = engine.Engine(self.forward, 1)
-        decoder.add(request)
+        self.engine.add(request)
         row = request.rows[0]
-        while decoder.busy():
-            decoder.step()
-            # At its end (a stop, or its full length) what was held back (a cut UTF-8
-            # character, a possible stop text's beginning) comes out too.
-            piece = text.update(row.new, row.end)
-            if piece:
-                yield piece
+        try:
+            while self.engine.busy():
+                self.engine.step()
+                # At its end (a stop, or its full length) what was held back (a cut UTF-8
+                # character, a possible stop text's beginning) comes out too.
+                piece = text.update(row.new, row.end)
+                if piece:
+                    yield piece
+        finally:  # a stream left early (Ctrl-C) leaves the engine idle
+            self.engine.clear()
 
     def close(self):
         self.forward.close()

@@ -231,14 +231,15 @@ class TensorFlowKernel:
         return (None, out[0]) if layer + 1 == self.n_layer else tuple(out)
 
     def _run(self, index, rows, *inputs):
-        """runs[index] over the inputs [n, embd]: for the rows of a decoding step, in
-        tiles of TILE rows."""
+        """runs[index] over the inputs [n, embd], padded with zeros to a whole number of
+        tiles: the rows of a decoding step a tile at a time, a prompt's positions at once
+        (a shape oneDNN has seen before: a new one costs it more than the product)."""
         run, n = self.runs[index], len(inputs[0])
-        if not rows:
-            return run(*inputs)
         padded = [np.zeros([-(-n // TILE) * TILE, x.shape[1]], np.float32) for x in inputs]
         for x, into in zip(inputs, padded, strict=True):
             into[:n] = x
+        if not rows:
+            return [out[:n] for out in run(*padded)]
         pieces = [run(*(x[i:i + TILE] for x in padded)) for i in range(0, n, TILE)]
         return [np.concatenate(parts)[:n] for parts in zip(*pieces, strict=True)]
 

@@ -75,8 +75,8 @@ def warm_up(forward, encoder):
     import engine
     import sample
     options = sample.SamplingOptions(length=2)
-    engine.generate(forward, [[encoder.eot_token]], options, sample.Seeds(0).take(1),
-                    sample.Stopper(encoder, options), max_rows=1)
+    engine.generate(engine.Engine(forward, 1), [[encoder.eot_token]], options,
+                    sample.Seeds(0).take(1), sample.Stopper(encoder, options))
 
 
 def main(argv):

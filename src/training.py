@@ -196,10 +196,9 @@ class Trainer:
         enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
         forward = numpy_model.Forward(self.arrays(), self.model_dir.hparams, 'float32')
-        samples = engine.generate(forward, prompts, self.sampling,
-                                  self.sample_seeds.take(len(prompts)),
-                                  sample.Stopper(enc, self.sampling),
-                                  max_rows=self.c.batch_size)
+        samples = engine.generate(engine.Engine(forward, min(self.c.batch_size, len(prompts))),
+                                  prompts, self.sampling, self.sample_seeds.take(len(prompts)),
+                                  sample.Stopper(enc, self.sampling))
         texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
                  for i, s in enumerate(samples)]
         print(texts[-1])

@@ -55,8 +55,8 @@ def greedy(**values):
 
 def run(forward, prompts, max_rows=None, **values):
     o = greedy(**values)
-    return engine.generate(forward, prompts, o, sample.Seeds(0).take(len(prompts)),
-                           sample.Stopper(FakeEncoder(), o), max_rows=max_rows or len(prompts))
+    return engine.generate(engine.Engine(forward, max_rows or len(prompts)), prompts, o,
+                           sample.Seeds(0).take(len(prompts)), sample.Stopper(FakeEncoder(), o))
 
 
 def test_rows_of_different_lengths_end_at_endoftext_and_the_loop_ends_when_all_did():
@@ -184,8 +184,8 @@ def test_logits_after_the_window_slides_are_the_models_on_the_kept_tokens(
     prompts = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (40, 3)]
     options = sample.SamplingOptions(length=hparams.n_ctx + 10, top_k=1,
                                      stop_at_endoftext=False).checked(hparams)
-    engine.generate(forward, prompts, options, sample.Seeds(0).take(2),
-                    sample.Stopper(loaded.encoder, options), max_rows=2)
+    engine.generate(engine.Engine(forward, 2), prompts, options, sample.Seeds(0).take(2),
+                    sample.Stopper(loaded.encoder, options))
     forward.close()
     assert prefills == [40, 3, hparams.n_ctx // 2, hparams.n_ctx // 2, hparams.n_ctx // 2]
     assert len(steps) == 2 * options.length
@@ -196,3 +196,21 @@ def test_logits_after_the_window_slides_are_the_models_on_the_kept_tokens(
         for tokens, logits in steps:
             np.testing.assert_allclose(logits, sess.run(last, {X: [tokens]}), rtol=0,
                                        atol=1e-4 if precision == 'float32' else 0.08)
+
+
+def test_an_interrupted_loop_leaves_the_engine_idle_for_the_next():
+    forward = FakeForward([[1], [1]])
+    decoder = engine.Engine(forward, 2)
+    o = greedy(length=5)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    forward.step = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        engine.generate(decoder, [[0], [0]], o, sample.Seeds(0).take(2),
+                        sample.Stopper(FakeEncoder(), o))
+    assert not decoder.busy() and decoder.rows() == 0
+    del forward.step  # the class's again
+    out = engine.generate(decoder, [[0]], o, sample.Seeds(0).take(1),
+                          sample.Stopper(FakeEncoder(), o))
+    assert out[0].tokens == [1] * 5
