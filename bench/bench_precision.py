@@ -74,6 +74,7 @@ def main():
             forward.close()
     exact, low = losses['float32'], losses['bfloat16']
     report('decode_held_out_loss_bfloat16_minus_float32', low.mean() - exact.mean(), 'nats',
+           difference=float(f'{low.mean() - exact.mean():.2e}'),
            float32_loss=round(exact.mean(), 4), bfloat16_loss=round(low.mean(), 4),
            tokens=exact.size, steps_trained=args.steps, model=f'{args.layers}x{args.width}',
            target_below=0.01)

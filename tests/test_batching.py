@@ -83,6 +83,26 @@ def test_window_slides_past_the_context_as_the_api_does(models_dir, gpt2):
     assert [r.finish_reason for r in long.rows] == ['length', 'length']
 
 
+def test_a_request_of_two_prompts_and_n_2_equals_the_apis_rows_in_order(models_dir, gpt2):
+    server = new_engine(gpt2, max_rows=4)
+    done = threading.Event()
+    job = batching.Job([gpt2.encode(p) for p in PROMPTS[:2]], 2, gpt2.options(length=9),
+                       5, gpt2.encoder, lambda pieces, finished: finished and done.set())
+    server.submit(job)
+    server.start()
+    try:
+        assert done.wait(60)
+    finally:
+        server.stop()
+    g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=5, batch_size=4,
+                             precision=gpt2.precision)
+    try:
+        api = g.generate(PROMPTS[:2], nsamples=2, length=9, return_tokens=True)
+    finally:
+        g.close()
+    assert [r.new[:r.end[0]] for r in job.rows] == api
+
+
 def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
     server = new_engine(gpt2, max_rows=1, max_queue=1)
     first = new_job(gpt2, PROMPTS[0], 1, 0, length=10)

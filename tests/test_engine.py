@@ -89,6 +89,24 @@ def test_window_slides_to_the_newest_half_past_the_context():
                              ('prefill', 0, [1, 2]), ('step', [0], [3])]
 
 
+def test_the_repetition_penalty_counts_the_prompt_and_each_rows_own_tokens():
+    """The model prefers token 0, then 1, then 2 (their logits 10, 9, 8): a prompt of [0]
+    makes 0 unlikely; a row's penalty never sees another row's tokens."""
+    class Preferring(FakeForward):
+        def _logits(self, cache, slot):
+            return np.array([10.0, 9.0, 8.0, 0.0, 0.0])
+    assert run(Preferring([[0]]), [[0]], length=2, repetition_penalty=100.0)[0].tokens == \
+        [1, 2]
+    o = greedy(length=2, repetition_penalty=100.0)
+    stopper = sample.Stopper(FakeEncoder(), o)
+    together = engine.Request([[0], [3]], o, sample.Seeds(0).take(2), stopper)
+    decoder = engine.Engine(Preferring([[0]] * 2), 2)
+    decoder.add(together)
+    while decoder.busy():
+        decoder.step()
+    assert [r.new for r in together.rows] == [[1, 2], [0, 1]]
+
+
 def test_a_row_joins_in_the_slot_another_left_as_soon_as_it_left():
     forward = FakeForward([[4], [1], [2]])
     out = run(forward, [[0], [1], [2]], max_rows=2, length=3)

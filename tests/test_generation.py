@@ -63,6 +63,20 @@ def test_the_same_seed_gives_the_same_samples_at_any_batch_size(models_dir, prec
     assert samples[1][0] != samples[1][1]  # the second call's rows are new ones
 
 
+def test_streams_of_a_seeded_model_are_its_rows_in_turn(models_dir):
+    """Two streams of one seeded model give the two samples one generate call gives."""
+    path = os.path.join(models_dir, 'tiny')
+    streamed = generation.GPT2.load(path, seed=4)
+    together = generation.GPT2.load(path, seed=4, batch_size=2)
+    try:
+        texts = [''.join(streamed.stream(PROMPTS[1], length=15, top_k=40)) for _ in range(2)]
+        assert texts == together.generate(PROMPTS[1], nsamples=2, length=15, top_k=40)
+        assert texts[0] != texts[1]
+    finally:
+        streamed.close()
+        together.close()
+
+
 def test_nsamples_per_prompt_in_prompt_order(gpt2):
     texts = gpt2.generate(PROMPTS[:2], nsamples=2, length=5, include_prefix=True)
     assert [t.startswith(p) for t, p in zip(texts, [PROMPTS[0]] * 2 + [PROMPTS[1]] * 2,

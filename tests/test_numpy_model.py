@@ -38,8 +38,11 @@ def test_prefill_and_step_logits_equal_an_independent_forward_pass(forward, arra
     got += [forward.step(cache, [0, 1], tokens[:, t]) for t in range(7, 12)]
     weights = {name: a.astype(np.float64) for name, a in arrays.items()}
     expected = np.stack([numpy_gpt2(weights, WIDE, row)[6:] for row in tokens])
-    tolerance = 1e-4 if forward.kernel.precision == 'float32' else 0.08
-    np.testing.assert_allclose(np.stack(got, 1), expected, atol=tolerance, rtol=0)
+    error = np.abs(np.stack(got, 1) - expected)
+    if forward.kernel.precision == 'float32':
+        assert error.max() < 1e-4
+    else:  # bfloat16 rounding: a bias or a gain left out shows in the mean, if not the max
+        assert error.max() < 0.02 and error.mean() < 0.003
 
 
 def decode(forward, plan, max_rows):

@@ -145,6 +145,8 @@ def test_seeds_give_row_k_the_same_draws_however_rows_are_taken():
     assert together == one_by_one
     assert len({tuple(d) for d in together}) == 4  # each row its own draws
     assert together != [g.random(3).tolist() for g in sample.Seeds(6).take(4)]
+    # Row 1 of a seed is not row 0 of the next seed.
+    assert together[1] != [g.random(3).tolist() for g in sample.Seeds(6).take(1)][0]
     fresh = [g.random() for g in sample.Seeds(None).take(1)]
     assert fresh != [g.random() for g in sample.Seeds(None).take(1)]
 
