@@ -36,19 +36,16 @@ class GPT2:
     """A model loaded once (`loaded`: a model_dir.ModelDir); generate and stream as often
     as you like. A call's keywords are sampling options (the fields of
     sample.SamplingOptions) changing this model's defaults, `options` (default: the
-    fields' defaults). `arrays` (release names -> arrays) stand for the checkpoint's
-    weights when given."""
+    fields' defaults)."""
 
-    def __init__(self, loaded, *, batch_size=8, seed=None, options=None, precision='auto',
-                 arrays=None):
+    def __init__(self, loaded, *, batch_size=8, seed=None, options=None, precision='auto'):
         sample.check_batch_size(batch_size)
         self.defaults = (options or sample.SamplingOptions()).checked(loaded.hparams)
         self.precision, self.precision_reason = kernels.choose_precision(precision)
         self.model, self.batch_size = loaded, batch_size
         self.hparams, self.encoder = loaded.hparams, loaded.encoder
         self.seeds = sample.Seeds(seed)
-        if arrays is None:
-            arrays = model_dir.load_arrays(loaded.checkpoint, self.hparams)
+        arrays = model_dir.load_arrays(loaded.checkpoint, self.hparams)
         self.forward = numpy_model.Forward(arrays, self.hparams, self.precision)
         # One engine for every call: its cache's memory, once written, stays in use.
         self.engine = engine.Engine(self.forward, batch_size)
@@ -61,8 +58,8 @@ class GPT2:
                    precision=precision)
 
     def describe(self):
-        """Which kernel decodes, and why: the scripts' device line."""
-        return f'decoding: {self.forward.kernel.describe()} ({self.precision_reason})'
+        """Which kernel decodes, and why: the line the sampling scripts print."""
+        return kernels.decoding_line(self.forward.kernel, self.precision_reason)
 
     def options(self, **keywords):
         """This model's default SamplingOptions with the keywords' changes, checked."""

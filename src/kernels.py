@@ -53,7 +53,9 @@ def choose_precision(requested):
     return 'float32', 'auto: the fastest at one row; --precision bfloat16 for many rows'
 
 
-FORMS = ('numpy', 'tensorflow')
+def decoding_line(kernel, reason):
+    """What the sampling scripts and the server print once the weights are loaded."""
+    return f'decoding: {kernel.describe()} ({reason})'
 
 
 def choose_form(precision):

@@ -98,7 +98,7 @@ def main(argv):
     arrays = model_dir.load_arrays(loaded.checkpoint, loaded.hparams)
     forward = numpy_model.Forward(arrays, loaded.hparams, precision)
     del arrays
-    print(f'decoding: {forward.kernel.describe()} ({reason})', file=sys.stderr)
+    print(kernels.decoding_line(forward.kernel, reason), file=sys.stderr)
     server = batching.Engine(engine.Engine(forward, max_batch), loaded.encoder,
                              max_queue=args.max_queue)
     state = serve_app.State(loaded, server, args.model_name, max_rows=max_batch,
