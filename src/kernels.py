@@ -35,7 +35,7 @@ import numpy as np
 from cli import UserError
 
 PRECISIONS = ('auto', 'float32', 'bfloat16')
-# The most rows one bfloat16 run takes: more go in further runs.
+# The rows of every TensorFlow run of a decoding step: more go in further runs.
 TILE = 16
 # Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
 # float64 and every product into a copy of the weights.
@@ -44,8 +44,8 @@ GELU_SCALE = math.sqrt(2 / math.pi)
 
 def choose_precision(requested):
     """(precision, reason) for --precision `requested`. auto is float32: it decodes one
-    row faster than bfloat16 on every CPU measured (bench/bench_sample.py), bfloat16
-    being the faster from 2 rows where the CPU has bfloat16 instructions."""
+    row faster than bfloat16 where measured (an Intel Xeon with AMX, bench/bench_sample.py),
+    bfloat16 being the faster at 8 and 16 rows there."""
     if requested not in PRECISIONS:
         raise UserError(f'--precision {requested}: expected one of {", ".join(PRECISIONS)}')
     if requested != 'auto':
