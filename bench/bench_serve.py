@@ -169,11 +169,11 @@ def throughput(args, precision):
             firsts, totals = [r[0] for r in results], [r[1] for r in results]
             rate = sum(r[2] for r in results) / wall
             p95_first = percentile(firsts, 95) if clients > 1 else firsts[0]
-            api_ratio = {n: round(rate / api[n], 2) for n in api if n == clients}
             report(f'serve_{clients}_clients_tokens_per_s', rate, 'tokens/s',
                    precision=precision, new_tokens=args.tokens,
                    ratio_vs_one_at_a_time=round(rate / alone_rate, 2),
-                   ratio_vs_api_same_batch=api_ratio.get(clients), target_api_ratio=0.9,
+                   ratio_vs_api_same_batch=round(rate / api[clients], 2) if clients in api
+                   else None, target_api_ratio=0.9,
                    target_ratio=5 if clients == 16 else None,
                    first_token_p50_s=round(statistics.median(firsts), 3),
                    first_token_p95_s=round(p95_first, 3),

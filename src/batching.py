@@ -2,7 +2,7 @@
 steps for every request in flight. A request joins the batch at the next step and leaves
 it as soon as it is done or cancelled, so a short request is never held up by a long one.
 
-    engine = Engine(engine.Engine(forward, max_rows=16), encoder, max_queue=64)
+    engine = Engine(engine.Engine(forward, max_rows=16), max_queue=64)
     engine.start()
     job = Job([[464, 3290]], n=2, options=checked_options, seed=1, encoder=encoder,
               on_event=lambda pieces, finished: ...)   # called on the engine's thread
@@ -71,8 +71,8 @@ class Job:
 class Engine:
     """Runs Jobs on an engine.Engine from one thread; see the module's docstring."""
 
-    def __init__(self, core, encoder, *, max_queue, on_tokens=None):
-        self.core, self.encoder, self.max_queue = core, encoder, max_queue
+    def __init__(self, core, *, max_queue, on_tokens=None):
+        self.core, self.max_queue = core, max_queue
         self.on_tokens = on_tokens or (lambda n: None)
         self.cond = threading.Condition()
         self.stopping, self.submitted, self.queue = False, 0, []

@@ -9,7 +9,7 @@ row-invariant, and each row attends alone.
     logits = forward.prefill(cache, 0, [464, 3290])     # [n_vocab] after the prompt
     logits = forward.step(cache, [0, 2], [318, 262])    # [2, n_vocab], one token each
 
-Tested against model.model (tests/test_numpy_model.py).
+Tested against an independent forward pass (tests/test_numpy_model.py).
 """
 
 import math
@@ -100,10 +100,11 @@ class Forward:
         for layer in range(self.hparams.n_layer):
             q, k, v = (t.reshape(len(x), heads, -1) for t in np.split(qkv, 3, axis=-1))
             a = attend(layer, q, k, v).reshape(x.shape)
-            if layer == last and not rows:  # a prompt's last position alone matters now
-                x, a = x[-1:], a[-1:]
+            if layer == last:
+                if not rows:  # a prompt's last position alone matters now
+                    x, a = x[-1:], a[-1:]
+                return self.kernel.after_attention(layer, x, a, rows)[1]  # the logits
             x, qkv = self.kernel.after_attention(layer, x, a, rows)
-        return qkv
 
 
 def next_token_losses(forward, tokens):

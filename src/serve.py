@@ -99,8 +99,7 @@ def main(argv):
     forward = numpy_model.Forward(arrays, loaded.hparams, precision)
     del arrays
     print(kernels.decoding_line(forward.kernel, reason), file=sys.stderr)
-    server = batching.Engine(engine.Engine(forward, max_batch), loaded.encoder,
-                             max_queue=args.max_queue)
+    server = batching.Engine(engine.Engine(forward, max_batch), max_queue=args.max_queue)
     state = serve_app.State(loaded, server, args.model_name, max_rows=max_batch,
                             api_key=args.api_key)
 

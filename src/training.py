@@ -195,6 +195,7 @@ class Trainer:
         print('Generating samples...')
         enc = self.model_dir.encoder
         prompts = [[enc.eot_token]] * self.c.sample_num
+        # float32: exact, and no second TensorFlow graph beside the training step's.
         forward = numpy_model.Forward(self.arrays(), self.model_dir.hparams, 'float32')
         samples = engine.generate(engine.Engine(forward, min(self.c.batch_size, len(prompts))),
                                   prompts, self.sampling, self.sample_seeds.take(len(prompts)),

@@ -26,7 +26,7 @@ def gpt2(models_dir, request):
 def new_engine(gpt2, max_rows, max_queue=8):
     arrays = model_dir.load_arrays(gpt2.model.checkpoint, gpt2.hparams)
     forward = numpy_model.Forward(arrays, gpt2.hparams, gpt2.precision)
-    return batching.Engine(engine.Engine(forward, max_rows), gpt2.encoder, max_queue=max_queue)
+    return batching.Engine(engine.Engine(forward, max_rows), max_queue=max_queue)
 
 
 def new_job(gpt2, prompt, n, seed, **options):

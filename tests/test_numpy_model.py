@@ -3,13 +3,17 @@ form is what a GPU runs, forced here): its logits against an independent forward
 (fixtures.numpy_gpt2), and each row's logits bit-identical alone and beside others of
 other lengths joining at other steps, in more rows than a TensorFlow tile."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import kernels
 import numpy_model
 import resources
-from fixtures import numpy_gpt2, random_arrays
+from fixtures import ROOT, numpy_gpt2, random_arrays
 from hparams import HParams
 
 KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow')]
@@ -159,3 +163,18 @@ def test_what_lies_between_attentions_gives_a_row_the_same_numbers_in_any_step(f
                 alone = kernel.after_attention(layer, x[r:r + 1], a[r:r + 1], rows=True)
                 for t, o in zip(together, alone, strict=True):
                     assert t is None and o is None or np.array_equal(t[r], o[0]), (n, r)
+
+
+@pytest.mark.slow
+def test_rows_stay_invariant_with_onednn_held_below_bfloat16_instructions():
+    """The invariance tests above in a process whose oneDNN may not use AMX or
+    AVX512_BF16 (ONEDNN_MAX_CPU_ISA: a ceiling, so a CPU without them runs as it would
+    anyway): the path of CPUs without bfloat16 units, where oneDNN's products of 1, 4 and
+    8 rows differ, forced on one that has them."""
+    result = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', __file__, '-k',
+         'bit_identical or between_attentions'],
+        env=dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX512_CORE'), capture_output=True,
+        text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert '6 passed' in result.stdout
