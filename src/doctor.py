@@ -76,7 +76,7 @@ def print_devices(resources):
               + (f'{free / 2**30:.1f} GB' if free is not None else 'unknown (no nvidia-smi)'))
 
 
-def print_choices(resources, n_vocab):
+def print_choices(resources, train_memory, n_vocab):
     """What train.py would choose for each released size at batch 1, and what fits."""
     dtype, reason = resources.choose_precision('auto')
     print('== choices (train.py at batch 1 x 1024)')
@@ -87,16 +87,16 @@ def print_choices(resources, n_vocab):
     # Each optimizer training every weight, and training LoRA adapters of the rank the
     # memory check advises.
     runs = {f'{name}{label}': TrainConfig(dataset='-', optimizer=name, lora_rank=rank)
-            for label, rank in (('', 0), ('+lora', resources.LORA_ADVICE_RANK))
+            for label, rank in (('', 0), ('+lora', train_memory.LORA_ADVICE_RANK))
             for name in OPTIMIZERS}
     fits = {run: None for run in runs}
     for size, (n_embd, n_head, n_layer) in SIZES.items():
         hparams = HParams(n_vocab=n_vocab, n_embd=n_embd, n_head=n_head, n_layer=n_layer)
         c = TrainConfig(dataset='-')
-        recompute, why = resources.choose_memory_saving(c, hparams)
+        recompute, why = train_memory.choose_memory_saving(c, hparams)
         line = f'{size}: memory_saving_gradients {"on" if recompute else "off"} ({why})'
         if memory is not None:
-            needs = {run: resources.training_memory(config, hparams, config.optimizer)[0]
+            needs = {run: train_memory.training_memory(config, hparams, config.optimizer).total
                      for run, config in runs.items()}
             for name, need in needs.items():
                 if need <= memory:
@@ -166,10 +166,11 @@ def main(argv=None):
     vocab_dir = find_vocabulary(args.vocab_dir)
     tf = cli.start_tensorflow(args.verbose, report_devices=False)  # print_system reports
     import resources
+    import train_memory
 
     n_vocab = encoder.load_encoder(vocab_dir).n_vocab
     print_system(tf, resources)
-    print_choices(resources, n_vocab)
+    print_choices(resources, train_memory, n_vocab)
     print_run(args.size, vocab_dir, n_vocab)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     print(f'peak memory of this check: {peak:.2f} GB')

@@ -65,7 +65,12 @@ def matmul(a, b, *, dtype, transpose_b=False):
     product stay float32 (mixed precision with float32 master weights)."""
     if dtype == tf.float32:
         return tf.matmul(a, b, transpose_b=transpose_b)
-    product = tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), transpose_b=transpose_b)
+    # A weight's cast waits for the input: in a block tf.recompute_grad recomputes, only
+    # the input waits for the backward pass, and a cast free to run at once would hold a
+    # copy of every block's weights from the step's start to its block's gradient.
+    with tf.control_dependencies([a]):
+        b = tf.cast(b, dtype)
+    product = tf.matmul(tf.cast(a, dtype), b, transpose_b=transpose_b)
     return tf.cast(product, a.dtype)
 
 
@@ -74,14 +79,19 @@ def conv1d(x, scope, nf, *, w_init_stdev=0.02, dtype=tf.float32, lora=None):
     adapters where `lora` (lora.Adapters) adapts this layer."""
     with tf1.variable_scope(scope):
         *start, nx = shape_list(x)
-        w = tf1.get_variable('w', [1, nx, nf],
+        frozen = lora is not None and lora.frozen(f'{tf1.get_variable_scope().name}/w')
+        # A frozen matrix is held once, in the products' dtype (half of float32's bytes in
+        # bfloat16), not as float32 plus a cast of it per step; checkpoints keep float32.
+        w = tf1.get_variable('w', [1, nx, nf], dtype=dtype if frozen else tf.float32,
                              initializer=tf1.random_normal_initializer(stddev=w_init_stdev))
         b = tf1.get_variable('b', [nf], initializer=tf1.constant_initializer(0))
         x = tf.reshape(x, [-1, nx])
-        if lora is not None and lora.frozen(w.op.name):
-            # No gradient for a frozen weight, not even the one tf.recompute_grad computes
-            # for every variable its block reads ([nx, nf] each: what LoRA saves).
-            w = tf.stop_gradient(w)
+        if frozen:
+            # No gradient for a frozen weight, not even the zeros tf.recompute_grad gives
+            # every variable its block reads ([nx, nf] each, made at the step's start and
+            # held until the block's gradient): the raw read is not reported to it.
+            w = tf.stop_gradient(tf.raw_ops.ReadVariableOp(resource=w.handle,
+                                                           dtype=w.dtype.base_dtype))
         c = matmul(x, tf.reshape(w, [nx, nf]), dtype=dtype) + b
         if lora is not None and lora.adapts(tf1.get_variable_scope().name):
             c += lora_delta(x, nf, lora, dtype)
@@ -241,7 +251,7 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
         h = tf.gather(wte, X) + tf.gather(wpe, positions)
         for layer in range(hparams.n_layer):
             if recompute:
-                h = tf.recompute_grad(_recomputed_block(layer, hparams, dtype, lora))(h)
+                h = recomputed(_recomputed_block(layer, hparams, dtype, lora))(h)
             else:
                 h = block(h, f'h{layer}', past=past, hparams=hparams, layer=layer,
                           dtype=dtype, lora=lora)
@@ -252,6 +262,28 @@ def model(hparams, X, past=None, scope='model', reuse=False, recompute=False,
         h_flat = tf.reshape(h, [batch * sequence, hparams.n_embd])
         logits = matmul(h_flat, wte, transpose_b=True, dtype=dtype)
         return {'logits': tf.reshape(logits, [batch, sequence, hparams.n_vocab])}
+
+
+def recomputed(fn):
+    """fn(h) whose activations the backward pass computes again instead of keeping (as
+    tf.recompute_grad). The recomputation waits for the gradient of fn's output by a
+    control dependency: tf.recompute_grad's data dependency (h + 0 where dy == dy) is
+    folded away by Grappler, so every block's recomputation ran at the step's start and
+    held its activations until its gradient, as if nothing were recomputed."""
+    @tf.custom_gradient
+    def run(h):
+        def grad(dy, variables=None):
+            with tf.control_dependencies([dy]):
+                h_again = tf.identity(h)
+            variables = list(variables or [])
+            with tf.GradientTape() as tape:
+                tape.watch([h_again] + variables)
+                y = fn(h_again)
+            grads = tape.gradient(y, [h_again] + variables, output_gradients=dy,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return grads[0], grads[1:]
+        return fn(h), grad
+    return run
 
 
 def _recomputed_block(layer, hparams, dtype, lora):

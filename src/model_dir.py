@@ -9,6 +9,7 @@ import dataclasses
 import os
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
 import encoder
@@ -130,7 +131,15 @@ def restore(sess, ckpt):
     are merged into their base's weights one matrix at a time."""
     adapted = lora_checkpoint(ckpt)
     if adapted is None:
-        tf1.train.Saver(var_list=model_variables()).restore(sess, ckpt)
+        # The checkpoint's float32 loads as it is; a variable held in another dtype (a
+        # LoRA run's frozen matrices in bfloat16) gets its cast, one matrix at a time.
+        stored_dtype = [v for v in model_variables() if v.dtype.base_dtype == tf.float32]
+        tf1.train.Saver(var_list=stored_dtype).restore(sess, ckpt)
+        for v in model_variables():
+            if v.dtype.base_dtype != tf.float32:
+                stored = tf.raw_ops.RestoreV2(prefix=ckpt, tensor_names=[v.op.name],
+                                              shape_and_slices=[''], dtypes=[tf.float32])[0]
+                sess.run(v.assign(tf.cast(stored, v.dtype.base_dtype)).op)
         return
     restore(sess, adapted.base)
     reader = tf.train.load_checkpoint(ckpt)
@@ -141,7 +150,8 @@ def restore(sess, ckpt):
         elif reader.has_tensor(f'{name[:-2]}/lora_a') and name.endswith('/w'):
             factors = {n: reader.get_tensor(n) for n in (f'{name[:-2]}/lora_a',
                                                          f'{name[:-2]}/lora_b')}
-            v.load(lora.merge({name: sess.run(v)}, factors, adapted.adapters)[name], sess)
+            base = sess.run(v).astype(np.float32)
+            v.load(lora.merge({name: base}, factors, adapted.adapters)[name], sess)
 
 
 def save(sess, directory, hparams, vocab_dir, variables=None):

@@ -34,7 +34,7 @@ class Optimizer:
     # (gradient-variable pairs, learning rate, global step) -> the op taking the step
     apply: Callable
     # float32 copies of each trained weight that its state and update temporaries hold at
-    # the peak of a step (resources.training_memory's estimate, fitted with it)
+    # the peak of a step (train_memory.training_memory's estimate, fitted with it)
     weight_copies: float
 
 

@@ -1,44 +1,20 @@
 """What this machine has, and the choices made from it: memory, bfloat16 units, GPUs;
-the precision of the matrix products and whether to recompute activations; the one line
-every script prints at start saying where the work runs.
+the precision of the matrix products; the one line every script prints at start saying
+where the work runs (train_memory.py has what a training step needs).
 
     dtype, reason = choose_precision('auto')
-    recompute, reason = choose_memory_saving(c, hparams)
     report_devices()   # the device line, after a warning if a GPU goes unused
 
 Every automatic choice is printed with its reason by the trainer.
 """
 
-import dataclasses
 import os
 import platform
 import sys
 
-import numpy as np
 import tensorflow as tf
 
-import lora
 import nvidia
-from cli import UserError
-from hparams import variable_shapes
-from optimizers import OPTIMIZERS
-from train_config import is_trained
-
-# Peak memory of a CPU training step, batch 1 x 1024, fitted (with 5% to spare) to the
-# peaks bench/bench_large.py measured for 774M and 1558M (the README's Performance
-# section has the figures): a fixed part (TensorFlow, the data, one layer's and the
-# logits' activations), float32 copies of the weights (weights, gradients, temporaries),
-# plus the optimizer's state and update temporaries, which only trained weights have
-# (each optimizer's weight_copies, in optimizers.py).
-# For 124M, which trains without recomputation, it overestimates (the README has by how much).
-FIXED_BYTES = 4 << 30
-BASE_WEIGHT_COPIES = 2.75
-# Weights a run does not train (a LoRA run's base, the blocks --layers_to_train leaves)
-# get no gradient or optimizer state: the weights and their products' temporaries, fitted
-# (5% to spare) to the peaks bench/bench_large.py measured for 1558M with Adam and LoRA.
-FROZEN_WEIGHT_COPIES = 2.5
-LORA_ADVICE_RANK = 8
-MEASURED_TOKENS = 1024
 
 
 def gpus():
@@ -189,77 +165,3 @@ def gpu_free_memory(gpu):
     """Free bytes on one of gpus() now, from nvidia-smi, or None when unknown."""
     row = nvidia.smi_gpu(gpu_index(gpu), gpu_details(gpu).get('device_name'))
     return row.free_bytes if row else None
-
-
-def activation_bytes(c, hparams):
-    """float32 bytes a step keeps for its backward pass: about 34 values per token and
-    width per layer, plus 5 per token and head for each attended position (Korthikanti
-    et al.), and the logits."""
-    tokens = c.batch_size * hparams.n_ctx
-    per_layer = 4 * tokens * (34 * hparams.n_embd + 5 * hparams.n_head * hparams.n_ctx) / 2
-    return hparams.n_layer * per_layer + 12 * tokens * hparams.n_vocab
-
-
-def choose_memory_saving(c, hparams):
-    """Recompute each block in the backward pass when the activations of a step would
-    take more than a quarter of this machine's memory. Returns (choice, reason)."""
-    if c.memory_saving_gradients is not None:
-        return c.memory_saving_gradients, 'as asked'
-    activations = activation_bytes(c, hparams)
-    memory = physical_memory()
-    if gpus():
-        memory = 8 << 30  # a conservative guess: TensorFlow cannot tell before allocating
-    choice = activations > memory / 4
-    return choice, f'activations about {activations / 2**30:.1f} GB, memory {memory / 2**30:.0f} GB'
-
-
-def training_memory(c, hparams, optimizer):
-    """Expected peak bytes of a CPU training step: the measured fixed part and copies of
-    the weights (optimizer state only for the weights it trains), plus the activations of
-    tokens beyond the measured batch of 1 x 1024."""
-    shapes = variable_shapes(hparams)
-    n_params = sum(int(np.prod(s)) for s in shapes.values())
-    n_trained = sum(int(np.prod(s)) for name, s in shapes.items()
-                    if is_trained(c, name, hparams.n_layer))
-    n_frozen = n_params - n_trained
-    adapters = lora.from_config(c)  # trained too; small beside the weights they adapt
-    n_trained += sum(int(np.prod(s)) for s in (adapters.shapes(hparams).values()
-                                               if adapters else ()))
-    tokens = c.batch_size * hparams.n_ctx
-    measured = dataclasses.replace(c, batch_size=1)
-    extra = max(tokens / MEASURED_TOKENS - 1, 0) * activation_bytes(measured, hparams) * \
-        MEASURED_TOKENS / hparams.n_ctx
-    weights = (FROZEN_WEIGHT_COPIES * n_frozen +
-               (BASE_WEIGHT_COPIES + OPTIMIZERS[optimizer].weight_copies) * n_trained)
-    return FIXED_BYTES + 4 * weights + extra, n_params
-
-
-def check_optimizer_memory(c, hparams):
-    """Refuse (or with --memory_check warn, warn of), before loading anything, a CPU run
-    that would run out of memory in its first steps."""
-    if gpus():
-        return
-    need, n_params = training_memory(c, hparams, c.optimizer)
-    memory = physical_memory()
-    if need <= memory:
-        return
-    lighter = training_memory(c, hparams, 'adafactor')[0]
-    lighter_runs = []
-    if c.optimizer == 'adam' and lighter <= memory:
-        lighter_runs.append(f'--optimizer adafactor (about {lighter / 2**30:.1f} GB)')
-    if not c.lora_rank:
-        with_lora = training_memory(dataclasses.replace(
-            c, lora_rank=LORA_ADVICE_RANK, layers_to_train=0,
-            only_train_transformer_layers=False, also_train=''), hparams, c.optimizer)[0]
-        if with_lora <= memory:
-            lighter_runs.append(f'--lora_rank {LORA_ADVICE_RANK} (about '
-                                f'{with_lora / 2**30:.1f} GB)')
-    advice = ('use ' + ' or '.join(lighter_runs) if lighter_runs else
-              'lower --batch_size, or use a smaller model or a machine with more memory')
-    message = (f'--optimizer {c.optimizer}: training {n_params / 1e6:.0f}M parameters at batch '
-               f'{c.batch_size} x {hparams.n_ctx} needs about {need / 2**30:.1f} GB, more than '
-               f'this machine\'s {memory / 2**30:.1f} GB; {advice}')
-    if c.memory_check == 'warn':
-        print(f'warning: {message} (going on: --memory_check warn)')
-        return
-    raise UserError(f'{message} (--memory_check warn tries anyway)')

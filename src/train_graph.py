@@ -19,6 +19,7 @@ import lora
 import model
 import model_dir
 import resources
+import train_memory
 from optimizers import OPTIMIZERS
 from train_config import is_trained
 
@@ -166,7 +167,7 @@ StepChoices = collections.namedtuple('StepChoices',
 
 
 def step_choices(c, hparams):
-    recompute, recompute_reason = resources.choose_memory_saving(c, hparams)
+    recompute, recompute_reason = train_memory.choose_memory_saving(c, hparams)
     dtype, precision_reason = resources.choose_precision(c.precision)
     return StepChoices(recompute, recompute_reason, dtype, precision_reason)
 

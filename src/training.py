@@ -27,9 +27,9 @@ import lora
 import model_dir
 import numpy_model
 import plot_run
-import resources
 import run_log
 import sample
+import train_memory
 from cli import UserError, user_path
 from data_sampler import add_noise, load_data, rng_state, set_rng_state
 from hparams import variable_shapes
@@ -82,7 +82,7 @@ class Trainer:
         hparams = self.model_dir.hparams
         check_trained(c, hparams.n_layer, variable_shapes(hparams))
         self.sampling = sample_options(c, hparams)
-        resources.check_optimizer_memory(c, hparams)
+        train_memory.check_optimizer_memory(c, hparams)
         self.cluster = distributed.from_environment(c.collective_timeout)
         if self.cluster.n_workers > 1 and c.seed is None:
             raise UserError('--seed: needed with several workers, which must all draw the '
@@ -107,7 +107,9 @@ class Trainer:
         choices = step_choices(c, hparams)
         print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
               f'({choices.recompute_reason})')
-        print(f'precision: {choices.dtype.name} matrix products, float32 weights '
+        held = ('float32 weights' if choices.dtype == tf.float32 or self.run.adapters is None
+                else f'frozen matrices in {choices.dtype.name}, the rest float32')
+        print(f'precision: {choices.dtype.name} matrix products, {held} '
               f'({choices.precision_reason})')
         if self.run.adapters is not None:
             print(self.run.adapters.describe(hparams))
@@ -206,8 +208,9 @@ class Trainer:
         self.samples.write(self.step, texts)
 
     def arrays(self):
-        """The model's weights now (release names -> arrays), adapters merged in."""
-        arrays = self.sess.run({v.op.name: v for v in model_dir.model_variables()})
+        """The model's weights now (release names -> float32 arrays), adapters merged in."""
+        arrays = {name: a.astype(np.float32, copy=False) for name, a in self.sess.run(
+            {v.op.name: v for v in model_dir.model_variables()}).items()}
         if self.run.adapters is None:
             return arrays
         factors = self.sess.run({v.op.name: v for v in model_dir.adapter_variables()})

@@ -247,6 +247,7 @@ def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, model
 
 def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch):
     import resources
+    import train_memory
     from hparams import SIZES, HParams
     from train_config import TrainConfig
     n_embd, n_head, n_layer = SIZES['1558M']
@@ -254,15 +255,15 @@ def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch)
     monkeypatch.setattr(resources, 'physical_memory', lambda: 24 << 30)
     monkeypatch.setattr(resources, 'gpus', lambda: [])
     full, adapted = TrainConfig(dataset='x'), TrainConfig(dataset='x', lora_rank=8)
-    assert resources.training_memory(adapted, hparams, 'adam')[0] < \
-        resources.training_memory(full, hparams, 'adafactor')[0]
+    assert train_memory.training_memory(adapted, hparams, 'adam').total < \
+        train_memory.training_memory(full, hparams, 'adafactor').total
     with pytest.raises(UserError, match=r'use --optimizer adafactor \(about [\d.]+ GB\) or '
                                         r'--lora_rank 8 \(about [\d.]+ GB\)'):
-        resources.check_optimizer_memory(full, hparams)
-    resources.check_optimizer_memory(adapted, hparams)  # no refusal
+        train_memory.check_optimizer_memory(full, hparams)
+    train_memory.check_optimizer_memory(adapted, hparams)  # no refusal
     elsewhere = TrainConfig(dataset='x', restore_from='checkpoint/other')
     with pytest.raises(UserError, match='--lora_rank 8'):  # advice, not a LoRA setting error
-        resources.check_optimizer_memory(elsewhere, hparams)
+        train_memory.check_optimizer_memory(elsewhere, hparams)
 
 
 @pytest.mark.parametrize('recompute', [False, True])
@@ -284,6 +285,56 @@ def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompu
     # The MLP of block 1 trains (--also_train): its two weight gradients, nothing else.
     assert sorted(op.outputs[0].shape.as_list() for op in products) == [[n, 4 * n],
                                                                         [4 * n, n]]
+
+
+def test_a_bfloat16_lora_run_holds_its_frozen_matrices_once_in_bfloat16(models_dir):
+    """The frozen matrices are bfloat16 variables read by the products as they are (no
+    float32 copy, no cast), loaded from the float32 checkpoint; what trains stays float32."""
+    import train_graph
+    from train_config import TrainConfig
+    loaded = model_dir.load('tiny', models_dir)
+    stored = base_weights(models_dir)
+    with tf.Graph().as_default() as graph:
+        c = TrainConfig(dataset='x', lora_rank=4, lora_targets='attn', also_train='h1/mlp')
+        train_graph.build_train_graph(loaded.hparams, c, False, tf.bfloat16)
+        with tf1.Session() as sess:
+            train_graph.initialize(sess)
+            model_dir.restore(sess, loaded.checkpoint)
+            held = {v.op.name: (v, sess.run(v)) for v in tf1.global_variables()
+                    if v.op.name.startswith('model/')}
+        casts = [op for op in graph.get_operations() if op.type == 'Cast' and
+                 op.inputs[0].shape.rank == 3]  # a [1, nx, nf] matrix cast per step
+    in_bfloat16 = {n for n, (v, _) in held.items() if v.dtype.base_dtype == tf.bfloat16}
+    assert in_bfloat16 == {n for n in stored if n.endswith('/w') and '/h1/mlp/' not in n}
+    assert not casts
+    for name in stored:
+        expected = stored[name].astype(tf.bfloat16.as_numpy_dtype) if name in in_bfloat16 \
+            else stored[name]
+        np.testing.assert_array_equal(held[name][1], expected, err_msg=name)
+    assert all(v.dtype.base_dtype == tf.float32 for n, (v, _) in held.items()
+               if n not in in_bfloat16)  # adapters, /b, the gains, wte, the trained MLP
+
+
+@pytest.mark.slow
+def test_a_lora_run_on_a_bfloat16_base_loses_what_one_on_a_float32_base_does(
+        tmp_path, models_dir, corpus):
+    """A fine-tuned tiny model, then the same LoRA run with each precision forced: the
+    held-out loss stays within 0.01 nats."""
+    training.train(config(tmp_path / 'tuned', models_dir, corpus, steps=40, save_every=40,
+                          learning_rate=0.01))
+    tuned = tmp_path / 'tuned' / 'checkpoint'  # the run folder is a model directory
+    losses = {}
+    for precision in ('float32', 'bfloat16'):
+        t = training.Trainer(config(tmp_path / precision, str(tuned), corpus, steps=10,
+                                    model_name='run1', learning_rate=0.01, val_every=10,
+                                    val_batch_count=4, precision=precision, **LORA))
+        try:
+            with t.graph.as_default():
+                training.loop(t, StopFlag())
+                losses[precision] = t.validation_loss()
+        finally:
+            t.close()
+    assert abs(losses['bfloat16'] - losses['float32']) < 0.01, losses
 
 
 def test_the_savedmodel_of_a_lora_run_holds_the_merged_weights(models_dir, trained, tmp_path):

@@ -16,6 +16,7 @@ import plot_run
 import resources
 import run_with_fakes
 import train_graph
+import train_memory
 import training
 from cli import UserError
 from fixtures import (
@@ -206,11 +207,11 @@ def test_layers_to_train_leaves_the_others_bit_equal(tmp_path, models_dir, corpu
 def test_frozen_layers_lower_the_memory_estimate(models_dir):
     import model_dir
     hparams = model_dir.load('tiny', models_dir).hparams
-    all_layers = resources.training_memory(TrainConfig(dataset='x'), hparams, 'adam')[0]
-    last = resources.training_memory(TrainConfig(dataset='x', layers_to_train=1), hparams,
-                                     'adam')[0]
-    wide = resources.training_memory(TrainConfig(dataset='x', layers_to_train=1,
-                                                 also_train='wte'), hparams, 'adam')[0]
+    all_layers = train_memory.training_memory(TrainConfig(dataset='x'), hparams, 'adam').total
+    last = train_memory.training_memory(TrainConfig(dataset='x', layers_to_train=1), hparams,
+                                        'adam').total
+    wide = train_memory.training_memory(TrainConfig(dataset='x', layers_to_train=1,
+                                                    also_train='wte'), hparams, 'adam').total
     assert last < wide < all_layers
 
 
@@ -459,7 +460,7 @@ def test_training_beyond_memory_is_refused(tmp_path, models_dir, corpus, monkeyp
     import model_dir
     hparams = model_dir.load('tiny', models_dir).hparams
     c = config(tmp_path, models_dir, corpus)
-    adam, adafactor = (resources.training_memory(c, hparams, name)[0]
+    adam, adafactor = (train_memory.training_memory(c, hparams, name).total
                        for name in ('adam', 'adafactor'))
     memory = (adam + adafactor) / 2 if fits else adafactor / 2
     monkeypatch.setattr(resources, 'physical_memory', lambda: memory)
@@ -476,8 +477,8 @@ def test_memory_estimate_fits_the_measured_peaks_and_grows_with_the_batch(models
     def estimate(size, optimizer, **settings):
         n_embd, n_head, n_layer = SIZES[size]
         hparams = HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer)
-        return resources.training_memory(TrainConfig(dataset='x', **settings), hparams,
-                                         optimizer)[0] / 2**30
+        return train_memory.training_memory(TrainConfig(dataset='x', **settings), hparams,
+                                            optimizer).total / 2**30
 
     # Peak RSS bench_large.py measured at batch 1 x 1024 (GB): never under-estimated.
     for size, optimizer, measured in (('124M', 'adam', 4.54), ('124M', 'adafactor', 3.56),
@@ -488,10 +489,10 @@ def test_memory_estimate_fits_the_measured_peaks_and_grows_with_the_batch(models
     assert estimate('124M', 'adam', batch_size=4) > estimate('124M', 'adam')
     hparams = model_dir.load('tiny', models_dir).hparams
     c = TrainConfig(dataset='x')
-    one = resources.training_memory(c, hparams, 'adam')[0]
+    one = train_memory.training_memory(c, hparams, 'adam').total
     frozen = TrainConfig(dataset='x', only_train_transformer_layers=True)
-    assert resources.training_memory(frozen, hparams, 'adam')[0] < one
-    assert resources.training_memory(c, hparams, 'sgd')[0] < one
+    assert train_memory.training_memory(frozen, hparams, 'adam').total < one
+    assert train_memory.training_memory(c, hparams, 'sgd').total < one
 
 
 def test_a_containers_memory_limit_counts(tmp_path):
