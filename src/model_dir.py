@@ -135,11 +135,16 @@ def restore(sess, ckpt):
         # LoRA run's frozen matrices in bfloat16) gets its cast, one matrix at a time.
         stored_dtype = [v for v in model_variables() if v.dtype.base_dtype == tf.float32]
         tf1.train.Saver(var_list=stored_dtype).restore(sess, ckpt)
+        # One run (each new op or fetch costs the session a copy of the whole graph), its
+        # reads in a chain: one matrix's float32 in memory at a time.
+        loaded = tf.no_op()
         for v in model_variables():
             if v.dtype.base_dtype != tf.float32:
-                stored = tf.raw_ops.RestoreV2(prefix=ckpt, tensor_names=[v.op.name],
-                                              shape_and_slices=[''], dtypes=[tf.float32])[0]
-                sess.run(v.assign(tf.cast(stored, v.dtype.base_dtype)).op)
+                with tf.control_dependencies([loaded]):
+                    stored = tf.raw_ops.RestoreV2(prefix=ckpt, tensor_names=[v.op.name],
+                                                  shape_and_slices=[''], dtypes=[tf.float32])
+                    loaded = v.assign(tf.cast(stored[0], v.dtype.base_dtype)).op
+        sess.run(loaded)
         return
     restore(sess, adapted.base)
     reader = tf.train.load_checkpoint(ckpt)
