@@ -22,6 +22,7 @@ import numpy as np
 
 import cli
 import encoder
+import errors
 import flags
 from hparams import SHAPES, SIZES, HParams, variable_shapes
 from optimizers import OPTIMIZERS
@@ -45,7 +46,7 @@ def find_vocabulary(vocab_dir):
     for path in filter(None, candidates):
         if all(os.path.isfile(os.path.join(path, f)) for f in VOCAB_FILES):
             return path
-    raise cli.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
+    raise errors.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
                         'there; pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
