@@ -3,7 +3,7 @@
 a phase slow, or held until a signal, by construction instead of by the machine's speed.
 Tests only; nothing in the project reads these.
 
-    python tests/run_with_fakes.py FAKE=VALUE SCRIPT [ARGS...]
+    python tests/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] SCRIPT [ARGS...]
 
 FAKE is one of
     chief_work_delay=SECONDS  train.py: the chief's first sample writing sleeps SECONDS
@@ -11,11 +11,18 @@ FAKE is one of
     late_start=SECONDS        train.py: a worker other than the chief sleeps SECONDS
                               before its first step
     hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
+    serve_hold=N              serve.py: the engine starts no step until N requests have
+                              been submitted (accepted or refused), so that requests sent
+                              one after another join the same step
+    serve_pause=STEPS:PATH    serve.py: after STEPS steps the engine takes no further step
+                              until the file PATH exists, so that a test disconnects or
+                              stops the server while a request is surely still running
 
 Each fake prints one line starting with `fake:` (to stdout from train.py, to stderr from
 the sampling scripts) when it takes effect, so that a test can wait for that event.
 """
 
+import itertools
 import os
 import runpy
 import sys
@@ -79,24 +86,63 @@ def hold_after_batches(n_batches):
     generation.GPT2.samples = samples_or_hold
 
 
+def serve_hold(n_requests):
+    import batching
+    submit, busy = batching.Engine.submit, batching.Engine.busy
+    submitted = []
+
+    def counted_submit(self, job):
+        submitted.append(job)
+        if len(submitted) == n_requests:
+            print(f'fake: {n_requests} requests in, the engine starts', file=sys.stderr,
+                  flush=True)
+        return submit(self, job)  # wakes the engine's thread, which asks busy()
+    batching.Engine.submit = counted_submit
+    batching.Engine.busy = lambda self: len(submitted) >= n_requests and busy(self)
+
+
+def serve_pause(spec):
+    import engine
+    steps, release = spec.split(':', 1)
+    step = engine.Engine.step
+    taken = []
+
+    def step_then_pause(self):
+        result = step(self)
+        taken.append(True)
+        if len(taken) == int(steps):
+            print(f'fake: engine paused after step {steps}', file=sys.stderr, flush=True)
+            while not os.path.exists(release):
+                time.sleep(0.01)
+        return result
+    engine.Engine.step = step_then_pause
+
+
 FAKES = {'chief_work_delay': (chief_work_delay, float),
          'hold_after_step': (hold_after_step, int),
          'hold_after_batches': (hold_after_batches, int),
-         'late_start': (late_start, float)}
+         'late_start': (late_start, float),
+         'serve_hold': (serve_hold, int),
+         'serve_pause': (serve_pause, str)}
 
 
-def main(fake, script, *args):
-    name, value = fake.split('=')
-    install, kind = FAKES[name]
-    install(kind(value))
+def main(*args):
+    fakes = list(itertools.takewhile(lambda a: a.partition('=')[0] in FAKES, args))
+    script, *rest = args[len(fakes):]
+    for fake in fakes:
+        name, value = fake.split('=', 1)
+        install, kind = FAKES[name]
+        install(kind(value))
     path = os.path.join(ROOT, script)
-    sys.argv = [path, *args]
+    sys.argv = [path, *rest]
     runpy.run_path(path, run_name='__main__')
 
 
-def command(fake, script, *args):
-    """The command line that runs `script` (from the repository root) with `fake`."""
-    return [sys.executable, os.path.abspath(__file__), fake, script, *args]
+def command(fakes, script, *args):
+    """The command line that runs `script` (from the repository root) with `fakes` (one
+    FAKE=VALUE, or several in a list)."""
+    fakes = [fakes] if isinstance(fakes, str) else list(fakes)
+    return [sys.executable, os.path.abspath(__file__), *fakes, script, *args]
 
 
 if __name__ == '__main__':
