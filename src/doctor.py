@@ -70,7 +70,7 @@ def print_devices(resources):
     version = nvidia.driver_version()
     print(f'nvidia driver: {version}' if version else 'nvidia driver: '
           + ('found, version unknown' if nvidia.driver_present() else
-             f'none ({nvidia.version_file()} absent, no nvidia-smi on PATH)'))
+             f'none ({nvidia.VERSION_FILE} absent, no nvidia-smi on PATH)'))
     for gpu in resources.gpus():
         free = resources.gpu_free_memory(gpu)
         print(f'GPU:{resources.gpu_index(gpu)} free memory: '
