@@ -17,6 +17,7 @@ import tqdm  # noqa: E402
 
 import cli  # noqa: E402
 import encoder  # noqa: E402
+import errors  # noqa: E402
 from load_dataset import NpzTokenWriter, check_paths, expand_paths, iter_token_groups, token_dtype  # noqa: E402
 from train_config import add_settings  # noqa: E402
 
@@ -42,9 +43,9 @@ def main(argv=None):
     out_path = args.out_npz if args.out_npz.endswith('.npz') else args.out_npz + '.npz'
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
-        raise cli.UserError(f'{out_path}: output directory {out_dir} does not exist')
+        raise errors.UserError(f'{out_path}: output directory {out_dir} does not exist')
     if args.combine < 0:
-        raise cli.UserError(f'--combine {args.combine}: must be 0 or more characters')
+        raise errors.UserError(f'--combine {args.combine}: must be 0 or more characters')
     enc = encoder.get_encoder(args.model_name, args.models_dir,
                               allow_special=not args.endoftext_as_text)
     paths = expand_paths(args.in_text)
@@ -66,7 +67,7 @@ def main(argv=None):
             writer.end_array()
             progress.update(total - progress.n)
         if writer.total == 0:
-            raise cli.UserError(f'{args.in_text}: holds no text to encode')
+            raise errors.UserError(f'{args.in_text}: holds no text to encode')
         done = True
     finally:
         writer.close(keep=done)

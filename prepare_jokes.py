@@ -20,8 +20,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
-from cli import UserError as InputError  # noqa: E402
 from cli import run  # noqa: E402
+from errors import UserError as InputError  # noqa: E402
 from text_data import DocumentWriter, add_output_flags, check_output_flags, clean  # noqa: E402
 
 JOKE_FILE_FIELDS = {  # fields each format's records must have, and the score field if any

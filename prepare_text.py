@@ -25,7 +25,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
 import flags  # noqa: E402
-from cli import UserError, run  # noqa: E402
+from cli import run  # noqa: E402
+from errors import UserError  # noqa: E402
 from release import ENDOFTEXT  # noqa: E402
 from text_data import (  # noqa: E402
     FILE_FORMATS,

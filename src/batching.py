@@ -13,20 +13,10 @@ it as soon as it is done or cancelled, so a short request is never held up by a 
 Each row draws from its own generator (sample.Seeds(seed)), as the API's rows do, so a
 completion equals the API's `GPT2.load(path, seed=seed).generate(prompt, nsamples=n, ...)`
 alone or under load.
-
-Test-only environment variables (never set in use):
-GPT2_SERVE_TEST_PAUSE       STEPS:PATH: after STEPS steps the engine takes no further step
-                            until the file PATH exists, so that a test disconnects or stops
-                            the server while a request is surely still running;
-GPT2_SERVE_TEST_HOLD        the engine starts no step until this many requests have been
-                            submitted (accepted or refused), so that requests sent one
-                            after another join the same step.
 """
 
-import os
 import sys
 import threading
-import time
 import traceback
 
 import engine as decoding_engine
@@ -75,10 +65,7 @@ class Engine:
         self.core, self.max_queue = core, max_queue
         self.on_tokens = on_tokens or (lambda n: None)
         self.cond = threading.Condition()
-        self.stopping, self.submitted, self.queue = False, 0, []
-        steps, _, self.release = os.environ.get('GPT2_SERVE_TEST_PAUSE', '').partition(':')
-        self.pause_after, self.steps_taken = int(steps or -1), 0
-        self.hold = int(os.environ.get('GPT2_SERVE_TEST_HOLD', 0))
+        self.stopping, self.queue = False, []
         self.thread = threading.Thread(target=self._run, name='batching', daemon=True)
 
     def start(self):
@@ -88,7 +75,6 @@ class Engine:
         """Queue a job; QueueFull when max_queue wait already. A job of more rows than
         the engine has must not be submitted."""
         with self.cond:
-            self.submitted += 1
             self.cond.notify()
             if len(self.queue) + len(self.core.waiting) >= self.max_queue:
                 raise QueueFull
@@ -119,7 +105,7 @@ class Engine:
         jobs = {}  # request -> its Job, while the engine has it
         while True:
             with self.cond:
-                while not self.stopping and (not self.busy() or self.submitted < self.hold):
+                while not self.stopping and not self.busy():
                     self.cond.wait()
                 if self.stopping and not self.busy():
                     return
@@ -138,9 +124,6 @@ class Engine:
             self.on_tokens(sum(self._tokens(r) - before.get(r, 0) for r in jobs))
             for request in [r for r in jobs if not r.live()]:
                 del jobs[request]
-            self.steps_taken += 1
-            while self.steps_taken == self.pause_after and not os.path.exists(self.release):
-                time.sleep(0.01)
 
     @staticmethod
     def _tokens(request):

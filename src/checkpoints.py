@@ -26,7 +26,7 @@ from google.protobuf import text_format
 import lora
 import model_dir
 from atomic_files import sync_directory, write_atomic
-from cli import UserError, user_path
+from errors import UserError, user_path
 from release import HPARAMS, VOCAB_FILES
 from train_config import is_trained
 

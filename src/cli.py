@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import nvidia
+from errors import UserError
 
 # What TensorFlow prints at start on every machine (its C++ info and warning lines, which
 # absl writes before TF_CPP_MIN_LOG_LEVEL applies, and the CPU-feature notice); read as
@@ -36,10 +37,6 @@ GPU_NOISE = re.compile(r'[EW]\d{4} [\d:.]+ +\d+ (cuda|gpu)_\w+\.cc:\d+\] '
 # one (a script run by a program that imported the API) inherits the level, and must not
 # take it for the user's own.
 QUIET_MARK = 'GPT2_QUIET_TENSORFLOW'
-
-
-class UserError(Exception):
-    """Bad input from the user: reported as one line, with exit status 2, no traceback."""
 
 
 def run(main, *args, **kwargs):
@@ -65,12 +62,6 @@ class FlagParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(message)
-
-
-def user_path(path):
-    """A path as the user wrote it, with `~` and `$VARS` expanded: every path from a flag
-    goes through here."""
-    return os.path.expanduser(os.path.expandvars(path))
 
 
 def is_start_noise(line, has_driver):

@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 
-from cli import UserError
+from errors import UserError
 from generation import encode_prompt
 from sample import SamplingOptions
 

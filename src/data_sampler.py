@@ -11,7 +11,7 @@ import bisect
 
 import numpy as np
 
-from cli import UserError, user_path
+from errors import UserError, user_path
 from load_dataset import load_dataset
 
 

@@ -16,7 +16,7 @@ import os
 import tensorflow as tf
 from tensorflow.python.ops import collective_ops
 
-from cli import UserError
+from errors import UserError
 
 tf1 = tf.compat.v1
 

@@ -22,6 +22,7 @@ import numpy as np
 
 import cli
 import encoder
+import errors
 import flags
 from hparams import SHAPES, SIZES, HParams, variable_shapes
 from optimizers import OPTIMIZERS
@@ -45,7 +46,7 @@ def find_vocabulary(vocab_dir):
     for path in filter(None, candidates):
         if all(os.path.isfile(os.path.join(path, f)) for f in VOCAB_FILES):
             return path
-    raise cli.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
+    raise errors.UserError(f'{vocab_dir or "models/117M"}: no {" and ".join(VOCAB_FILES)} '
                         'there; pass --vocab_dir (sh download_model.sh 117M fetches them)')
 
 
@@ -69,7 +70,7 @@ def print_devices(resources):
     version = nvidia.driver_version()
     print(f'nvidia driver: {version}' if version else 'nvidia driver: '
           + ('found, version unknown' if nvidia.driver_present() else
-             f'none ({nvidia.version_file()} absent, no nvidia-smi on PATH)'))
+             f'none ({nvidia.VERSION_FILE} absent, no nvidia-smi on PATH)'))
     for gpu in resources.gpus():
         free = resources.gpu_free_memory(gpu)
         print(f'GPU:{resources.gpu_index(gpu)} free memory: '

@@ -17,7 +17,7 @@ import os
 
 import tiktoken
 
-from cli import UserError
+from errors import UserError
 from release import ENCODER, ENDOFTEXT, MERGES
 
 # GPT-2's pre-tokenisation pattern, in tiktoken's possessive form (same splits, faster):

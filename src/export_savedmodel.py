@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import cli
+import errors
 import flags
 from release import ENCODER, HPARAMS, MERGES
 
@@ -35,11 +36,11 @@ def check_out(out):
     """OUT is new and its parent a writable directory: refused before any slow work."""
     parent = os.path.dirname(out) or '.'
     if os.path.lexists(out):
-        raise cli.UserError(f'{out}: already exists; choose a new directory')
+        raise errors.UserError(f'{out}: already exists; choose a new directory')
     if not os.path.isdir(parent):
-        raise cli.UserError(f'{parent}: no such directory (the parent of {out})')
+        raise errors.UserError(f'{parent}: no such directory (the parent of {out})')
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise cli.UserError(f'{parent}: not writable (the parent of {out})')
+        raise errors.UserError(f'{parent}: not writable (the parent of {out})')
 
 
 def save_whole(generator, out):
@@ -60,7 +61,7 @@ def save_whole(generator, out):
 
 
 def export(args):
-    out = os.path.normpath(cli.user_path(args.out))
+    out = os.path.normpath(errors.user_path(args.out))
     check_out(out)
     cli.start_tensorflow(args.verbose)
     import model_dir

@@ -21,7 +21,7 @@ import sys
 
 import cli
 import sample
-from cli import UserError
+from errors import UserError
 
 # Started before model_dir imports it, so that a program importing this API shows none
 # of TensorFlow's start-up lines, nor the scripts' device line.

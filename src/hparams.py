@@ -9,7 +9,7 @@ model's shape (and answer --help) before TensorFlow loads.
 import dataclasses
 import json
 
-from cli import UserError
+from errors import UserError
 
 SIZES = {  # n_embd, n_head, n_layer of the released models
     '124M': (768, 12, 12), '355M': (1024, 16, 24), '774M': (1280, 20, 36),

@@ -22,7 +22,7 @@ from safetensors.numpy import save_file
 
 import cli
 import encoder
-from cli import UserError
+from errors import UserError
 from flags import SHARED, fire_command
 from hparams import HParams, variable_shapes
 from release import ENCODER, ENDOFTEXT, MERGES

@@ -15,6 +15,7 @@ import numpy as np
 
 import cli
 import encoder
+import errors
 import flags
 from hparams import SHAPES, HParams, variable_shapes
 
@@ -36,7 +37,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.directory):
-        raise cli.UserError(f'{args.directory}: already exists; choose a new directory')
+        raise errors.UserError(f'{args.directory}: already exists; choose a new directory')
     enc = encoder.load_encoder(args.vocab_dir)
     n_embd, n_head, n_layer = SHAPES[args.size] if args.size else (
         args.n_embd, args.n_head, args.n_layer)

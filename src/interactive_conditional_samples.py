@@ -16,6 +16,7 @@ import sys
 import fire
 
 import cli
+import errors
 import kernels
 import sample
 import sample_files
@@ -94,7 +95,7 @@ def prompt_loop(gpt2, nsamples, out, include_prefix):
                         out.write(0, raw_text, gpt2.text(s, include_prefix), len(s.tokens))
         except KeyboardInterrupt:
             print('\n[sample stopped]')
-        except cli.UserError as e:
+        except errors.UserError as e:
             print(f'error: {e}')
         out.end_prompt()
         if streaming:

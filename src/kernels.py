@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from cli import UserError
+from errors import UserError
 
 PRECISIONS = ('auto', 'float32', 'bfloat16')
 # The rows of every TensorFlow run of a decoding step: more go in further runs.

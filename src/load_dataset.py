@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 import regex
 
-from cli import UserError
+from errors import UserError
 from release import ENDOFTEXT
 
 PIECE_CHARS = 1 << 20

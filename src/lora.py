@@ -28,7 +28,7 @@ import shutil
 import numpy as np
 
 import cli
-from cli import UserError
+from errors import UserError
 from flags import SHARED, fire_command
 
 CONFIG = 'lora.json'

@@ -28,7 +28,7 @@ from safetensors.numpy import save_file
 
 import cli
 import lora
-from cli import UserError
+from errors import UserError
 from flags import SHARED, fire_command
 from hparams import variable_shapes
 

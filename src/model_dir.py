@@ -15,7 +15,7 @@ import tensorflow as tf
 import encoder
 import lora
 import model
-from cli import UserError, user_path
+from errors import UserError, user_path
 from hparams import HParams, variable_shapes
 from release import CHECKPOINT, CHECKPOINT_STATE, ENCODER, ENDOFTEXT, HPARAMS, VOCAB_FILES
 

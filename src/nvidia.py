@@ -6,18 +6,11 @@ installed, its version, and each GPU's memory from nvidia-smi.
     driver_version()    # '550.54.14', or None
     smi_gpus()          # [SmiGpu(name, total_bytes, free_bytes)], [] without nvidia-smi
 
-Test-only overrides (no machine here has a GPU; tests simulate one), read here and
-nowhere else:
-- GPT2_TEST_NVIDIA_VERSION_FILE: a path read instead of /proc/driver/nvidia/version
-  (a missing path: no driver file);
-- GPT2_TEST_GPUS: a JSON list standing for the GPUs TensorFlow sees, each
-  {"name": "NVIDIA A100-SXM4-40GB", "compute_capability": [8, 0]}; `[]`: none.
-  resources.gpus() answers with it.
-A fake `nvidia-smi` early on PATH stands for the real one.
+The tests simulate a driver (tests/run_with_fakes.py's nvidia_version_file, which
+replaces VERSION_FILE) and a fake `nvidia-smi` early on PATH stands for the real one.
 """
 
 import collections
-import json
 import os
 import re
 import shutil
@@ -33,25 +26,15 @@ SMI_QUERY = ['nvidia-smi', '--query-gpu=name,memory.total,memory.free',
 SmiGpu = collections.namedtuple('SmiGpu', 'name total_bytes free_bytes')
 
 
-def version_file():
-    return os.environ.get('GPT2_TEST_NVIDIA_VERSION_FILE', VERSION_FILE)
-
-
-def simulated_gpus():
-    """The test-only list standing for TensorFlow's GPUs (see above), or None."""
-    raw = os.environ.get('GPT2_TEST_GPUS')
-    return None if raw is None else json.loads(raw)
-
-
 def driver_present():
-    return os.path.exists(version_file()) or shutil.which('nvidia-smi') is not None
+    return os.path.exists(VERSION_FILE) or shutil.which('nvidia-smi') is not None
 
 
 def driver_version():
     """The kernel module's version, from the driver file (`NVRM version: NVIDIA UNIX
     x86_64 Kernel Module  550.54.14  ...`), else from nvidia-smi; None if neither says."""
     try:
-        with open(version_file(), encoding='utf-8') as f:
+        with open(VERSION_FILE, encoding='utf-8') as f:
             found = re.search(r'Kernel Module\s+(\d[\d.]*)', f.read())
         if found:
             return found.group(1)

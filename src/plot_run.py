@@ -13,6 +13,7 @@ import json
 import os
 
 import cli
+import errors
 from progress import SMOOTHING
 from run_log import METRICS
 
@@ -31,12 +32,12 @@ def read_metrics(run_path):
                     record = json.loads(line)
                     step = int(record.pop('step'))
                 except (ValueError, KeyError, TypeError, AttributeError):
-                    raise cli.UserError(f'{path}: line {number} is not a metrics record '
+                    raise errors.UserError(f'{path}: line {number} is not a metrics record '
                                         '(JSON with a "step")') from None
                 for name, value in record.items():
                     by_step.setdefault(name, {})[step] = value
     except FileNotFoundError:
-        raise cli.UserError(f'{path}: no such file; is {run_path} a training run folder '
+        raise errors.UserError(f'{path}: no such file; is {run_path} a training run folder '
                             '(written by this train.py)?') from None
     return {name: (sorted(values), [values[s] for s in sorted(values)])
             for name, values in by_step.items()}
@@ -58,7 +59,7 @@ def draw(metrics, title, output):
     from matplotlib.figure import Figure
 
     if 'loss' not in metrics and 'val_loss' not in metrics:
-        raise cli.UserError(f'{title}: no loss recorded yet')
+        raise errors.UserError(f'{title}: no loss recorded yet')
     figure = Figure(figsize=(8, 4.5), dpi=100)
     axes = figure.add_subplot()
     if 'loss' in metrics:
@@ -87,7 +88,7 @@ def plot_run(run_path, output=None, metrics=None):
     loss.png in the run). Returns the path written."""
     output = output or os.path.join(run_path, PICTURE)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise cli.UserError(f'{output}: its folder does not exist')
+        raise errors.UserError(f'{output}: its folder does not exist')
     draw(metrics or read_metrics(run_path), os.path.basename(os.path.normpath(run_path)),
          output)
     return output

@@ -18,21 +18,12 @@ import nvidia
 
 
 def gpus():
-    """The GPUs TensorFlow sees, or the test-only simulated list (nvidia.py)."""
-    simulated = nvidia.simulated_gpus()
-    if simulated is not None:
-        return [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
-                for i in range(len(simulated))]
+    """The GPUs TensorFlow sees."""
     return tf.config.list_physical_devices('GPU')
 
 
 def gpu_details(gpu):
     """{'device_name': ..., 'compute_capability': (major, minor)} of one of gpus()."""
-    simulated = nvidia.simulated_gpus()
-    if simulated is not None:
-        device = simulated[gpu_index(gpu)]
-        return {'device_name': device['name'],
-                'compute_capability': tuple(device['compute_capability'])}
     return tf.config.experimental.get_device_details(gpu)
 
 

@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 
-from cli import UserError
+from errors import UserError
 
 # Candidates tried before sorting the whole vocabulary for nucleus sampling.
 NUCLEUS_POOL = 1024

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from cli import UserError
+from errors import UserError
 
 SEPARATOR = '=' * 40 + ' SAMPLE {} ' + '=' * 40
 END_OF_PROMPT = '=' * 80

@@ -5,7 +5,7 @@ argv rewriting fire needs for repeated flags, and the 2019 rule on --batch_size.
 """
 
 import sample
-from cli import UserError
+from errors import UserError
 
 
 def unescape(text):

@@ -14,6 +14,7 @@ import fire
 import numpy as np
 
 import cli
+import errors
 import kernels
 from flags import SHARED, fire_command
 from load_dataset import load_dataset
@@ -57,7 +58,7 @@ def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_s
     tf1 = tf.compat.v1
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     hparams = loaded.hparams
-    chunks = load_dataset(loaded.encoder, cli.user_path(path), combine, encoding=encoding)
+    chunks = load_dataset(loaded.encoder, errors.user_path(path), combine, encoding=encoding)
     with tf1.Session(graph=tf.Graph()) as sess:
         X = tf1.placeholder(tf.int32, [None, None])
         logits = model.model(hparams, X, dtype=tf.as_dtype(precision))['logits']
@@ -69,7 +70,7 @@ def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_s
                                                     hparams.n_ctx, batch_size)
             total, count = total + chunk_total, count + chunk_count
     if count == 0:
-        raise cli.UserError(f'{path}: fewer than two tokens, nothing to score')
+        raise errors.UserError(f'{path}: fewer than two tokens, nothing to score')
     loss = total / count
     print(f'tokens={count} loss={loss:.6f} perplexity={math.exp(loss):.4f}')
 

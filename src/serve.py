@@ -19,6 +19,7 @@ import socket
 import sys
 
 import cli
+import errors
 import flags
 
 API_KEY_VARIABLE = 'GPT2_SERVE_API_KEY'
@@ -45,9 +46,9 @@ def parse_args(argv):
                         ('drain_seconds', 0)):
         value = getattr(args, name)
         if value is not None and value < least or name == 'port' and value > 65535:
-            raise cli.UserError(f'--{name} {value}: out of range')
+            raise errors.UserError(f'--{name} {value}: out of range')
     if args.api_key == '':
-        raise cli.UserError(f'--api_key (or ${API_KEY_VARIABLE}) is empty')
+        raise errors.UserError(f'--api_key (or ${API_KEY_VARIABLE}) is empty')
     return args
 
 
@@ -59,7 +60,7 @@ def listen(host, port):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as e:
-        raise cli.UserError(f'--host {host} --port {port}: {e.strerror}') from None
+        raise errors.UserError(f'--host {host} --port {port}: {e.strerror}') from None
     return sock
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from cli import UserError
+from errors import UserError
 from release import ENDOFTEXT
 
 FILE_FORMATS = ('csv', 'tsv', 'jsonl', 'json', 'lines', 'files')

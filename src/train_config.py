@@ -18,7 +18,7 @@ import flags
 import lora
 import optimizers
 import sample
-from cli import UserError
+from errors import UserError
 
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 MEMORY_CHECKS = ('refuse', 'warn')

@@ -23,7 +23,7 @@ import numpy as np
 
 import lora
 import resources
-from cli import UserError
+from errors import UserError
 from hparams import SIZES, HParams, variable_shapes
 from optimizers import OPTIMIZERS
 from train_config import is_trained

@@ -30,8 +30,8 @@ import plot_run
 import run_log
 import sample
 import train_memory
-from cli import UserError, user_path
 from data_sampler import add_noise, load_data, rng_state, set_rng_state
+from errors import UserError, user_path
 from hparams import variable_shapes
 from optimizers import learning_rate_at
 from progress import Progress

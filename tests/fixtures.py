@@ -110,12 +110,15 @@ def variables_of(ckpt):
     return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
 
 
-def run_script(script, *args, stdin=None, env=None, cwd=ROOT, check=True):
+def run_script(script, *args, stdin=None, env=None, fakes=(), cwd=ROOT, check=True):
     """Run one of the project's scripts (path from the repository root) as a user would,
-    with PYTHONPATH=src."""
+    with PYTHONPATH=src; with `fakes`, through tests/run_with_fakes.py."""
+    import run_with_fakes
     full_env = script_env(**(env or {}))
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], input=stdin,
-                            capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+    command = (run_with_fakes.command(list(fakes), script, *args) if fakes else
+               [sys.executable, os.path.join(ROOT, script), *args])
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                            env=full_env, cwd=cwd, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f'{script} {args} exited {result.returncode}:\n'
                              f'{result.stderr[-3000:]}')
@@ -222,12 +225,12 @@ def logged_losses(run_dir):
     return losses
 
 
-def nvidia_env(tmp_path, driver=None, gpus=(), smi_rows=()):
-    """Environment variables simulating an NVIDIA machine (the test-only overrides of
-    nvidia.py): `driver`, a version for a fake /proc/driver/nvidia/version and a fake
-    nvidia-smi printing `smi_rows` ('name, total MiB, free MiB'), or None for no driver;
-    `gpus`, the GPUs TensorFlow is to see ({'name', 'compute_capability'} each). Any real
-    nvidia-smi is taken off PATH, so the result is the same on any machine."""
+def nvidia_machine(tmp_path, driver=None, gpus=(), smi_rows=()):
+    """(environment, run_with_fakes.py fakes) simulating an NVIDIA machine: `driver`, a
+    version for a fake driver file and a fake nvidia-smi printing `smi_rows` ('name,
+    total MiB, free MiB'), or None for no driver; `gpus`, the GPUs TensorFlow is to see
+    ({'name', 'compute_capability'} each). Any real nvidia-smi is taken off PATH, so the
+    result is the same on any machine."""
     bin_dir = tmp_path / 'fake-nvidia-bin'
     bin_dir.mkdir(exist_ok=True)
     version_file = tmp_path / 'nvidia-version'
@@ -242,5 +245,20 @@ def nvidia_env(tmp_path, driver=None, gpus=(), smi_rows=()):
         smi.chmod(0o755)
     path = [str(bin_dir)] + [d for d in os.environ.get('PATH', '').split(os.pathsep)
                              if d and not os.path.exists(os.path.join(d, 'nvidia-smi'))]
-    return {'PATH': os.pathsep.join(path), 'GPT2_TEST_NVIDIA_VERSION_FILE': str(version_file),
-            'GPT2_TEST_GPUS': json.dumps(list(gpus))}
+    return ({'PATH': os.pathsep.join(path)},
+            [f'nvidia_version_file={version_file}', f'gpus={json.dumps(list(gpus))}'])
+
+
+def simulate_nvidia(monkeypatch, tmp_path, **machine):
+    """nvidia_machine(tmp_path, **machine) in this process."""
+    import nvidia
+    import resources
+    import run_with_fakes
+    env, fakes = nvidia_machine(tmp_path, **machine)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    values = dict(fake.split('=', 1) for fake in fakes)
+    monkeypatch.setattr(nvidia, 'VERSION_FILE', values['nvidia_version_file'])
+    monkeypatch.setattr(resources, 'gpus', resources.gpus)  # undone after the test
+    monkeypatch.setattr(resources, 'gpu_details', resources.gpu_details)
+    run_with_fakes.simulate_gpus(resources, json.loads(values['gpus']))

@@ -3,7 +3,8 @@
 a phase slow, or held until a signal, by construction instead of by the machine's speed.
 Tests only; nothing in the project reads these.
 
-    python tests/run_with_fakes.py FAKE=VALUE SCRIPT [ARGS...]
+    python tests/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] SCRIPT [ARGS...]
+    python tests/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] -c CODE [ARGS...]
 
 FAKE is one of
     chief_work_delay=SECONDS  train.py: the chief's first sample writing sleeps SECONDS
@@ -11,11 +12,26 @@ FAKE is one of
     late_start=SECONDS        train.py: a worker other than the chief sleeps SECONDS
                               before its first step
     hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
+    serve_hold=N              serve.py: the engine starts no step until N requests have
+                              been submitted (accepted or refused), so that requests sent
+                              one after another join the same step
+    serve_pause=STEPS:PATH    serve.py: after STEPS steps the engine takes no further step
+                              until the file PATH exists, so that a test disconnects or
+                              stops the server while a request is surely still running
+    nvidia_version_file=PATH  any script: the NVIDIA driver file is PATH (missing: no
+                              driver), not /proc/driver/nvidia/version
+    gpus=JSON                 any script: TensorFlow's GPUs are these, each {"name": ...,
+                              "compute_capability": [8, 0]} (`[]`: none)
 
-Each fake prints one line starting with `fake:` (to stdout from train.py, to stderr from
-the sampling scripts) when it takes effect, so that a test can wait for that event.
+The machine's fakes (nvidia_version_file, gpus) print nothing; each other one prints a
+line starting with `fake:` (to stdout from train.py, to stderr from the other scripts)
+when it takes effect, so that a test can wait for that event.
 """
 
+import importlib.abc
+import importlib.util
+import itertools
+import json
 import os
 import runpy
 import sys
@@ -79,24 +95,110 @@ def hold_after_batches(n_batches):
     generation.GPT2.samples = samples_or_hold
 
 
+def serve_hold(n_requests):
+    import batching
+    submit, busy = batching.Engine.submit, batching.Engine.busy
+    submitted = []
+
+    def counted_submit(self, job):
+        submitted.append(job)
+        if len(submitted) == n_requests:
+            print(f'fake: {n_requests} requests in, the engine starts', file=sys.stderr,
+                  flush=True)
+        return submit(self, job)  # wakes the engine's thread, which asks busy()
+    batching.Engine.submit = counted_submit
+    batching.Engine.busy = lambda self: len(submitted) >= n_requests and busy(self)
+
+
+def serve_pause(spec):
+    import engine
+    steps, release = spec.split(':', 1)
+    step = engine.Engine.step
+    taken = []
+
+    def step_then_pause(self):
+        result = step(self)
+        taken.append(True)
+        if len(taken) == int(steps):
+            print(f'fake: engine paused after step {steps}', file=sys.stderr, flush=True)
+            while not os.path.exists(release):
+                time.sleep(0.01)
+        return result
+    engine.Engine.step = step_then_pause
+
+
+def nvidia_version_file(path):
+    import nvidia  # imports no TensorFlow
+    nvidia.VERSION_FILE = path
+
+
+def gpus(spec):
+    # resources imports TensorFlow, which the script's quiet start must import first.
+    when_imported('resources', lambda module: simulate_gpus(module, json.loads(spec)))
+
+
+def simulate_gpus(resources, devices):
+    """resources.gpus() and gpu_details() answer with `devices` ({'name',
+    'compute_capability'} each) instead of TensorFlow's list."""
+    import tensorflow as tf
+    physical = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
+                for i in range(len(devices))]
+    resources.gpus = lambda: physical
+    resources.gpu_details = lambda gpu: {
+        'device_name': devices[resources.gpu_index(gpu)]['name'],
+        'compute_capability': tuple(devices[resources.gpu_index(gpu)]['compute_capability'])}
+
+
+def when_imported(name, patch):
+    """patch(module) as soon as the module `name` is first imported."""
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+
+            def run_then_patch(module):
+                run(module)
+                patch(module)
+            spec.loader.exec_module = run_then_patch
+            return spec
+    sys.meta_path.insert(0, Finder())
+
+
 FAKES = {'chief_work_delay': (chief_work_delay, float),
          'hold_after_step': (hold_after_step, int),
          'hold_after_batches': (hold_after_batches, int),
-         'late_start': (late_start, float)}
+         'late_start': (late_start, float),
+         'serve_hold': (serve_hold, int),
+         'serve_pause': (serve_pause, str),
+         'nvidia_version_file': (nvidia_version_file, str),
+         'gpus': (gpus, str)}
 
 
-def main(fake, script, *args):
-    name, value = fake.split('=')
-    install, kind = FAKES[name]
-    install(kind(value))
+def main(*args):
+    fakes = list(itertools.takewhile(lambda a: a.partition('=')[0] in FAKES, args))
+    script, *rest = args[len(fakes):]
+    for fake in fakes:
+        name, value = fake.split('=', 1)
+        install, kind = FAKES[name]
+        install(kind(value))
+    if script == '-c':
+        code, *rest = rest
+        sys.argv = ['-c', *rest]
+        exec(compile(code, '<string>', 'exec'), {'__name__': '__main__'})
+        return
     path = os.path.join(ROOT, script)
-    sys.argv = [path, *args]
+    sys.argv = [path, *rest]
     runpy.run_path(path, run_name='__main__')
 
 
-def command(fake, script, *args):
-    """The command line that runs `script` (from the repository root) with `fake`."""
-    return [sys.executable, os.path.abspath(__file__), fake, script, *args]
+def command(fakes, script, *args):
+    """The command line that runs `script` (from the repository root) with `fakes` (one
+    FAKE=VALUE, or several in a list)."""
+    fakes = [fakes] if isinstance(fakes, str) else list(fakes)
+    return [sys.executable, os.path.abspath(__file__), *fakes, script, *args]
 
 
 if __name__ == '__main__':

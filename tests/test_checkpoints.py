@@ -15,7 +15,7 @@ import tensorflow as tf
 import run_with_fakes
 import stress_resume
 import training
-from cli import UserError
+from errors import UserError
 from fixtures import logged_losses, script_env, train_command, variables_of, write_random_model
 from fixtures import train_config as config
 

@@ -5,7 +5,8 @@ import sys
 import pytest
 
 import cli
-from fixtures import ROOT, nvidia_env, script_env
+import run_with_fakes
+from fixtures import ROOT, nvidia_machine, script_env
 
 SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
            'src/interactive_conditional_samples.py',
@@ -57,17 +58,16 @@ def test_start_noise_is_held_back_and_real_errors_show():
 
 def run_start(*args, nvidia=None, first_on_path=None, report_devices=True, **env):
     """Start TensorFlow as the scripts do, on a machine with no NVIDIA driver unless
-    `nvidia` (fixtures.nvidia_env) simulates one; `first_on_path` goes first on
+    `nvidia` (fixtures.nvidia_machine) simulates one; `first_on_path` goes first on
     PYTHONPATH."""
     code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"], '
             f'report_devices={report_devices}); print("after start", file=sys.stderr)')
-    env = {**(nvidia or {'GPT2_TEST_NVIDIA_VERSION_FILE': '/nonexistent',
-                         'GPT2_TEST_GPUS': '[]'}), **env}
-    full_env = script_env(**env)
+    machine_env, fakes = nvidia or ({}, ['nvidia_version_file=/nonexistent', 'gpus=[]'])
+    full_env = script_env(**machine_env, **env)
     if first_on_path:
         full_env['PYTHONPATH'] = f'{first_on_path}{os.pathsep}{full_env["PYTHONPATH"]}'
-    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(run_with_fakes.command(fakes, '-c', code, *args),
+                          capture_output=True, text=True, env=full_env, timeout=120)
 
 
 def test_tensorflow_starts_quietly_unless_asked():
@@ -130,22 +130,22 @@ def test_a_driver_without_a_gpu_seen_gets_one_warning_in_place_of_tensorflows_li
         tmp_path):
     # On this machine TensorFlow's cuInit fails at error level once a driver is simulated:
     # the line the warning replaces.
-    result = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    result = run_start(nvidia=nvidia_machine(tmp_path, driver='550.54.14'))
     warning, device, after = result.stderr.splitlines()
     assert warning.startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow sees no '
                               'GPU') and '--verbose' in warning
     assert device.startswith('device: CPU ') and after == 'after start'
-    loud = run_start('verbose', nvidia=nvidia_env(tmp_path, driver='550.54.14'))
+    loud = run_start('verbose', nvidia=nvidia_machine(tmp_path, driver='550.54.14'))
     assert loud.stderr.count('warning: NVIDIA driver') == 1
 
 
 @pytest.mark.slow
 def test_no_warning_without_a_driver_or_with_a_gpu_seen(tmp_path):
     a100 = {'name': 'NVIDIA A100-SXM4-40GB', 'compute_capability': [8, 0]}
-    seen = run_start(nvidia=nvidia_env(tmp_path, driver='550.54.14', gpus=[a100],
+    seen = run_start(nvidia=nvidia_machine(tmp_path, driver='550.54.14', gpus=[a100],
                                        smi_rows=['NVIDIA A100-SXM4-40GB, 40960, 39936']))
     device = [line for line in seen.stderr.splitlines() if line.startswith('device:')]
     assert device == ['device: GPU:0 NVIDIA A100-SXM4-40GB (40.0 GB, compute capability '
                       '8.0); precision auto: bfloat16 matrix products']
     assert 'warning:' not in seen.stderr
-    assert 'warning:' not in run_start(nvidia=nvidia_env(tmp_path, driver=None)).stderr
+    assert 'warning:' not in run_start(nvidia=nvidia_machine(tmp_path, driver=None)).stderr

@@ -7,8 +7,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from cli import UserError
 from data_sampler import PackedSampler, Sampler
+from errors import UserError
 
 EOT = 0
 LENGTH = 128

@@ -1,6 +1,6 @@
 import re
 
-from fixtures import nvidia_env, run_script
+from fixtures import nvidia_machine, run_script
 
 
 def test_the_self_check_reports_the_machine_the_choices_and_a_real_step(vocab_dir, tmp_path):
@@ -30,9 +30,11 @@ def test_the_self_check_names_a_missing_vocabulary(tmp_path):
 
 def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(vocab_dir,
                                                                            tmp_path):
-    env = nvidia_env(tmp_path, driver='550.54.14', smi_rows=['Tesla T4, 15360, 12288'],
-                     gpus=[{'name': 'Tesla T4', 'compute_capability': [7, 5]}])
-    result = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env)
+    env, fakes = nvidia_machine(tmp_path, driver='550.54.14',
+                                smi_rows=['Tesla T4, 15360, 12288'],
+                                gpus=[{'name': 'Tesla T4', 'compute_capability': [7, 5]}])
+    result = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
+                        fakes=fakes)
     machine = result.stdout.split('== choices')[0].splitlines()
     assert machine[-3:] == [
         'device: GPU:0 Tesla T4 (15.0 GB, compute capability 7.5); precision auto: float16 '
@@ -47,9 +49,9 @@ def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(voca
 
 def test_the_self_check_warns_of_a_driver_whose_gpu_tensorflow_does_not_see(vocab_dir,
                                                                            tmp_path):
-    env = nvidia_env(tmp_path, driver='550.54.14')
-    out = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir,
-                     env=env).stdout
+    env, fakes = nvidia_machine(tmp_path, driver='550.54.14')
+    out = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
+                     fakes=fakes).stdout
     machine = out.split('== choices')[0].splitlines()
     assert machine[-3].startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow '
                                   'sees no GPU')

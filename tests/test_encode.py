@@ -99,7 +99,7 @@ def test_encoding_errors_replace_accepts_bad_bytes(models_dir, vocab_dir, tmp_pa
 
 
 def test_npz_with_ids_outside_the_vocabulary_is_refused(tmp_path, models_dir):
-    from cli import UserError
+    from errors import UserError
     from load_dataset import load_dataset
     np.savez(tmp_path / 'bad.npz', np.array([1, 2, 70000]))
     enc = encoder.get_encoder('tiny', models_dir)

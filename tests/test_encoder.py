@@ -7,7 +7,7 @@ import pytest
 
 import encoder
 import load_dataset
-from cli import UserError
+from errors import UserError
 from fixtures import MIXED_TEXTS, reference_tokenizer
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import sample
 import train_config
-from cli import UserError
+from errors import UserError
 from flags import FLAGS, SHARED, add, fire_command
 from sample_flags import check_batches, fire_argv
 

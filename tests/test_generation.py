@@ -20,7 +20,7 @@ import cli
 import generation
 import run_with_fakes
 import sample_files
-from cli import UserError
+from errors import UserError
 from fixtures import ROOT, run_script, script_env
 
 PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',

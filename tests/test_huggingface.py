@@ -11,7 +11,7 @@ import generation
 import huggingface
 import model
 import model_dir
-from cli import UserError
+from errors import UserError
 from fixtures import MIXED_TEXTS, variables_of
 
 tf1 = tf.compat.v1

@@ -4,7 +4,7 @@ tests/test_numpy_model.py)."""
 import pytest
 
 import kernels
-from cli import UserError
+from errors import UserError
 
 
 def test_auto_is_float32_and_a_named_precision_is_taken_as_it_is():

@@ -10,7 +10,7 @@ import lora
 import model
 import model_dir
 import training
-from cli import UserError
+from errors import UserError
 from fixtures import (
     numpy_gpt2,
     script_env,

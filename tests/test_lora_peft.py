@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 import huggingface
 import lora_peft
 import model_dir
-from cli import UserError
+from errors import UserError
 from test_lora import graph_logits, tokens_for, trained  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow  # PyTorch and transformers load in seconds

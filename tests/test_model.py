@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import model
 import model_dir
-from cli import UserError
+from errors import UserError
 from fixtures import numpy_gpt2
 from hparams import HParams, variable_shapes
 

@@ -1,9 +1,9 @@
-"""The NVIDIA driver as the machine reports it, simulated (fixtures.nvidia_env)."""
+"""The NVIDIA driver as the machine reports it, simulated (fixtures.simulate_nvidia)."""
 
 import pytest
 
 import nvidia
-from fixtures import nvidia_env
+from fixtures import simulate_nvidia
 
 ROWS = ['Tesla T4, 15360, 15000', 'NVIDIA A100-SXM4-40GB, 40960, 39936']
 
@@ -13,8 +13,7 @@ def simulate(tmp_path, monkeypatch):
     monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
 
     def simulate(**kwargs):
-        for name, value in nvidia_env(tmp_path, **kwargs).items():
-            monkeypatch.setenv(name, value)
+        simulate_nvidia(monkeypatch, tmp_path, **kwargs)
     return simulate
 
 

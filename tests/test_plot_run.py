@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli import UserError
+from errors import UserError
 from plot_run import plot_run, read_metrics
 
 BLUE, ORANGE = (0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)  # matplotlib's first two colours

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import prepare_jokes
-from cli import UserError
+from errors import UserError
 
 REDDIT = [{'title': 'Why did the chicken cross the road?', 'body': 'To get to the other side.',
            'score': 5, 'id': 'a1'},

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cli import UserError
+from errors import UserError
 from fixtures import run_script
 from release import ENDOFTEXT
 

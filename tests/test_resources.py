@@ -1,12 +1,12 @@
 """The device line and the unused-GPU warning, with the NVIDIA driver and TensorFlow's GPU
-list simulated (fixtures.nvidia_env: the test-only overrides of nvidia.py)."""
+list simulated (fixtures.simulate_nvidia)."""
 
 import pytest
 import tensorflow as tf
 
 import nvidia
 import resources
-from fixtures import nvidia_env
+from fixtures import simulate_nvidia
 
 A100 = {'name': 'NVIDIA A100-SXM4-40GB', 'compute_capability': [8, 0]}
 T4 = {'name': 'Tesla T4', 'compute_capability': [7, 5]}
@@ -16,8 +16,7 @@ SMI_ROWS = ['NVIDIA A100-SXM4-40GB, 40960, 39936', 'Tesla T4, 15360, 15000']
 @pytest.fixture
 def simulate(tmp_path, monkeypatch):
     def simulate(**kwargs):
-        for name, value in nvidia_env(tmp_path, **kwargs).items():
-            monkeypatch.setenv(name, value)
+        simulate_nvidia(monkeypatch, tmp_path, **kwargs)
     return simulate
 
 

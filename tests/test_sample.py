@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sample
-from cli import UserError
+from errors import UserError
 from fixtures import ROOT
 from hparams import HParams
 

@@ -1,7 +1,7 @@
 """The server (src/serve.py) on the tiny model: a real server on a free port in a
 subprocess, the real `openai` client. Where a test needs requests to share a step or one
-to last, it sets the engine's test-only hooks (batching's GPT2_SERVE_TEST_HOLD and
-GPT2_SERVE_TEST_PAUSE) and waits for events (a line, a metric, a chunk)."""
+to last, it runs the server with run_with_fakes.py's serve_hold and serve_pause and waits
+for events (a line, a metric, a chunk)."""
 
 import json
 import os
@@ -19,6 +19,7 @@ import openai
 import pytest
 
 import generation
+import run_with_fakes
 from fixtures import ROOT, script_env
 
 pytestmark = pytest.mark.slow
@@ -31,15 +32,17 @@ PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|', 'A man walks 
 class Server:
     """serve.py with the tiny model, ready (its `Serving` line read)."""
 
-    def __init__(self, models_dir, *flags, **env):
+    def __init__(self, models_dir, *flags, fakes=(), **env):
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             self.port = s.getsockname()[1]
         self.url = f'http://127.0.0.1:{self.port}'
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), '--models_dir',
-             models_dir, '--model_name', 'tiny', '--port', str(self.port), *flags],
-            env=script_env(**env), stderr=subprocess.PIPE, text=True)
+        args = ['--models_dir', models_dir, '--model_name', 'tiny', '--port', str(self.port),
+                *flags]
+        command = (run_with_fakes.command(list(fakes), 'src/serve.py', *args) if fakes else
+                   [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), *args])
+        self.proc = subprocess.Popen(command, env=script_env(**env), stderr=subprocess.PIPE,
+                                     text=True)
         self.wait_for_line('Serving tiny on')
 
     def wait_for_line(self, start):
@@ -120,7 +123,7 @@ def test_completion_and_stream_equal_the_api_for_the_same_seed(server, api):
 def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api, precision):
     """Sent together, held until all 8 are in, so they share the batch's steps."""
     s = Server(models_dir, '--max_batch', '8', '--precision', precision,
-               GPT2_SERVE_TEST_HOLD='8')
+               fakes=['serve_hold=8'])
     try:
         settings = [dict(max_tokens=4 + 3 * i, temperature=0 if i % 2 else 1.0, seed=i)
                     for i in range(8)]
@@ -145,8 +148,8 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_pa
     release = tmp_path / 'release'
     # Both join the first step; the engine pauses after step 5, the short one's 3 tokens
     # done and the long one's 64 not.
-    s = Server(models_dir, '--max_batch', '2', GPT2_SERVE_TEST_HOLD='2',
-               GPT2_SERVE_TEST_PAUSE=f'5:{release}')
+    s = Server(models_dir, '--max_batch', '2',
+               fakes=['serve_hold=2', f'serve_pause=5:{release}'])
     finished = []
     try:
         def send(name, max_tokens):
@@ -166,7 +169,7 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_pa
 
 
 def test_full_queue_gets_429_with_retry_after(models_dir):
-    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', GPT2_SERVE_TEST_HOLD='2')
+    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=2'])
     try:
         waiting = threading.Thread(target=s.request, args=('/v1/completions',
                                                            {'prompt': 'x', 'max_tokens': 2}))
@@ -228,7 +231,7 @@ def test_body_over_the_limit_is_refused_unread_and_unknown_route_is_404(server):
 @pytest.fixture
 def slow_server(models_dir, tmp_path):
     """A server whose engine pauses after its second step until `release` exists."""
-    s = Server(models_dir, GPT2_SERVE_TEST_PAUSE=f'2:{tmp_path / "release"}')
+    s = Server(models_dir, fakes=[f'serve_pause=2:{tmp_path / "release"}'])
     s.release = tmp_path / 'release'
     yield s
     s.stop()

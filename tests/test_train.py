@@ -18,7 +18,7 @@ import run_with_fakes
 import train_graph
 import train_memory
 import training
-from cli import UserError
+from errors import UserError
 from fixtures import (
     ROOT,
     logged_losses,
