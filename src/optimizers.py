@@ -34,12 +34,12 @@ class Optimizer:
     # (gradient-variable pairs, learning rate, global step) -> the op taking the step
     apply: Callable
     # float32 copies of each trained weight that its state and update temporaries hold at
-    # the peak of a step (train_memory.training_memory's estimate, fitted with it)
+    # the peak of a step (train_memory.py's estimate, fitted with it)
     weight_copies: float
 
 
 OPTIMIZERS = {
-    'adam': Optimizer(apply_adam, 2.75),
+    'adam': Optimizer(apply_adam, 2.19),
     'adafactor': Optimizer(apply_adafactor, 0.0),  # factored second moments: almost no state
     'sgd': Optimizer(apply_sgd, 0.0),
 }

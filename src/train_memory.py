@@ -1,17 +1,20 @@
 """How much memory a CPU training step needs, and the check that refuses, before any
 weight loads, a run that will not fit. The estimate is a sum of named parts, each a
-count of bytes times copies fitted (with 5% to spare) to the peaks bench/bench_large.py
-measured in both precisions (the README's Performance section has the figures):
+count of bytes times copies fitted (5% to spare) to the peaks bench/bench_large.py
+measured for 124M, 774M and 1558M, Adam and Adafactor, with and without LoRA, each
+precision forced (the README's Performance section has the figures):
 
 - fixed: TensorFlow, the data, the graph;
-- weights, as held: float32, or a LoRA run's frozen matrices in the products' dtype
-  (model.conv1d), with the temporaries of their products;
-- casts: with bfloat16 products, the bfloat16 copy a step makes of each matrix held in
-  float32;
-- trained: the gradients, the optimizer's state and update temporaries of the weights a
-  run trains (each optimizer's weight_copies, in optimizers.py);
+- weights not trained, as held: float32, or a LoRA run's frozen matrices in the products'
+  dtype (model.conv1d), with the temporaries of their products;
+- trained: each trained weight and its gradient (the embedding's, dense, costs more);
+- optimizer: its state and update temporaries (each optimizer's weight_copies, in
+  optimizers.py);
 - activations: what a step keeps for its backward pass (all of it, or with recomputation
-  each block's input and one block's inside).
+  each block's input and one block's inside), smaller with bfloat16 products.
+
+A bfloat16 product casts its float32 weight as its block runs (model.matmul): one block's
+casts at a time, within the activations' part.
 
     need = training_memory(c, hparams, 'adam')     # a Need: .total, .parts, .n_params
     check_optimizer_memory(c, hparams)             # raises UserError, with advice
@@ -28,14 +31,16 @@ from hparams import SIZES, HParams, variable_shapes
 from optimizers import OPTIMIZERS
 from train_config import is_trained
 
-FIXED_BYTES = 2.5 * 2**30
-# Copies of a weight held in float32 that is not trained (the weight and its products'
-# temporaries), of one held in the products' dtype, of each float32 weight's cast, and of
-# a trained weight beside its optimizer's (the weight, its gradient, their temporaries).
-FROZEN_COPIES = 2.5
-FROZEN_LOW_COPIES = 1.0
-CAST_COPIES = 1.0
-TRAINED_COPIES = 2.75
+FIXED_BYTES = 0.5 * 2**30
+# Copies of each weight not trained, held in float32 or in the products' dtype; of each
+# trained weight (itself and its gradient); of the embedding's gradient when it trains.
+FROZEN_COPIES = 1.22
+FROZEN_LOW_COPIES = 1.91
+TRAINED_COPIES = 1.28
+EMBEDDING_GRADIENT_COPIES = 4.26
+# Of activation_bytes (float32 bytes), by recomputation and the products' dtype.
+ACTIVATION_COPIES = {(False, 'float32'): 0.88, (False, 'bfloat16'): 0.75,
+                     (True, 'float32'): 0.79, (True, 'bfloat16'): 0.29}
 LORA_ADVICE_RANK = 8
 
 
@@ -100,16 +105,15 @@ def training_memory(c, hparams, optimizer):
                                                if adapters else ()))
     n_frozen = sum(sizes[n] for n in sizes if n not in trained and n not in low)
     n_low = sum(sizes[n] for n in low)
-    # The matrices a bfloat16 product casts each step: every one held in float32.
-    n_cast = sum(sizes[n] for n in sizes if n not in low and
-                 (n.endswith('/w') or n == 'model/wte')) if dtype != 'float32' else 0
+    n_embedding = sizes['model/wte'] if 'model/wte' in trained else 0
     recompute = choose_memory_saving(c, hparams)[0]
+    activations = ACTIVATION_COPIES[recompute, 'float32' if dtype == 'float32' else 'bfloat16']
     parts = {
         'fixed': FIXED_BYTES,
         'weights': 4 * FROZEN_COPIES * n_frozen + 2 * FROZEN_LOW_COPIES * n_low,
-        'casts': 2 * CAST_COPIES * n_cast,
-        'trained': 4 * (TRAINED_COPIES + OPTIMIZERS[optimizer].weight_copies) * n_trained,
-        'activations': kept_activations(c, hparams, recompute),
+        'trained': 4 * (TRAINED_COPIES * n_trained + EMBEDDING_GRADIENT_COPIES * n_embedding),
+        'optimizer': 4 * OPTIMIZERS[optimizer].weight_copies * n_trained,
+        'activations': activations * kept_activations(c, hparams, recompute),
     }
     return Need(parts, sum(sizes.values()), dtype)
 

@@ -245,27 +245,6 @@ def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, model
         np.testing.assert_allclose(a[name], b[name], atol=1e-4, err_msg=name)
 
 
-def test_lora_fits_1558m_with_adam_in_24_gb_and_the_refusal_says_so(monkeypatch):
-    import resources
-    import train_memory
-    from hparams import SIZES, HParams
-    from train_config import TrainConfig
-    n_embd, n_head, n_layer = SIZES['1558M']
-    hparams = HParams(n_embd=n_embd, n_head=n_head, n_layer=n_layer)
-    monkeypatch.setattr(resources, 'physical_memory', lambda: 24 << 30)
-    monkeypatch.setattr(resources, 'gpus', lambda: [])
-    full, adapted = TrainConfig(dataset='x'), TrainConfig(dataset='x', lora_rank=8)
-    assert train_memory.training_memory(adapted, hparams, 'adam').total < \
-        train_memory.training_memory(full, hparams, 'adafactor').total
-    with pytest.raises(UserError, match=r'use --optimizer adafactor \(about [\d.]+ GB\) or '
-                                        r'--lora_rank 8 \(about [\d.]+ GB\)'):
-        train_memory.check_optimizer_memory(full, hparams)
-    train_memory.check_optimizer_memory(adapted, hparams)  # no refusal
-    elsewhere = TrainConfig(dataset='x', restore_from='checkpoint/other')
-    with pytest.raises(UserError, match='--lora_rank 8'):  # advice, not a LoRA setting error
-        train_memory.check_optimizer_memory(elsewhere, hparams)
-
-
 @pytest.mark.parametrize('recompute', [False, True])
 def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompute):
     """tf.recompute_grad computes the gradient of every variable its block reads: the
