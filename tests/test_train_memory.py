@@ -17,6 +17,7 @@ from train_config import TrainConfig
 MEASURED = [
     # size, optimizer, LoRA, precision, peak
     ('1558M', 'adam', True, 'float32', 8.15), ('1558M', 'adam', True, 'bfloat16', 6.21),
+    ('1558M', 'adam', False, 'float32', 21.46), ('1558M', 'adam', False, 'bfloat16', 20.73),
     ('1558M', 'adafactor', False, 'float32', 9.82),
     ('1558M', 'adafactor', False, 'bfloat16', 8.91),
     ('774M', 'adafactor', False, 'float32', 5.49), ('774M', 'adafactor', False, 'bfloat16', 5.47),
