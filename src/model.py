@@ -65,9 +65,9 @@ def matmul(a, b, *, dtype, transpose_b=False):
     product stay float32 (mixed precision with float32 master weights)."""
     if dtype == tf.float32:
         return tf.matmul(a, b, transpose_b=transpose_b)
-    # A weight's cast waits for the input: in a block tf.recompute_grad recomputes, only
-    # the input waits for the backward pass, and a cast free to run at once would hold a
-    # copy of every block's weights from the step's start to its block's gradient.
+    # A weight's cast waits for the input: in a recomputed block (`recomputed`) only the
+    # input waits for the backward pass, and a cast free to run at once would hold a copy
+    # of every block's weights from the step's start to its block's gradient.
     with tf.control_dependencies([a]):
         b = tf.cast(b, dtype)
     product = tf.matmul(tf.cast(a, dtype), b, transpose_b=transpose_b)
@@ -87,9 +87,9 @@ def conv1d(x, scope, nf, *, w_init_stdev=0.02, dtype=tf.float32, lora=None):
         b = tf1.get_variable('b', [nf], initializer=tf1.constant_initializer(0))
         x = tf.reshape(x, [-1, nx])
         if frozen:
-            # No gradient for a frozen weight, not even the zeros tf.recompute_grad gives
-            # every variable its block reads ([nx, nf] each, made at the step's start and
-            # held until the block's gradient): the raw read is not reported to it.
+            # No gradient for a frozen weight, not even the zeros a recomputed block's
+            # gradient gives every variable the block reads ([nx, nf] each): the raw read
+            # is not reported to it.
             w = tf.stop_gradient(tf.raw_ops.ReadVariableOp(resource=w.handle,
                                                            dtype=w.dtype.base_dtype))
         c = matmul(x, tf.reshape(w, [nx, nf]), dtype=dtype) + b

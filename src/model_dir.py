@@ -131,12 +131,12 @@ def restore(sess, ckpt):
     are merged into their base's weights one matrix at a time."""
     adapted = lora_checkpoint(ckpt)
     if adapted is None:
-        # The checkpoint's float32 loads as it is; a variable held in another dtype (a
-        # LoRA run's frozen matrices in bfloat16) gets its cast, one matrix at a time.
+        # The checkpoint's float32 loads as it is. A variable held in another dtype (a LoRA
+        # run's frozen matrices in bfloat16) gets its cast, all in one run (each new op or
+        # fetch costs the session a copy of the whole graph), the reads chained so that
+        # one matrix's float32 is in memory at a time.
         stored_dtype = [v for v in model_variables() if v.dtype.base_dtype == tf.float32]
         tf1.train.Saver(var_list=stored_dtype).restore(sess, ckpt)
-        # One run (each new op or fetch costs the session a copy of the whole graph), its
-        # reads in a chain: one matrix's float32 in memory at a time.
         loaded = tf.no_op()
         for v in model_variables():
             if v.dtype.base_dtype != tf.float32:
