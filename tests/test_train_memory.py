@@ -85,13 +85,14 @@ def test_a_run_beyond_memory_is_refused_before_loading_with_what_fits(
     import model_dir
     hparams = model_dir.load('tiny', models_dir).hparams
     c = config(tmp_path, models_dir, corpus, precision=precision)
-    adam, adafactor = (train_memory.training_memory(c, hparams, name).total
-                       for name in ('adam', 'adafactor'))
+    need = train_memory.training_memory(c, hparams, 'adam')
+    adam, adafactor = need.total, train_memory.training_memory(c, hparams, 'adafactor').total
     memory = (adam + adafactor) / 2 if fits else adafactor / 2
     monkeypatch.setattr(resources, 'physical_memory', lambda: memory)
     monkeypatch.setattr(model_dir, 'restore', None)  # loading anything would fail
     with pytest.raises(UserError, match=(
-            rf'^--optimizer adam: training 0M parameters at batch 2 x 64 in {precision} needs '
+            rf'^--optimizer adam: training {need.n_params / 1e6:.0f}M parameters at batch 2 x 64 '
+            rf'in {precision} needs '
             rf'about {adam / 2**30:.1f} GB \(fixed [\d.]+, .*\), more than this machine\'s '
             rf'{memory / 2**30:.1f} GB; {advice}.*\(--memory_check warn tries anyway\)$')):
         training.train(c)
