@@ -39,10 +39,10 @@ class RunFolder:
     the trainer's own (data order, noise), stored as JSON."""
     writes = True
 
-    def __init__(self, config, model_dir):
+    def __init__(self, config, model_dir, adapters):
         self.config = config  # a TrainConfig
         self.model_dir = model_dir  # the model_dir.ModelDir the run trains
-        self.adapters = lora.from_config(config)  # lora.Adapters, or None
+        self.adapters = adapters  # the config's lora.Adapters, or None
         self.path = os.path.join(user_path(config.checkpoint_dir), config.run_name)
         self.saver = self._lock_fd = None
         # A start from other weights over an earlier run, whose files move aside.
@@ -67,7 +67,7 @@ class RunFolder:
             return
         prefix = os.path.join(self.path, f'model-{steps[0]}')
         try:
-            lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
+            lora.check_resume(prefix, model_dir.stored_variables(prefix), self.adapters,
                               self.model_dir.checkpoint)
         except lora.RunMismatch:
             raise
@@ -167,7 +167,7 @@ class RunFolder:
         for step in steps:
             prefix = os.path.join(self.path, f'model-{step}')
             try:
-                lora.check_resume(prefix, model_dir.stored_variables(prefix), self.config,
+                lora.check_resume(prefix, model_dir.stored_variables(prefix), self.adapters,
                                   self.model_dir.checkpoint)
                 # A LoRA run's base is the one it resumes on (checked just above).
                 model_dir.check_checkpoint(prefix, self.model_dir.hparams,

@@ -193,12 +193,12 @@ class RunMismatch(UserError):
     checkpoint, stop."""
 
 
-def check_resume(prefix, stored, c, base):
-    """Whether the checkpoint `prefix` (its variable names `stored`) continues the run `c`
-    whose base checkpoint is `base`; RunMismatch if not. Where the base was when the run
-    trained does not matter (moved, it is the same weights), its fingerprint does."""
+def check_resume(prefix, stored, adapters, base):
+    """Whether the checkpoint `prefix` (its variable names `stored`) continues a run with
+    `adapters` (its Adapters, or None) whose base checkpoint is `base`; RunMismatch if not.
+    Where the base was when the run trained does not matter (moved, it is the same
+    weights), its fingerprint does."""
     holds = any(is_adapter(name) for name in stored)
-    adapters = from_config(c)
     if holds != bool(adapters):
         raise RunMismatch(f'{prefix}: this run was {"" if holds else "not "}trained with '
                           f'LoRA adapters; {"pass" if holds else "leave out"} --lora_rank, '

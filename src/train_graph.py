@@ -78,9 +78,10 @@ def masked_loss(hparams, context, context_in, loss_mask, recompute, dtype, adapt
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
-    """The step's graph; with several workers, gradients and the reported loss are
-    averaged across them (see distributed.py)."""
+def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None, *, adapters):
+    """The step's graph, with `adapters` (c's lora.Adapters, or None); with several
+    workers, gradients and the reported loss are averaged across them (see
+    distributed.py)."""
     cluster = cluster or distributed.Cluster()
     context = tf1.placeholder(tf.int32, [None, None], 'context')
     context_in = tf1.placeholder_with_default(context, [None, None], 'context_in')
@@ -88,8 +89,7 @@ def build_train_graph(hparams, c, recompute, dtype=tf.float32, cluster=None):
                                              [None, None], 'loss_mask')
     lr = tf1.placeholder(tf.float32, [], 'learning_rate')
     stop_in = tf1.placeholder_with_default(0.0, [], 'stop_in')
-    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype,
-                       lora.from_config(c))
+    loss = masked_loss(hparams, context, context_in, loss_mask, recompute, dtype, adapters)
     # With --lora_rank the adapters (and --also_train), not the base weights.
     train_vars = [v for v in tf1.trainable_variables() if v.name.startswith('model/')
                   and is_trained(c, v.name, hparams.n_layer)]
@@ -161,15 +161,17 @@ def apply_gradients(c, grads, train_vars, lr, global_step, grad_norm):
 
 
 # What a step is built with, chosen from the settings and the machine, with the reasons
-# the trainer prints: recompute each block in the backward pass, the products' dtype.
-StepChoices = collections.namedtuple('StepChoices',
-                                     'recompute recompute_reason dtype precision_reason')
+# the trainer prints: recompute each block in the backward pass, the products' dtype; and
+# the LoRA adapters of the settings (lora.Adapters, or None), built here once.
+StepChoices = collections.namedtuple(
+    'StepChoices', 'recompute recompute_reason dtype precision_reason adapters')
 
 
 def step_choices(c, hparams):
     recompute, recompute_reason = train_memory.choose_memory_saving(c, hparams)
     dtype, precision_reason = resources.choose_precision(c.precision)
-    return StepChoices(recompute, recompute_reason, dtype, precision_reason)
+    return StepChoices(recompute, recompute_reason, dtype, precision_reason,
+                       lora.from_config(c))
 
 
 @dataclasses.dataclass
@@ -196,7 +198,8 @@ def open_train_step(hparams, c, choices, cluster=None, checkpoint=None):
     with graph.as_default(), tf.device(cluster.device):
         if c.seed is not None:
             tf1.set_random_seed(c.seed)
-        g = build_train_graph(hparams, c, choices.recompute, choices.dtype, cluster)
+        g = build_train_graph(hparams, c, choices.recompute, choices.dtype, cluster,
+                              adapters=choices.adapters)
         sess = tf1.Session(cluster.target, graph=graph, config=cluster.config)
         try:
             initialize(sess)

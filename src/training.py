@@ -87,8 +87,9 @@ class Trainer:
         if self.cluster.n_workers > 1 and c.seed is None:
             raise UserError('--seed: needed with several workers, which must all draw the '
                             'same batches')
+        self.choices = step_choices(c, hparams)
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
-        self.run = folder(c, self.model_dir)
+        self.run = folder(c, self.model_dir, self.choices.adapters)
         self.run.lock()
         self.run.check_resume()
         self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
@@ -104,15 +105,15 @@ class Trainer:
         self.tokens_seen = 0  # by all workers, for the epoch
         self.stale_evaluations = 0  # in a row without a better validation loss
         self.sample_seeds = sample.Seeds(c.seed)
-        choices = step_choices(c, hparams)
+        choices = self.choices
         print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
               f'({choices.recompute_reason})')
-        held = ('float32 weights' if choices.dtype == tf.float32 or self.run.adapters is None
+        held = ('float32 weights' if choices.dtype == tf.float32 or choices.adapters is None
                 else f'frozen matrices in {choices.dtype.name}, the rest float32')
         print(f'precision: {choices.dtype.name} matrix products, {held} '
               f'({choices.precision_reason})')
-        if self.run.adapters is not None:
-            print(self.run.adapters.describe(hparams))
+        if choices.adapters is not None:
+            print(choices.adapters.describe(hparams))
         opened = open_train_step(hparams, c, choices, self.cluster)
         self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
@@ -211,10 +212,10 @@ class Trainer:
         """The model's weights now (release names -> float32 arrays), adapters merged in."""
         arrays = {name: a.astype(np.float32, copy=False) for name, a in self.sess.run(
             {v.op.name: v for v in model_dir.model_variables()}).items()}
-        if self.run.adapters is None:
+        if self.choices.adapters is None:
             return arrays
         factors = self.sess.run({v.op.name: v for v in model_dir.adapter_variables()})
-        return lora.merge(arrays, factors, self.run.adapters)
+        return lora.merge(arrays, factors, self.choices.adapters)
 
     def validation_loss(self):
         return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})

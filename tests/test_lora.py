@@ -256,7 +256,8 @@ def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompu
     weight_shapes = ([n, 3 * n], [n, n], [n, 4 * n], [4 * n, n])
     with tf.Graph().as_default() as graph:
         c = TrainConfig(dataset='x', lora_rank=4, lora_targets='attn', also_train='h1/mlp')
-        g = train_graph.build_train_graph(hparams, c, recompute)
+        g = train_graph.build_train_graph(hparams, c, recompute,
+                                          adapters=lora.from_config(c))
         step = {node.name for node in tf1.graph_util.extract_sub_graph(
             graph.as_graph_def(), [g.train_op.name]).node}
         products = [op for op in graph.get_operations() if op.name in step and
@@ -275,7 +276,8 @@ def test_a_bfloat16_lora_run_holds_its_frozen_matrices_once_in_bfloat16(models_d
     stored = base_weights(models_dir)
     with tf.Graph().as_default() as graph:
         c = TrainConfig(dataset='x', lora_rank=4, lora_targets='attn', also_train='h1/mlp')
-        train_graph.build_train_graph(loaded.hparams, c, False, tf.bfloat16)
+        train_graph.build_train_graph(loaded.hparams, c, False, tf.bfloat16,
+                                      adapters=lora.from_config(c))
         with tf1.Session() as sess:
             train_graph.initialize(sess)
             model_dir.restore(sess, loaded.checkpoint)

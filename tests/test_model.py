@@ -104,7 +104,7 @@ def peak_bytes_of_a_step(hparams, recompute, dtype):
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(0)
         g = train_graph.build_train_graph(hparams, TrainConfig(dataset='x', batch_size=1),
-                                          recompute, dtype)
+                                          recompute, dtype, adapters=None)
         with tf.compat.v1.Session() as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             feed = {g.context: np.zeros([1, hparams.n_ctx], np.int32), g.lr: 1e-4}

@@ -226,7 +226,7 @@ def test_weight_decay_waits_for_the_forward_pass(models_dir):
     hparams = model_dir.load('tiny', models_dir).hparams
     c = TrainConfig(dataset='x', weight_decay=0.1)
     with tf.Graph().as_default():
-        train_graph.build_train_graph(hparams, c, recompute=False)
+        train_graph.build_train_graph(hparams, c, recompute=False, adapters=None)
         ops = tf.compat.v1.get_default_graph().get_operations()
         forward_end = next(op.name for op in ops
                            if op.type == 'SparseSoftmaxCrossEntropyWithLogits')
