@@ -6,7 +6,7 @@ it as soon as it is done or cancelled, so a short request is never held up by a 
     engine.start()
     job = Job([[464, 3290]], n=2, options=checked_options, seed=1, encoder=encoder,
               on_event=lambda pieces, finished: ...)   # called on the engine's thread
-    engine.submit(job)          # QueueFull when max_queue requests wait already
+    engine.submit(job)          # QueueFull when it would wait behind max_queue requests
     job.cancel()                # the client went away: its rows leave at the next step
     engine.stop()
 
@@ -25,7 +25,7 @@ from generation import TextStream
 
 
 class QueueFull(Exception):
-    """max_queue requests are waiting already."""
+    """max_queue requests wait for rows already."""
 
 
 class Job:
@@ -72,11 +72,12 @@ class Engine:
         self.thread.start()
 
     def submit(self, job):
-        """Queue a job; QueueFull when max_queue wait already. A job of more rows than
-        the engine has must not be submitted."""
+        """Queue a job; QueueFull when it would wait for rows behind max_queue requests
+        that wait already (a job that fits the rows free now waits for none). A job of
+        more rows than the engine has must not be submitted."""
         with self.cond:
             self.cond.notify()
-            if len(self.queue) + len(self.core.waiting) >= self.max_queue:
+            if self._waiting([*self._pending(), job.request]) > self.max_queue:
                 raise QueueFull
             self.queue.append(job)
 
@@ -84,7 +85,21 @@ class Engine:
         return self.core.rows()
 
     def queued(self):
-        return len(self.queue) + len(self.core.waiting)
+        """Requests waiting for rows."""
+        return self._waiting(self._pending())
+
+    def _pending(self):
+        """Requests not running yet, in the order they join."""
+        return [*self.core.waiting, *(job.request for job in self.queue)]
+
+    def _waiting(self, requests):
+        """How many of `requests`, joining in order, find no rows free for them."""
+        free = len(self.core.free)
+        for i, request in enumerate(requests):
+            if len(request.rows) > free:
+                return len(requests) - i
+            free -= len(request.rows)
+        return 0
 
     def busy(self):
         return bool(self.queue) or self.core.busy()

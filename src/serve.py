@@ -35,7 +35,8 @@ def parse_args(argv):
     add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')
     add('--port', type=int, default=8000)
     add('--max_batch', type=int, help='rows decoded together (default: from the machine)')
-    add('--max_queue', type=int, default=64, help='requests waiting beyond it get 429')
+    add('--max_queue', type=int, default=64,
+        help='requests that may wait for rows; one more gets 429 (0: none waits)')
     add('--api_key', default=os.environ.get(API_KEY_VARIABLE),
         help=f'require "Authorization: Bearer KEY" (default: ${API_KEY_VARIABLE})')
     add('--drain_seconds', type=float, default=30,

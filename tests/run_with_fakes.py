@@ -14,7 +14,8 @@ FAKE is one of
     hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
     serve_hold=N              serve.py: the engine starts no step until N requests have
                               been submitted (accepted or refused), so that requests sent
-                              one after another join the same step
+                              one after another join the same step; each submission prints
+                              `fake: request K submitted`
     serve_pause=STEPS:PATH    serve.py: after STEPS steps the engine takes no further step
                               until the file PATH exists, so that a test disconnects or
                               stops the server while a request is surely still running
@@ -102,10 +103,10 @@ def serve_hold(n_requests):
 
     def counted_submit(self, job):
         submitted.append(job)
-        if len(submitted) == n_requests:
-            print(f'fake: {n_requests} requests in, the engine starts', file=sys.stderr,
-                  flush=True)
-        return submit(self, job)  # wakes the engine's thread, which asks busy()
+        try:
+            return submit(self, job)  # wakes the engine's thread, which asks busy()
+        finally:
+            print(f'fake: request {len(submitted)} submitted', file=sys.stderr, flush=True)
     batching.Engine.submit = counted_submit
     batching.Engine.busy = lambda self: len(submitted) >= n_requests and busy(self)
 

@@ -105,14 +105,17 @@ def test_a_request_of_two_prompts_and_n_2_equals_the_apis_rows_in_order(models_d
 
 def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
     server = new_engine(gpt2, max_rows=1, max_queue=1)
-    first = new_job(gpt2, PROMPTS[0], 1, 0, length=10)
-    server.submit(first)
+    first, second = (new_job(gpt2, PROMPTS[i], 1, 0, length=10) for i in range(2))
+    server.submit(first)  # the one row is free: it waits for nothing
+    server.submit(second)  # waits for the row
+    assert server.queued() == 1
     with pytest.raises(batching.QueueFull):
-        server.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=10))
+        server.submit(new_job(gpt2, PROMPTS[2], 1, 0, length=10))
     first.cancel()
+    second.cancel()
     server.start()
     try:
-        assert first.done.wait(60)
+        assert first.done.wait(60) and second.done.wait(60)
         assert server.rows() == 0 and not server.busy()
     finally:
         server.stop()

@@ -159,7 +159,7 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_pa
             finished.append(name)
         long = threading.Thread(target=send, args=('long', 64))
         long.start()
-        s.wait_for_metric('gpt2_queue_length', 1)  # the long one first in the queue
+        s.wait_for_line('fake: request 1 submitted')  # the long one first
         send('short', 3)
         release.touch()
         long.join()
@@ -169,19 +169,44 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_pa
 
 
 def test_full_queue_gets_429_with_retry_after(models_dir):
-    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=2'])
+    """One request runs on the one row, one waits for it, the third finds the queue full."""
+    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=3'])
     try:
-        waiting = threading.Thread(target=s.request, args=('/v1/completions',
-                                                           {'prompt': 'x', 'max_tokens': 2}))
-        waiting.start()
-        s.wait_for_metric('gpt2_queue_length', 1)
+        statuses = []
+        accepted = [threading.Thread(target=lambda: statuses.append(s.request(
+            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(2)]
+        for thread in accepted:
+            thread.start()
+        s.wait_for_line('fake: request 1 submitted')
+        s.wait_for_line('fake: request 2 submitted')
+        assert s.metric('gpt2_queue_length') == 1
         with pytest.raises(openai.RateLimitError) as refused:
             s.client().completions.create(model='tiny', prompt='y', max_tokens=2)
         assert refused.value.response.headers['retry-after'] == '1'
-        waiting.join()  # the refusal counted as the second request: the engine goes on
-        assert s.metric('gpt2_http_requests_total{status="200"}') >= 1
+        for thread in accepted:  # the refusal counted as the third request: the engine goes on
+            thread.join()
+        assert statuses == [200, 200]
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize('max_batch, max_queue, sent, answered', [(1, 0, 1, 1), (4, 1, 12, 5)])
+def test_the_queue_counts_only_requests_waiting_for_rows(models_dir, max_batch, max_queue,
+                                                         sent, answered):
+    """Sent together to an idle server: those that fit the free rows, then max_queue more."""
+    s = Server(models_dir, '--max_batch', str(max_batch), '--max_queue', str(max_queue),
+               fakes=[f'serve_hold={sent}'])
+    statuses = []
+    try:
+        threads = [threading.Thread(target=lambda: statuses.append(s.request(
+            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(sent)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        s.stop()
+    assert sorted(statuses) == [200] * answered + [429] * (sent - answered)
 
 
 def test_without_the_key_401_and_models_lists_the_model(server):
