@@ -70,7 +70,7 @@ def parse(body, loaded, model_id, max_rows):
     for name, accepted in NEUTRAL.items():
         if accepted is not None and name in body and body[name] not in accepted:
             raise ApiError(400, f'{name}: not supported (only {accepted[1]!r})', name)
-    if body.get('model', model_id) != model_id:
+    if body.get('model') not in (None, model_id):  # null: absent, as OpenAI's servers take it
         raise ApiError(404, f'model {body["model"]!r}: not served here; this server serves '
                        f'{model_id!r}', 'model', 'model_not_found')
     n = _value(body, 'n', int, 1)

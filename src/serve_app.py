@@ -88,10 +88,12 @@ class Gate:
     def refusal(self, scope):
         headers = dict(scope['headers'])
         if self.state.api_key is not None:
-            given = headers.get(b'authorization', b'')
-            if not hmac.compare_digest(given, b'Bearer ' + self.state.api_key.encode()):
+            # HTTP's authentication schemes are case-insensitive (RFC 9110, 11.1).
+            scheme, _, given = headers.get(b'authorization', b'').strip().partition(b' ')
+            if scheme.lower() != b'bearer' or not hmac.compare_digest(
+                    given.strip(), self.state.api_key.encode()):
                 return ApiError(401, 'missing or wrong API key (Authorization: Bearer ...)',
-                                code='invalid_api_key')
+                                code='invalid_api_key', headers={'WWW-Authenticate': 'Bearer'})
         if scope['path'] not in ('/health', '/metrics') and not self.state.ready:
             why = 'shutting down' if self.state.draining else 'warming up'
             return ApiError(503, f'the server is {why}', code='unavailable',

@@ -209,6 +209,21 @@ def test_the_queue_counts_only_requests_waiting_for_rows(models_dir, max_batch, 
     assert sorted(statuses) == [200] * answered + [429] * (sent - answered)
 
 
+def test_the_key_in_any_case_of_bearer_and_a_null_model_are_accepted(server):
+    body = json.dumps({'model': None, 'prompt': 'x', 'max_tokens': 1}).encode()
+    for scheme in ('bearer', 'BEARER', 'Bearer'):
+        request = urllib.request.Request(server.url + '/v1/completions', body, {
+            'Authorization': f'{scheme} {KEY}', 'Content-Type': 'application/json'})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert answer.status == 200
+    request = urllib.request.Request(server.url + '/health', headers={
+        'Authorization': f'Basic {KEY}'})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 401
+    assert refused.value.headers['WWW-Authenticate'] == 'Bearer'
+
+
 def test_without_the_key_401_and_models_lists_the_model(server):
     with pytest.raises(openai.AuthenticationError):
         server.client('wrong').completions.create(model='tiny', prompt='x', max_tokens=2)
