@@ -49,7 +49,10 @@ def cpu_with(monkeypatch):
 @pytest.mark.parametrize('size, optimizer, lora, precision, measured', MEASURED)
 def test_the_estimate_is_within_10_percent_above_each_measured_peak(size, optimizer, lora,
                                                                     precision, measured):
-    estimate = estimate_gb(size, optimizer, precision=precision, lora_rank=8 if lora else 0)
+    # Recomputation as train.py chose it there (on for 774M and 1558M): forced, since the
+    # choice follows this machine's memory.
+    estimate = estimate_gb(size, optimizer, precision=precision, lora_rank=8 if lora else 0,
+                           memory_saving_gradients=size != '124M')
     assert measured <= estimate <= measured * 1.1
 
 
