@@ -7,11 +7,10 @@ Decoding is batch-invariant: a row's numbers never depend on the rows beside it.
 library's matrix product does not promise that (it picks another algorithm, blocking or
 vector width by the number of rows), so each kernel says how it keeps it:
 
-- NumPy, float32 (OpenBLAS). Its product of one row (a matrix-vector product) reads the
-  weights fastest, and its products of 1 and of 2+ rows differ in the last bits; so a
-  decoding step gives every row its own matrix-vector product (`rows=True`): invariant
-  by construction; n rows read the weights n times. A prompt (one sequence, prefilled
-  alone) is one matrix product.
+- NumPy, float32. A decoding step's products are row_product.py's, whose code for a row
+  is chosen by the weights' column alone: invariant by construction, at the speed of
+  OpenBLAS's batched product. A prompt (one sequence, prefilled alone) is one OpenBLAS
+  matrix product, the fastest for many positions.
 - TensorFlow: bfloat16 operands (oneDNN: AMX or AVX512_BF16 where the CPU has them,
   emulated elsewhere) with float32 accumulation and products rounded to bfloat16, or
   float32; the rest float32. The matrices are held once, in the products' type,
@@ -104,12 +103,17 @@ class NumpyKernel:
     precision = 'float32'
 
     def __init__(self, weights, hparams):
-        self.w, self.n_layer = weights, hparams.n_layer
-        # A contiguous [n_embd, n_vocab] copy streams faster than the transposed view.
-        self.wte_t = np.ascontiguousarray(weights['model/wte'].T)
+        import row_product  # compiles on first use: only where this kernel decodes
+        self.row_product = row_product.product
+        self.n_layer = hparams.n_layer
+        # Every matrix held once, as [nf, nx] (wte is [n_vocab, n_embd] already): the rows
+        # of a step read each output's weights contiguously; a prompt multiplies by the
+        # transposed view.
+        self.w = {name: np.ascontiguousarray(a.T) if a.ndim == 2 and name != 'model/wte'
+                  else a for name, a in weights.items()}
 
     def describe(self):
-        return 'float32 (NumPy, one matrix-vector product per row)'
+        return 'float32 (NumPy; Numba-compiled row-invariant products)'
 
     def first(self, x, rows):
         return x, self._qkv(0, x, rows)
@@ -125,7 +129,7 @@ class NumpyKernel:
         if layer + 1 < self.n_layer:
             return x, self._qkv(layer + 1, x, rows)
         return None, self._product(norm(x, w['model/ln_f/g'], w['model/ln_f/b']),
-                                   self.wte_t, rows)
+                                   w['model/wte'], rows)
 
     def _qkv(self, layer, x, rows):
         w, p = self.w, f'model/h{layer}'
@@ -137,11 +141,8 @@ class NumpyKernel:
         y += self.w[f'{scope}/b']
         return y
 
-    @staticmethod
-    def _product(x, w, rows):
-        if rows:  # [rows, 1, nx] @ [nx, nf]: NumPy makes one matrix-vector product per row
-            return np.matmul(x[:, None], w)[:, 0]
-        return x @ w
+    def _product(self, x, w_t, rows):  # x [n, nx], w_t [nf, nx] -> [n, nf]
+        return self.row_product(x, w_t) if rows else x @ w_t.T
 
     def close(self):
         pass
