@@ -23,6 +23,7 @@ import numpy as np
 # Columns per parallel task: enough for the threads to share, few enough for a task's rows
 # of w_t ([COLUMNS, k]) to stay in the cache while every row of x passes over them.
 COLUMNS = 32
+# The products run without the GIL, so the server's event loop answers while they do.
 # Numba's fallback thread pool (where neither OpenMP nor TBB is found) aborts when two
 # threads launch parallel work at once: products are made one at a time.
 _one_at_a_time = threading.Lock()
@@ -52,7 +53,7 @@ def _dot4(a, b0, b1, b2, b3):
     return s0, s1, s2, s3
 
 
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True, boundscheck=False)
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True, boundscheck=False, nogil=True)
 def _product(x, w_t, out):
     m, n = x.shape[0], w_t.shape[0]
     for block in numba.prange((n + COLUMNS - 1) // COLUMNS):
