@@ -54,8 +54,9 @@ FLAGS = {
     'encoding': Flag('utf-8', 'Set the encoding for reading and writing files.'),
     'vocab_dir': Flag(None, 'A folder with GPT-2\'s encoder.json and vocab.bpe',
                       metavar='DIR'),
-    'precision': Flag('auto', 'Precision of the decoder\'s matrix products: bfloat16 (where '
-                      'the CPU has bfloat16 instructions, for auto) or float32',
+    'precision': Flag('auto', 'Precision of the decoder\'s matrix products: float32 (what '
+                      'auto picks), or bfloat16 (faster for many rows where the CPU has '
+                      'bfloat16 instructions)',
                       choices=kernels.PRECISIONS),
     'size': Flag(None, 'A model shape: a released model\'s, or tiny (what CI checks with)',
                  choices=tuple(SHAPES)),
