@@ -24,10 +24,13 @@ SERVE_FLAGS ?=
 
 .PHONY: jokes test test-fast bench bench-large doctor venv serve
 
-$(VENV)/.runtime: requirements.txt $(VENV)/.gpu-$(GPU)
+# The package itself installs editable, without its dependencies (requirements.txt pins
+# them): the gpt2tune-* commands, and `import gpt2tune` without PYTHONPATH.
+$(VENV)/.runtime: requirements.txt pyproject.toml $(VENV)/.gpu-$(GPU)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt $(TENSORFLOW_CUDA)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # Which TensorFlow the venv has (.gpu-1: with CUDA): a new choice installs again.
@@ -62,7 +65,7 @@ bench-large: $(VENV)/.runtime
 	PYTHONPATH=src $(PY) bench/bench_large.py
 
 doctor: $(VENV)/.runtime
-	PYTHONPATH=src $(PY) src/doctor.py $(DOCTOR_FLAGS)
+	$(VENV)/bin/gpt2tune-doctor $(DOCTOR_FLAGS)
 
 serve: $(VENV)/.runtime
-	PYTHONPATH=src $(PY) src/serve.py --models_dir '$(MODELS_DIR)' --model_name '$(MODEL)' $(SERVE_FLAGS)
+	$(VENV)/bin/gpt2tune-serve --models_dir '$(MODELS_DIR)' --model_name '$(MODEL)' $(SERVE_FLAGS)

@@ -2,40 +2,17 @@
 """Fine-tune GPT-2 on your own text.
 
     PYTHONPATH=src ./train.py --dataset input-text.txt.npz --sample_every=250 --save_every=250
-    PYTHONPATH=src ./train.py --dataset input-text.txt.npz --steps 1000 --print_config
 
-Trains until Ctrl-C (or --steps), printing a line per step; saves checkpoint/<run_name>/
-and writes samples/<run_name>/. `cp -r checkpoint/run1/* models/117M/` then lets the
-sampling scripts use the fine-tuned model (or pass them --models_dir checkpoint
---model_name run1). Every flag is a field of TrainConfig (src/train_config.py).
+The walkthrough's path to gpt2tune.commands.train, where its flags are; it runs
+from a clone without installing anything (it puts src/ on the path).
 """
 
-import dataclasses
-import json
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))
 
-import cli  # noqa: E402
-from train_config import parse_args  # noqa: E402
-
-
-def main(argv=None):
-    config, command = parse_args(argv)
-    if command.print_config:
-        print(json.dumps(dataclasses.asdict(config), indent=2))
-        return
-    cli.start_tensorflow(command.verbose)  # only for a real run: --help answers at once
-    from training import train
-    # train() handles SIGINT and SIGTERM while it runs and puts these back when it returns:
-    # a late signal (a scheduler stopping every worker at once) must not turn the end of a
-    # saved run into a kill, not even between train() returning and the process exiting.
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
-    train(config)
-
+from gpt2tune.commands.console import run  # noqa: E402
 
 if __name__ == '__main__':
-    cli.run(main)
+    run('train')

@@ -14,7 +14,7 @@ import time
 
 from common import CACHE, ROOT, jokes_text, random_model, report, vocab_dir
 
-from release import ENCODER, ENDOFTEXT, MERGES
+from gpt2tune.model.release import ENCODER, ENDOFTEXT, MERGES
 
 
 def run_encode(path, models_dir, name):
@@ -46,7 +46,7 @@ def reference_mb_per_s(text):
 # The baseline: tiktoken's own encode, one thread, on the whole file, in a fresh process
 # like encode.py's (start-up, the vocabulary and tiktoken's cold caches included).
 TIKTOKEN_PROCESS = (
-    'import sys, encoder\n'
+    'import sys\nfrom gpt2tune.data import encoder\n'
     'enc = encoder.load_encoder(sys.argv[2])\n'
     'with open(sys.argv[1], encoding="utf-8") as f:\n'
     '    enc._bpe.encode(f.read(), allowed_special="all")\n')

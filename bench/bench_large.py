@@ -58,9 +58,9 @@ def run_train(models_dir, name, optimizer, steps, workdir, extra_flags=()):
 
 def estimated_peak_gb(size, optimizer, precision, adapted):
     """What the memory check expects of this run."""
-    import train_memory
-    from hparams import SIZES, HParams
-    from train_config import TrainConfig
+    from gpt2tune.model.hparams import SIZES, HParams
+    from gpt2tune.train import train_memory
+    from gpt2tune.train.train_config import TrainConfig
     n_embd, n_head, n_layer = SIZES[size]
     c = TrainConfig(dataset='x', optimizer=optimizer, precision=precision,
                     lora_rank=LORA_RANK if adapted else 0)

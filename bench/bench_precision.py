@@ -19,9 +19,9 @@ import tempfile
 import numpy as np
 from common import ROOT, report, vocab_dir
 
-import model_dir
-import numpy_model
-from load_dataset import load_dataset
+from gpt2tune.data.load_dataset import load_dataset
+from gpt2tune.generate import numpy_model
+from gpt2tune.model import model_dir
 
 
 def jokes_json():
@@ -39,7 +39,7 @@ def command(*args, cwd):
 
 def fine_tuned(work, args):
     """A run folder trained on the jokes, and the held-out text's path."""
-    command(os.path.join(ROOT, 'src', 'init_model.py'), 'models/small', '--vocab_dir',
+    command('-m', 'gpt2tune.commands.init_model', 'models/small', '--vocab_dir',
             vocab_dir(), '--n_layer', str(args.layers), '--n_embd', str(args.width),
             '--n_head', str(args.width // 32), '--n_ctx', '128', cwd=work)
     command(os.path.join(ROOT, 'prepare_jokes.py'), jokes_json(), '-o', 'train.txt',

@@ -18,7 +18,7 @@ import time
 
 from common import random_model, report
 
-import generation
+from gpt2tune.generate import generation
 
 BATCHES = (1, 8, 16)
 PRECISIONS = ('float32', 'bfloat16')

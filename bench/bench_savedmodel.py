@@ -16,11 +16,11 @@ import time
 
 from common import random_model, report
 
-import cli
+from gpt2tune import cli
 
 tf = cli.start_tensorflow()
-import export_savedmodel  # noqa: E402
-import generation  # noqa: E402
+from gpt2tune.commands import export_savedmodel  # noqa: E402
+from gpt2tune.generate import generation  # noqa: E402
 
 BATCHES = (1, 8)
 TOP_K = 40

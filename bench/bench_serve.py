@@ -32,7 +32,7 @@ import time
 
 from common import ROOT, random_model, report
 
-import generation
+from gpt2tune.generate import generation
 
 WORDS = ('chicken road bar horse doctor lawyer priest rabbi duck cow dog cat fish '
          'elephant penguin wizard').split()
@@ -44,7 +44,7 @@ class Server:
             s.bind(('127.0.0.1', 0))
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), '--models_dir',
+            [sys.executable, '-m', 'gpt2tune.commands.serve', '--models_dir',
              models_dir, '--model_name', name, '--port', str(self.port), *flags],
             stderr=subprocess.PIPE, text=True, env=dict(
                 os.environ, PYTHONPATH=os.path.join(ROOT, 'src')))

@@ -17,7 +17,7 @@ import time
 from common import CACHE, ROOT, jokes_text, random_model, report
 
 SCRIPTS = ['train.py', 'encode.py', 'prepare_text.py', 'src/interactive_conditional_samples.py',
-           'src/generate_unconditional_samples.py', 'src/score.py']
+           'src/generate_unconditional_samples.py', 'gpt2tune.commands.score']
 
 
 def seconds(command, cwd=ROOT):

@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 from common import median_time, peak_rss_gb, random_model, report
 
-import model_dir
-from hparams import variable_shapes
-from train_config import PRECISIONS, TrainConfig
-from train_graph import open_train_step, step_choices
+from gpt2tune.model import model_dir
+from gpt2tune.model.hparams import variable_shapes
+from gpt2tune.train.train_config import PRECISIONS, TrainConfig
+from gpt2tune.train.train_graph import open_train_step, step_choices
 
 tf1 = tf.compat.v1
 

@@ -8,7 +8,7 @@ import statistics
 import sys
 import time
 
-from release import CHECKPOINT_STATE, ENCODER, ENDOFTEXT
+from gpt2tune.model.release import CHECKPOINT_STATE, ENCODER, ENDOFTEXT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get('BENCH_CACHE', os.path.join(ROOT, '.bench-cache'))
@@ -59,10 +59,10 @@ def random_model(size='124M'):
     'tiny' (2 layers, 32 wide, n_ctx 64) for timing what is not the model."""
     name = f'random-{size}'
     if not os.path.isfile(os.path.join(CACHE, name, CHECKPOINT_STATE)):
-        import cli
+        from gpt2tune import cli
         cli.start_tensorflow()
-        from hparams import SIZES, HParams
-        from model_dir import init_random
+        from gpt2tune.model.hparams import SIZES, HParams
+        from gpt2tune.model.model_dir import init_random
         n_embd, n_head, n_layer = SIZES[size] if size != 'tiny' else (32, 2, 2)
         n_ctx = 64 if size == 'tiny' else 1024
         print(f'bench: writing {name} into {CACHE}', file=sys.stderr)

@@ -31,8 +31,8 @@ def real_vocab():
 def models_dir(tmp_path_factory, vocab_dir):
     """A models folder holding `tiny`: 2 layers, 32 wide, n_ctx 64, random weights, biases
     and layer-norm gains and biases (fixtures.random_arrays)."""
-    import encoder
-    from hparams import HParams
+    from gpt2tune.data import encoder
+    from gpt2tune.model.hparams import HParams
 
     directory = tmp_path_factory.mktemp('models')
     hparams = HParams(n_vocab=encoder.load_encoder(vocab_dir).n_vocab, n_ctx=64, n_embd=32,

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import regex
 
-from encoder import PAT_STR, bytes_to_unicode
+from gpt2tune.data.encoder import PAT_STR, bytes_to_unicode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +57,7 @@ def random_arrays(hparams, seed):
     Matrices of the blocks have a standard deviation near 1/sqrt(n_embd): with GPT-2's
     0.02 the blocks add little to the token's own embedding and a greedy continuation
     repeats one token."""
-    from hparams import variable_shapes
+    from gpt2tune.model.hparams import variable_shapes
     rs = np.random.RandomState(seed)
     stdev = {'model/wte': 0.02, 'model/wpe': 0.1, 'w': 0.2, 'b': 0.1, 'g': 0.2}
     arrays = {}
@@ -70,7 +70,7 @@ def random_arrays(hparams, seed):
 
 def write_random_model(directory, hparams, vocab_dir, seed):
     """A model directory in the release layout with random_arrays(hparams, seed)."""
-    from model_dir import save_arrays
+    from gpt2tune.model.model_dir import save_arrays
     save_arrays(str(directory), random_arrays(hparams, seed), hparams, vocab_dir)
 
 
@@ -94,7 +94,7 @@ def write_stupidstuff(path, n=60):
 
 def train_config(tmp_path, models_dir, corpus, **overrides):
     """A TrainConfig for the tiny model, writing under tmp_path."""
-    from train_config import TrainConfig
+    from gpt2tune.train.train_config import TrainConfig
     values = dict(dataset=corpus, model_name='tiny', models_dir=models_dir, batch_size=2,
                   learning_rate=3e-3, steps=4, save_every=1000, sample_every=1000,
                   sample_length=8, seed=1, precision='float32',
@@ -111,12 +111,14 @@ def variables_of(ckpt):
 
 
 def run_script(script, *args, stdin=None, env=None, fakes=(), cwd=ROOT, check=True):
-    """Run one of the project's scripts (path from the repository root) as a user would,
-    with PYTHONPATH=src; with `fakes`, through tests/run_with_fakes.py."""
+    """Run one of the project's scripts (a path from the repository root, or a command's
+    module: gpt2tune.commands.serve) as a user would, with PYTHONPATH=src; with `fakes`,
+    through tests/run_with_fakes.py."""
     import run_with_fakes
     full_env = script_env(**(env or {}))
     command = (run_with_fakes.command(list(fakes), script, *args) if fakes else
-               [sys.executable, os.path.join(ROOT, script), *args])
+               [sys.executable, os.path.join(ROOT, script), *args] if script.endswith('.py')
+               else [sys.executable, '-m', script, *args])
     result = subprocess.run(command, input=stdin, capture_output=True, text=True,
                             env=full_env, cwd=cwd, timeout=600)
     if check and result.returncode != 0:
@@ -251,9 +253,8 @@ def nvidia_machine(tmp_path, driver=None, gpus=(), smi_rows=()):
 
 def simulate_nvidia(monkeypatch, tmp_path, **machine):
     """nvidia_machine(tmp_path, **machine) in this process."""
-    import nvidia
-    import resources
     import run_with_fakes
+    from gpt2tune import nvidia, resources
     env, fakes = nvidia_machine(tmp_path, **machine)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

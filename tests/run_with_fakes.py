@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def chief_work_delay(seconds):
-    import training
+    from gpt2tune.train import training
     write_samples = training.Trainer.write_samples
     delayed = []
 
@@ -56,7 +56,7 @@ def chief_work_delay(seconds):
 
 
 def hold_after_step(step):
-    import training
+    from gpt2tune.train import training
     report_step = training.report_step
 
     def report_then_hold(t, stop, *args):
@@ -69,7 +69,7 @@ def hold_after_step(step):
 
 
 def late_start(seconds):
-    import training
+    from gpt2tune.train import training
     loop = training.loop
 
     def late_loop(t, stop):
@@ -81,7 +81,7 @@ def late_start(seconds):
 
 
 def hold_after_batches(n_batches):
-    import generation
+    from gpt2tune.generate import generation
     samples = generation.GPT2.samples
     calls = []
 
@@ -97,7 +97,7 @@ def hold_after_batches(n_batches):
 
 
 def serve_hold(n_requests):
-    import batching
+    from gpt2tune.serve import batching
     submit, busy = batching.Engine.submit, batching.Engine.busy
     submitted = []
 
@@ -112,7 +112,7 @@ def serve_hold(n_requests):
 
 
 def serve_pause(spec):
-    import engine
+    from gpt2tune.generate import engine
     steps, release = spec.split(':', 1)
     step = engine.Engine.step
     taken = []
@@ -129,13 +129,13 @@ def serve_pause(spec):
 
 
 def nvidia_version_file(path):
-    import nvidia  # imports no TensorFlow
+    from gpt2tune import nvidia  # imports no TensorFlow
     nvidia.VERSION_FILE = path
 
 
 def gpus(spec):
     # resources imports TensorFlow, which the script's quiet start must import first.
-    when_imported('resources', lambda module: simulate_gpus(module, json.loads(spec)))
+    when_imported('gpt2tune.resources', lambda module: simulate_gpus(module, json.loads(spec)))
 
 
 def simulate_gpus(resources, devices):
@@ -190,14 +190,18 @@ def main(*args):
         sys.argv = ['-c', *rest]
         exec(compile(code, '<string>', 'exec'), {'__name__': '__main__'})
         return
+    if not script.endswith('.py'):  # a module: gpt2tune.commands.serve
+        sys.argv = [script, *rest]
+        runpy.run_module(script, run_name='__main__', alter_sys=True)
+        return
     path = os.path.join(ROOT, script)
     sys.argv = [path, *rest]
     runpy.run_path(path, run_name='__main__')
 
 
 def command(fakes, script, *args):
-    """The command line that runs `script` (from the repository root) with `fakes` (one
-    FAKE=VALUE, or several in a list)."""
+    """The command line that runs `script` (a path from the repository root, or a module)
+    with `fakes` (one FAKE=VALUE, or several in a list)."""
     fakes = [fakes] if isinstance(fakes, str) else list(fakes)
     return [sys.executable, os.path.abspath(__file__), *fakes, script, *args]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-import adafactor
+from gpt2tune.train import adafactor
 
 tf1 = tf.compat.v1
 

@@ -6,11 +6,9 @@ import threading
 
 import pytest
 
-import batching
-import engine
-import generation
-import model_dir
-import numpy_model
+from gpt2tune.generate import engine, generation, numpy_model
+from gpt2tune.model import model_dir
+from gpt2tune.serve import batching
 
 PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']

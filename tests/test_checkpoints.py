@@ -14,10 +14,10 @@ import tensorflow as tf
 
 import run_with_fakes
 import stress_resume
-import training
-from errors import UserError
 from fixtures import logged_losses, script_env, train_command, variables_of, write_random_model
 from fixtures import train_config as config
+from gpt2tune.errors import UserError
+from gpt2tune.train import training
 
 tf1 = tf.compat.v1
 
@@ -126,7 +126,7 @@ def test_best_model_is_replaced_whole(tmp_path, models_dir, corpus):
 
 def test_changed_model_shape_is_refused_before_training(tmp_path, models_dir, corpus,
                                                         two_checkpoints):
-    from hparams import HParams
+    from gpt2tune.model.hparams import HParams
     hparams = HParams.from_json(os.path.join(models_dir, 'tiny', 'hparams.json'))
     wider = HParams(**{**hparams.__dict__, 'n_embd': 64})
     write_random_model(tmp_path / 'models' / 'tiny', wider, os.path.join(models_dir, 'tiny'),
@@ -194,8 +194,7 @@ def test_resuming_with_other_data_settings_is_one_clear_error(tmp_path, models_d
 def write_2019_run(run, models_dir, step):
     """A run folder as nshepperd's 2019 train.py left it: model variables only (no
     optimizer slots, no global_step), model-<step>.*, the state file and `counter`."""
-    import model
-    import model_dir
+    from gpt2tune.model import model, model_dir
     loaded = model_dir.load('tiny', models_dir)
     with tf.Graph().as_default(), tf1.Session() as sess:
         model.model(loaded.hparams, tf1.placeholder(tf.int32, [None, None]))
@@ -231,7 +230,7 @@ def test_the_vocabulary_is_in_place_before_hparams_marks_the_folder_complete(
         tmp_path, models_dir, corpus, monkeypatch):
     """A kill while the vocabulary is copied must not leave hparams.json, which would
     make the next save skip the copy (and a resume see "another vocabulary")."""
-    import model_dir
+    from gpt2tune.model import model_dir
 
     def killed(source, directory):
         raise OSError(28, 'No space left on device')

@@ -1,18 +1,21 @@
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
-import cli
 import run_with_fakes
 from fixtures import ROOT, nvidia_machine, script_env
+from gpt2tune import cli
 
+# The walkthrough's scripts, by path.
 SCRIPTS = ['train.py', 'encode.py', 'prepare_jokes.py', 'prepare_text.py',
            'src/interactive_conditional_samples.py',
-           'src/generate_unconditional_samples.py', 'src/score.py', 'src/plot_run.py',
-           'src/init_model.py', 'src/huggingface.py', 'src/doctor.py',
-           'src/export_savedmodel.py']
+           'src/generate_unconditional_samples.py']
+# Every console script of pyproject.toml: (name, 'module:function').
+with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+    CONSOLE_SCRIPTS = sorted(tomllib.load(f)['project']['scripts'].items())
 
 # Lines TensorFlow 2.21 printed at start on a machine without a GPU, as they came.
 START_LINES = [
@@ -34,9 +37,10 @@ REAL_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize('script', SCRIPTS)
-def test_help_answers_without_tensorflow(script):
-    result = subprocess.run([sys.executable, '-X', 'importtime', f'{ROOT}/{script}', '--help'],
+def answers_help_without_tensorflow(command):
+    """Run `command` (the Python after sys.executable) with --help: its help shows and no
+    TensorFlow module was imported."""
+    result = subprocess.run([sys.executable, '-X', 'importtime', *command, '--help'],
                             capture_output=True, text=True, env=script_env(PAGER='cat'),
                             timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -44,6 +48,18 @@ def test_help_answers_without_tensorflow(script):
     imported = [line.split('|')[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith('import time:')]
     assert imported and not [m for m in imported if m.startswith('tensorflow')]
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_walkthrough_script_answers_help_without_tensorflow(script):
+    answers_help_without_tensorflow([f'{ROOT}/{script}'])
+
+
+@pytest.mark.parametrize('name, target', CONSOLE_SCRIPTS)
+def test_console_script_answers_help_without_tensorflow(name, target):
+    module, function = target.split(':')
+    answers_help_without_tensorflow(
+        ['-c', f'import sys; sys.argv[0] = {name!r}; import {module}; {module}.{function}()'])
 
 
 def test_start_noise_is_held_back_and_real_errors_show():
@@ -60,7 +76,8 @@ def run_start(*args, nvidia=None, first_on_path=None, report_devices=True, **env
     """Start TensorFlow as the scripts do, on a machine with no NVIDIA driver unless
     `nvidia` (fixtures.nvidia_machine) simulates one; `first_on_path` goes first on
     PYTHONPATH."""
-    code = ('import sys, cli; cli.start_tensorflow(sys.argv[1:] == ["verbose"], '
+    code = ('import sys; from gpt2tune import cli; '
+            'cli.start_tensorflow(sys.argv[1:] == ["verbose"], '
             f'report_devices={report_devices}); print("after start", file=sys.stderr)')
     machine_env, fakes = nvidia or ({}, ['nvidia_version_file=/nonexistent', 'gpus=[]'])
     full_env = script_env(**machine_env, **env)

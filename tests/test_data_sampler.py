@@ -7,8 +7,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from data_sampler import PackedSampler, Sampler
-from errors import UserError
+from gpt2tune.data.data_sampler import PackedSampler, Sampler
+from gpt2tune.errors import UserError
 
 EOT = 0
 LENGTH = 128

@@ -2,9 +2,11 @@ import re
 
 from fixtures import nvidia_machine, run_script
 
+DOCTOR = 'gpt2tune.commands.doctor'
+
 
 def test_the_self_check_reports_the_machine_the_choices_and_a_real_step(vocab_dir, tmp_path):
-    out = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir,
+    out = run_script(DOCTOR, '--size', 'tiny', '--vocab_dir', vocab_dir,
                      cwd=tmp_path).stdout
     sections = re.findall(r'^== (\w+)', out, re.MULTILINE)
     assert sections == ['machine', 'choices', 'a']
@@ -22,7 +24,7 @@ def test_the_self_check_reports_the_machine_the_choices_and_a_real_step(vocab_di
 
 
 def test_the_self_check_names_a_missing_vocabulary(tmp_path):
-    result = run_script('src/doctor.py', '--vocab_dir', str(tmp_path), check=False)
+    result = run_script(DOCTOR, '--vocab_dir', str(tmp_path), check=False)
     assert result.returncode == 2
     assert result.stderr == (f'error: {tmp_path}: no encoder.json and vocab.bpe there; pass '
                              '--vocab_dir (sh download_model.sh 117M fetches them)\n')
@@ -33,7 +35,7 @@ def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(voca
     env, fakes = nvidia_machine(tmp_path, driver='550.54.14',
                                 smi_rows=['Tesla T4, 15360, 12288'],
                                 gpus=[{'name': 'Tesla T4', 'compute_capability': [7, 5]}])
-    result = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
+    result = run_script(DOCTOR, '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
                         fakes=fakes)
     machine = result.stdout.split('== choices')[0].splitlines()
     assert machine[-3:] == [
@@ -50,7 +52,7 @@ def test_the_self_check_reports_the_driver_and_a_simulated_gpus_free_memory(voca
 def test_the_self_check_warns_of_a_driver_whose_gpu_tensorflow_does_not_see(vocab_dir,
                                                                            tmp_path):
     env, fakes = nvidia_machine(tmp_path, driver='550.54.14')
-    out = run_script('src/doctor.py', '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
+    out = run_script(DOCTOR, '--size', 'tiny', '--vocab_dir', vocab_dir, env=env,
                      fakes=fakes).stdout
     machine = out.split('== choices')[0].splitlines()
     assert machine[-3].startswith('warning: NVIDIA driver 550.54.14 found but TensorFlow '

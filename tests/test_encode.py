@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-import encoder
 from fixtures import reference_tokenizer, run_script
+from gpt2tune.data import encoder
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def test_encoding_errors_replace_accepts_bad_bytes(models_dir, vocab_dir, tmp_pa
 
 
 def test_npz_with_ids_outside_the_vocabulary_is_refused(tmp_path, models_dir):
-    from errors import UserError
-    from load_dataset import load_dataset
+    from gpt2tune.data.load_dataset import load_dataset
+    from gpt2tune.errors import UserError
     np.savez(tmp_path / 'bad.npz', np.array([1, 2, 70000]))
     enc = encoder.get_encoder('tiny', models_dir)
     with pytest.raises(UserError, match=f'token id 70000, outside the vocabulary '

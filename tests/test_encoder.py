@@ -5,10 +5,9 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-import encoder
-import load_dataset
-from errors import UserError
 from fixtures import MIXED_TEXTS, reference_tokenizer
+from gpt2tune.data import encoder, load_dataset
+from gpt2tune.errors import UserError
 
 
 @pytest.fixture(scope='module')

@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import engine
-import model
-import model_dir
-import numpy_model
-import sample
-from hparams import HParams
+from gpt2tune.generate import engine, numpy_model, sample
+from gpt2tune.model import model, model_dir
+from gpt2tune.model.hparams import HParams
 
 tf1 = tf.compat.v1
 

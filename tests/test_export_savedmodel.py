@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import encoder
-import export_savedmodel
 import fixtures
-import generation
-import model_dir
-import numpy_model
-import sample
-import savedmodel
 from fixtures import ROOT, run_script
-from hparams import HParams
+from gpt2tune.commands import export_savedmodel
+from gpt2tune.data import encoder
+from gpt2tune.export import savedmodel
+from gpt2tune.generate import generation, numpy_model, sample
+from gpt2tune.model import model_dir
+from gpt2tune.model.hparams import HParams
 
 # Prompts of different lengths, right-padded to WIDTH (beyond the longest) with PAD: the
 # signature must ignore whatever pads them.
@@ -31,7 +29,7 @@ WIDTH, PAD = 9, 3
 LOAD_AND_GENERATE = r'''
 import importlib.util, json, sys
 import tensorflow as tf
-assert importlib.util.find_spec('savedmodel') is None, 'project code is importable'
+sys.modules['gpt2tune'] = None  # no project code can load here, installed or not
 request = json.load(sys.stdin)
 generate = tf.saved_model.load(request['path']).signatures['serving_default']
 specs = generate.structured_input_signature[1]
@@ -260,7 +258,7 @@ def test_bad_command_line_is_one_error_line_and_writes_nothing(models_dir, tmp_p
                                                               message):
     (tmp_path / 'existing').mkdir()
     before = sorted(os.listdir(tmp_path))
-    result = run_script('src/export_savedmodel.py',
+    result = run_script('gpt2tune.commands.export_savedmodel',
                         *[a.format(models=models_dir, tmp=tmp_path) for a in args],
                         check=False)
     assert message in cli_error(result)

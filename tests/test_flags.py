@@ -8,11 +8,11 @@ import inspect
 import fire
 import pytest
 
-import sample
-import train_config
-from errors import UserError
-from flags import FLAGS, SHARED, add, fire_command
-from sample_flags import check_batches, fire_argv
+from gpt2tune.commands.sample_flags import check_batches, fire_argv
+from gpt2tune.errors import UserError
+from gpt2tune.flags import FLAGS, SHARED, add, fire_command
+from gpt2tune.generate import sample
+from gpt2tune.train import train_config
 
 FIELDS = [f.name for f in dataclasses.fields(sample.SamplingOptions)]
 
@@ -102,8 +102,7 @@ def test_batch_size_must_divide_nsamples_where_samples_come_a_batch_at_a_time():
 
 
 def test_the_sampling_scripts_keep_the_2019_positional_order():
-    import generate_unconditional_samples
-    import interactive_conditional_samples
+    from gpt2tune.commands import generate_unconditional_samples, interactive_conditional_samples
     openai_2019 = ['model_name', 'seed', 'nsamples', 'batch_size', 'length', 'temperature',
                    'top_k', 'top_p', 'models_dir']
     for command in (interactive_conditional_samples.interact_model,

@@ -16,12 +16,11 @@ import time
 
 import pytest
 
-import cli
-import generation
 import run_with_fakes
-import sample_files
-from errors import UserError
 from fixtures import ROOT, run_script, script_env
+from gpt2tune import cli
+from gpt2tune.errors import UserError
+from gpt2tune.generate import generation, sample_files
 
 PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']
@@ -131,7 +130,7 @@ USER_PROGRAM = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
 logging.getLogger('mine').info('before')
-from generation import GPT2
+from gpt2tune.generate.generation import GPT2
 gpt2 = GPT2.load(sys.argv[1], seed=1)
 print(len(gpt2.generate('Hi|', length=3)))
 logging.getLogger('mine').info('after')
@@ -436,8 +435,8 @@ def test_ctrl_c_at_the_prompt_exits_0(models_dir):
 
 @pytest.mark.slow
 def test_api_loads_a_training_run_folder(tmp_path, models_dir, corpus):
-    import training
     from fixtures import train_config
+    from gpt2tune.train import training
     training.train(train_config(tmp_path, models_dir, corpus, steps=2, save_every=2))
     g = generation.GPT2.load(str(tmp_path / 'checkpoint' / 'run1'))
     try:

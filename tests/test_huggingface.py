@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import encoder
-import generation
-import huggingface
-import model
-import model_dir
-from errors import UserError
 from fixtures import MIXED_TEXTS, variables_of
+from gpt2tune.commands import huggingface as huggingface_command
+from gpt2tune.data import encoder
+from gpt2tune.errors import UserError
+from gpt2tune.generate import generation
+from gpt2tune.model import model, model_dir
 
 tf1 = tf.compat.v1
 
@@ -20,12 +19,12 @@ tf1 = tf.compat.v1
 @pytest.fixture(scope='module')
 def exported(models_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp('hf') / 'tiny-hf'
-    huggingface.export(os.path.join(models_dir, 'tiny'), str(out))
+    huggingface_command.export(os.path.join(models_dir, 'tiny'), str(out))
     return out
 
 
 def test_round_trip_keeps_every_variable(models_dir, exported, tmp_path):
-    huggingface.import_(str(exported), str(tmp_path / 'back'))
+    huggingface_command.import_(str(exported), str(tmp_path / 'back'))
     original = variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
     back = variables_of(str(tmp_path / 'back' / 'model.ckpt'))
     assert sorted(back) == sorted(original)
@@ -125,7 +124,7 @@ def test_import_of_a_model_saved_by_transformers_gives_its_logits(saved_by_trans
                                                                    tmp_path):
     """Not our own export: a name mapping wrong both ways would survive the round trip."""
     hf, saved = saved_by_transformers
-    huggingface.import_(str(saved), str(tmp_path / 'imported'))
+    huggingface_command.import_(str(saved), str(tmp_path / 'imported'))
     loaded = model_dir.load('imported', str(tmp_path))
     tokens = np.random.RandomState(0).randint(0, loaded.hparams.n_vocab, size=[2, 30])
     np.testing.assert_allclose(our_logits(loaded, tokens), their_logits(hf, tokens),
@@ -146,10 +145,10 @@ def test_unsupported_architecture_is_refused(exported, tmp_path):
     config = json.loads((bad / 'config.json').read_text())
     (bad / 'config.json').write_text(json.dumps({**config, 'activation_function': 'relu'}))
     with pytest.raises(UserError, match="activation_function 'relu' is not GPT-2's"):
-        huggingface.import_(str(bad), str(tmp_path / 'out'))
+        huggingface_command.import_(str(bad), str(tmp_path / 'out'))
     (bad / 'config.json').write_text(json.dumps({**config, 'model_type': 'llama'}))
     with pytest.raises(UserError, match="model_type 'llama'; only gpt2"):
-        huggingface.import_(str(bad), str(tmp_path / 'out'))
+        huggingface_command.import_(str(bad), str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()
 
 
@@ -160,7 +159,7 @@ def test_shape_that_does_not_match_config_is_named(exported, tmp_path):
     (bad / 'config.json').write_text(json.dumps({**config, 'n_positions': 32}))
     with pytest.raises(UserError, match=r'transformer.wpe.weight has shape \[64, 32\], '
                                         r'config.json implies \[32, 32\]'):
-        huggingface.import_(str(bad), str(tmp_path / 'out'))
+        huggingface_command.import_(str(bad), str(tmp_path / 'out'))
     assert not os.path.exists(tmp_path / 'out.partial')
 
 
@@ -169,11 +168,11 @@ def test_missing_files_and_mismatched_vocabulary(exported, tmp_path):
     shutil.copytree(exported, bad)
     os.remove(bad / 'merges.txt')
     with pytest.raises(UserError, match='bad: missing merges.txt'):
-        huggingface.import_(str(bad), str(tmp_path / 'out'))
+        huggingface_command.import_(str(bad), str(tmp_path / 'out'))
     shutil.copyfile(exported / 'merges.txt', bad / 'merges.txt')
     config = json.loads((bad / 'config.json').read_text())
     vocab = json.loads((bad / 'vocab.json').read_text())
     vocab['<|extra|>'] = config['vocab_size']
     (bad / 'vocab.json').write_text(json.dumps(vocab))
     with pytest.raises(UserError, match='more than the .* rows of the token embedding'):
-        huggingface.import_(str(bad), str(tmp_path / 'out'))
+        huggingface_command.import_(str(bad), str(tmp_path / 'out'))

@@ -3,8 +3,8 @@ tests/test_numpy_model.py)."""
 
 import pytest
 
-import kernels
-from errors import UserError
+from gpt2tune.errors import UserError
+from gpt2tune.generate import kernels
 
 
 def test_auto_is_float32_and_a_named_precision_is_taken_as_it_is():

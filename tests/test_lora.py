@@ -6,11 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import lora
-import model
-import model_dir
-import training
-from errors import UserError
 from fixtures import (
     numpy_gpt2,
     script_env,
@@ -18,7 +13,11 @@ from fixtures import (
     write_random_model,
 )
 from fixtures import train_config as config
-from stop_flag import StopFlag
+from gpt2tune.commands import lora as lora_command
+from gpt2tune.errors import UserError
+from gpt2tune.model import lora, model, model_dir
+from gpt2tune.train import training
+from gpt2tune.train.stop_flag import StopFlag
 
 tf1 = tf.compat.v1
 LORA = dict(lora_rank=4, lora_targets='attn,mlp/c_fc', also_train='ln_f', seed=3)
@@ -114,7 +113,7 @@ def test_merged_weights_give_the_adapted_models_logits(models_dir, trained, tmp_
                                atol=2e-4)
     assert np.abs(adapted - graph_logits(loaded.hparams, os.path.join(
         models_dir, 'tiny', 'model.ckpt'), tokens)).max() > 0.01  # the adapters matter
-    lora.merge_run(str(run), str(tmp_path / 'merged'))
+    lora_command.merge_run(str(run), str(tmp_path / 'merged'))
     written = variables_of(str(tmp_path / 'merged' / 'model.ckpt'))
     assert sorted(written) == sorted(base)
     for name in written:
@@ -125,10 +124,10 @@ def test_the_sampling_api_reads_a_lora_run(models_dir, trained, tmp_path):
     """A run folder, a copy of it (the base is referenced, not copied) and the model
     `lora.py merge` writes sample alike, and unlike the base with the run's trained ln_f
     (what the adapters change)."""
-    import generation
+    from gpt2tune.generate import generation
     run, _ = trained
     shutil.copytree(run, tmp_path / 'run1')
-    lora.merge_run(str(run), str(tmp_path / 'merged'))
+    lora_command.merge_run(str(run), str(tmp_path / 'merged'))
     loaded = model_dir.load(run.name, str(run.parent))
     base = base_weights(models_dir)
     base.update({n: a for n, a in variables_of(loaded.checkpoint).items() if n in base})
@@ -249,8 +248,8 @@ def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, model
 def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompute):
     """tf.recompute_grad computes the gradient of every variable its block reads: the
     frozen matrices' [nx, nf] products would come back (and double the 1558M peak)."""
-    import train_graph
-    from train_config import TrainConfig
+    from gpt2tune.train import train_graph
+    from gpt2tune.train.train_config import TrainConfig
     hparams = model_dir.load('tiny', models_dir).hparams
     n = hparams.n_embd
     weight_shapes = ([n, 3 * n], [n, n], [n, 4 * n], [4 * n, n])
@@ -270,8 +269,8 @@ def test_a_lora_step_computes_no_gradient_of_a_frozen_matrix(models_dir, recompu
 def test_a_bfloat16_lora_run_holds_its_frozen_matrices_once_in_bfloat16(models_dir):
     """The frozen matrices are bfloat16 variables read by the products as they are (no
     float32 copy, no cast), loaded from the float32 checkpoint; what trains stays float32."""
-    import train_graph
-    from train_config import TrainConfig
+    from gpt2tune.train import train_graph
+    from gpt2tune.train.train_config import TrainConfig
     loaded = model_dir.load('tiny', models_dir)
     stored = base_weights(models_dir)
     with tf.Graph().as_default() as graph:
@@ -319,7 +318,7 @@ def test_a_lora_run_on_a_bfloat16_base_loses_what_one_on_a_float32_base_does(
 
 
 def test_the_savedmodel_of_a_lora_run_holds_the_merged_weights(models_dir, trained, tmp_path):
-    import export_savedmodel
+    from gpt2tune.commands import export_savedmodel
     run, _ = trained
     out = tmp_path / 'savedmodel'
     export_savedmodel.main([str(run), str(out)])

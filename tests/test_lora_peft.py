@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-import huggingface
-import lora_peft
-import model_dir
-from errors import UserError
+from gpt2tune.commands import huggingface as huggingface_command
+from gpt2tune.commands import peft as peft_command
+from gpt2tune.errors import UserError
+from gpt2tune.model import model_dir
 from test_lora import graph_logits, tokens_for, trained  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow  # PyTorch and transformers load in seconds
@@ -25,7 +25,7 @@ def peft_adapters(models_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2LMHeadModel
     tmp = tmp_path_factory.mktemp('peft')
-    huggingface.export(os.path.join(models_dir, 'tiny'), str(tmp / 'hf'))
+    huggingface_command.export(os.path.join(models_dir, 'tiny'), str(tmp / 'hf'))
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=12, target_modules=TARGETS, fan_in_fan_out=True,
                         init_lora_weights=False, task_type='CAUSAL_LM')
@@ -45,7 +45,7 @@ def peft_logits(hf_dir, adapter_dir, tokens):
 
 def test_peft_adapters_import_export_and_equal_transformers_logits(models_dir, peft_adapters):
     tmp = peft_adapters
-    lora_peft.import_(str(tmp / 'theirs'), str(tmp / 'ours'), os.path.join(models_dir, 'tiny'))
+    peft_command.import_(str(tmp / 'theirs'), str(tmp / 'ours'), os.path.join(models_dir, 'tiny'))
     loaded = model_dir.load('ours', str(tmp))
     tokens = tokens_for(loaded.hparams)
     theirs = peft_logits(str(tmp / 'hf'), str(tmp / 'theirs'), tokens)
@@ -54,7 +54,7 @@ def test_peft_adapters_import_export_and_equal_transformers_logits(models_dir, p
     assert np.abs(theirs - base).max() > 0.01  # the adapters matter
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     # Back to PEFT's files: the same tensors, loading in peft to the same logits.
-    lora_peft.export(str(tmp / 'ours'), str(tmp / 'back'))
+    peft_command.export(str(tmp / 'ours'), str(tmp / 'back'))
     original, back = (load_file(str(tmp / d / 'adapter_model.safetensors'))
                       for d in ('theirs', 'back'))
     assert sorted(original) == sorted(back)
@@ -67,12 +67,12 @@ def test_peft_adapters_import_export_and_equal_transformers_logits(models_dir, p
 
 
 def test_a_run_trained_here_loads_in_peft(models_dir, corpus, peft_adapters, tmp_path):
-    import training
     from fixtures import train_config
+    from gpt2tune.train import training
     training.train(train_config(tmp_path, models_dir, corpus, steps=2, save_every=2,
                                 learning_rate=0.01, lora_rank=2, lora_targets='mlp'))
     run = tmp_path / 'checkpoint' / 'run1'
-    lora_peft.export(str(run), str(tmp_path / 'peft'))
+    peft_command.export(str(run), str(tmp_path / 'peft'))
     loaded = model_dir.load('run1', str(run.parent))
     tokens = tokens_for(loaded.hparams)
     np.testing.assert_allclose(
@@ -83,5 +83,5 @@ def test_a_run_trained_here_loads_in_peft(models_dir, corpus, peft_adapters, tmp
 def test_a_run_that_also_trains_weights_is_not_exported(trained, tmp_path):  # noqa: F811
     run, _ = trained
     with pytest.raises(UserError, match='also trains model/ln_f.*--also_train'):
-        lora_peft.export(str(run), str(tmp_path / 'out'))
+        peft_command.export(str(run), str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import model
-import model_dir
-from errors import UserError
 from fixtures import numpy_gpt2
-from hparams import HParams, variable_shapes
+from gpt2tune.errors import UserError
+from gpt2tune.model import model, model_dir
+from gpt2tune.model.hparams import HParams, variable_shapes
 
 tf1 = tf.compat.v1
 
@@ -99,8 +98,8 @@ def test_attention_gradient_equals_automatic_differentiation(dtype, tolerance):
 def peak_bytes_of_a_step(hparams, recompute, dtype):
     """The most bytes TensorFlow's allocator held at once during one training step of a
     model with random weights (its allocation records: no timing involved)."""
-    import train_graph
-    from train_config import TrainConfig
+    from gpt2tune.train import train_graph
+    from gpt2tune.train.train_config import TrainConfig
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(0)
         g = train_graph.build_train_graph(hparams, TrainConfig(dataset='x', batch_size=1),

@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-import kernels
-import numpy_model
-import resources
 from fixtures import ROOT, numpy_gpt2, random_arrays
-from hparams import HParams
+from gpt2tune import resources
+from gpt2tune.generate import kernels, numpy_model
+from gpt2tune.model.hparams import HParams
 
 KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow')]
 # Wider than the tiny model, with a small vocabulary: a row's products, norms and

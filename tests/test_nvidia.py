@@ -2,8 +2,8 @@
 
 import pytest
 
-import nvidia
 from fixtures import simulate_nvidia
+from gpt2tune import nvidia
 
 ROWS = ['Tesla T4, 15360, 15000', 'NVIDIA A100-SXM4-40GB, 40960, 39936']
 

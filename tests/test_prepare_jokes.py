@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-import prepare_jokes
-from errors import UserError
+from gpt2tune.commands import prepare_jokes
+from gpt2tune.errors import UserError
 
 REDDIT = [{'title': 'Why did the chicken cross the road?', 'body': 'To get to the other side.',
            'score': 5, 'id': 'a1'},

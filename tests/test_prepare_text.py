@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from errors import UserError
 from fixtures import run_script
-from release import ENDOFTEXT
+from gpt2tune.errors import UserError
+from gpt2tune.model.release import ENDOFTEXT
 
 PROMPT_DOCS = ['Why did the chicken cross the road?|To get to the other side.',
                'A pun, a comma, and "quotes"\nover two lines',
@@ -126,5 +126,5 @@ def test_format_can_be_forced(tmp_path):
     _, docs = prepare(tmp_path, 'export.dat', '--format', 'jsonl')
     assert docs == ['one']
     with pytest.raises(UserError, match='is a folder; --format csv reads a file'):
-        from text_data import format_of
+        from gpt2tune.data.text_data import format_of
         format_of(str(tmp_path), 'csv')

@@ -1,7 +1,7 @@
 import io
 import re
 
-from progress import Progress
+from gpt2tune.train.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -4,9 +4,8 @@ list simulated (fixtures.simulate_nvidia)."""
 import pytest
 import tensorflow as tf
 
-import nvidia
-import resources
 from fixtures import simulate_nvidia
+from gpt2tune import nvidia, resources
 
 A100 = {'name': 'NVIDIA A100-SXM4-40GB', 'compute_capability': [8, 0]}
 T4 = {'name': 'Tesla T4', 'compute_capability': [7, 5]}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import row_product
+from gpt2tune.generate import row_product
 
 
 @pytest.fixture

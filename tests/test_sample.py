@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-import sample
-from errors import UserError
 from fixtures import ROOT
-from hparams import HParams
+from gpt2tune.errors import UserError
+from gpt2tune.generate import sample
+from gpt2tune.model.hparams import HParams
 
 LOGITS = np.array([[1.0, 3.0, 2.0, 0.0, -1.0],
                    [0.0, 0.0, 5.0, 4.9, 1.0]])

@@ -6,8 +6,10 @@ import re
 import numpy as np
 import pytest
 
-import model_dir
 from fixtures import SAMPLE_TEXT, numpy_gpt2, run_script
+from gpt2tune.model import model_dir
+
+SCORE = 'gpt2tune.commands.score'
 
 TEXT = SAMPLE_TEXT[:120]  # fewer tokens than the tiny model's context: one window
 
@@ -32,14 +34,14 @@ def test_the_loss_is_the_models_on_the_text(models_dir, tmp_path, expected_loss,
                                             tolerance):
     text = tmp_path / 'text.txt'
     text.write_text(TEXT, encoding='utf-8')
-    result = run_script('src/score.py', str(text), '--models_dir', models_dir,
+    result = run_script(SCORE, str(text), '--models_dir', models_dir,
                         '--model_name', 'tiny', '--precision', precision)
     loss = float(re.search(r'loss=([0-9.]+)', result.stdout).group(1))
     assert abs(loss - expected_loss) < tolerance
 
 
 def test_an_unknown_precision_is_one_error_line_before_tensorflow(models_dir, tmp_path):
-    result = run_script('src/score.py', str(tmp_path / 'any.txt'), '--models_dir', models_dir,
+    result = run_script(SCORE, str(tmp_path / 'any.txt'), '--models_dir', models_dir,
                         '--precision', 'int4', check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

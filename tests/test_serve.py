@@ -18,9 +18,11 @@ import urllib.request
 import openai
 import pytest
 
-import generation
 import run_with_fakes
-from fixtures import ROOT, script_env
+from fixtures import script_env
+from gpt2tune.generate import generation
+
+SERVE = 'gpt2tune.commands.serve'
 
 pytestmark = pytest.mark.slow
 KEY = 'test-key'
@@ -39,8 +41,8 @@ class Server:
         self.url = f'http://127.0.0.1:{self.port}'
         args = ['--models_dir', models_dir, '--model_name', 'tiny', '--port', str(self.port),
                 *flags]
-        command = (run_with_fakes.command(list(fakes), 'src/serve.py', *args) if fakes else
-                   [sys.executable, os.path.join(ROOT, 'src', 'serve.py'), *args])
+        command = (run_with_fakes.command(list(fakes), SERVE, *args) if fakes else
+                   [sys.executable, '-m', SERVE, *args])
         self.proc = subprocess.Popen(command, env=script_env(**env), stderr=subprocess.PIPE,
                                      text=True)
         self.wait_for_line('Serving tiny on')

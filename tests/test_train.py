@@ -12,12 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import plot_run
-import resources
 import run_with_fakes
-import train_graph
-import training
-from errors import UserError
 from fixtures import (
     ROOT,
     logged_losses,
@@ -28,9 +23,12 @@ from fixtures import (
     variables_of,
 )
 from fixtures import train_config as config
-from optimizers import learning_rate_at
-from test_plot_run import BLUE, ORANGE, pixels_of
-from train_config import TrainConfig
+from gpt2tune import resources
+from gpt2tune.errors import UserError
+from gpt2tune.train import loss_plot, train_graph, training
+from gpt2tune.train.optimizers import learning_rate_at
+from gpt2tune.train.train_config import TrainConfig
+from test_loss_plot import BLUE, ORANGE, pixels_of
 
 
 def losses_of(capsys):
@@ -67,11 +65,11 @@ def test_checkpoints_samples_and_steps(tmp_path, models_dir, corpus, capsys):
     assert f'epoch={5 * 2 * 64 / dataset_tokens:.2f}\n' in out
     # loss.png pictures this run's five losses: the picture of its metrics, with the
     # training curve in blue and no validation curve.
-    metrics = plot_run.read_metrics(str(run))
+    metrics = loss_plot.read_metrics(str(run))
     assert metrics['loss'][0] == [1, 2, 3, 4, 5]
     assert metrics['loss'][1] == pytest.approx(losses, abs=0.005)
     picture = matplotlib.image.imread(run / 'loss.png')
-    redrawn = matplotlib.image.imread(plot_run.plot_run(str(run), str(tmp_path / 'again.png')))
+    redrawn = matplotlib.image.imread(loss_plot.plot_run(str(run), str(tmp_path / 'again.png')))
     np.testing.assert_array_equal(picture, redrawn)
     rgb = np.round(picture[..., :3] * 255)
     assert picture.shape == (450, 800, 4)  # 8 x 4.5 inches at 100 dpi
@@ -222,7 +220,7 @@ def test_early_stopping_after_n_evaluations_without_improvement(tmp_path, models
 def test_weight_decay_waits_for_the_forward_pass(models_dir):
     """Every decay write depends on the cross-entropy of the forward pass, which reads
     every weight: so no decay can run before the forward pass has read its weight."""
-    import model_dir
+    from gpt2tune.model import model_dir
     hparams = model_dir.load('tiny', models_dir).hparams
     c = TrainConfig(dataset='x', weight_decay=0.1)
     with tf.Graph().as_default():
@@ -331,7 +329,7 @@ def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, 
 def test_loss_counts_only_the_targets_the_mask_keeps(models_dir):
     """Packing's loss: an independent forward pass, averaged over the targets whose
     loss_mask is 1; what stands in the padding after them changes nothing."""
-    import model_dir
+    from gpt2tune.model import model_dir
     loaded = model_dir.load('tiny', models_dir)
     hparams = loaded.hparams
     rs = np.random.RandomState(4)
@@ -521,7 +519,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path, models_dir, corpu
                  'is lost'),
     (True, 0, 'SIGINT: already stopping, saving first')])
 def test_a_second_signal_stops_at_once_unless_saving(saving, code, message):
-    program = ('import os, signal, stop_flag\n'
+    program = ('import os, signal\nfrom gpt2tune.train import stop_flag\n'
                'stop = stop_flag.StopFlag()\n'
                'stop.saved = 7\n'
                'with stop.installed():\n'
@@ -538,7 +536,7 @@ def test_a_second_signal_stops_at_once_unless_saving(saving, code, message):
 
 
 def test_a_signal_after_another_workers_stop_or_the_final_save_is_no_second_signal():
-    program = ('import os, signal, stop_flag\n'
+    program = ('import os, signal\nfrom gpt2tune.train import stop_flag\n'
                'stop = stop_flag.StopFlag()\n'
                'with stop.installed():\n'
                '    stop.requested = True  # agreed with a worker that got the signal\n'

@@ -4,13 +4,12 @@ with what would fit, on a machine whose memory the tests fake."""
 
 import pytest
 
-import resources
-import train_memory
-import training
-from errors import UserError
 from fixtures import train_config as config
-from hparams import SIZES, HParams
-from train_config import TrainConfig
+from gpt2tune import resources
+from gpt2tune.errors import UserError
+from gpt2tune.model.hparams import SIZES, HParams
+from gpt2tune.train import train_memory, training
+from gpt2tune.train.train_config import TrainConfig
 
 # Peak RSS (GB) of bench_large.py's runs, batch 1 x 1024, each precision forced, on an
 # Intel Xeon with AMX (the README's Performance section).
@@ -57,7 +56,7 @@ def test_the_estimate_is_within_10_percent_above_each_measured_peak(size, optimi
 
 
 def test_the_estimate_grows_with_the_batch_and_the_weights_trained(models_dir):
-    import model_dir
+    from gpt2tune.model import model_dir
     for recompute in (False, True):
         assert estimate_gb('124M', batch_size=4, memory_saving_gradients=recompute) > \
             estimate_gb('124M', memory_saving_gradients=recompute)
@@ -85,7 +84,7 @@ def test_a_lora_runs_frozen_matrices_count_less_in_bfloat16():
     ('adafactor', r'use --optimizer adafactor \(about [\d.]+ GB\)')])
 def test_a_run_beyond_memory_is_refused_before_loading_with_what_fits(
         tmp_path, models_dir, corpus, monkeypatch, precision, fits, advice):
-    import model_dir
+    from gpt2tune.model import model_dir
     hparams = model_dir.load('tiny', models_dir).hparams
     c = config(tmp_path, models_dir, corpus, precision=precision)
     need = train_memory.training_memory(c, hparams, 'adam')

@@ -1,0 +1,189 @@
+"""The decoding engine: the API, both sampling scripts, train.py's samples and the server
+all decode through it. One key/value cache of `max_rows` slots, one step loop whose rows
+join and leave at any step (a fixed batch is the case where all join at once), one token
+chooser, one sliding window.
+
+    engine = Engine(numpy_model.Forward(arrays, hparams, 'float32'), max_rows=8)
+    request = Request([[464, 3290]], options, Seeds(1).take(1), Stopper(enc, options))
+    engine.add(request)
+    while engine.busy():
+        engine.step()           # request.on_step(request) after each of its tokens
+    request.rows[0].new         # the sampled token ids
+
+    samples = generate(engine, prompts, options, Seeds(1).take(len(prompts)),
+                       Stopper(enc, options))                   # the offline API's loop
+
+A row's tokens never depend on the rows beside it: each row is prefilled alone, a step's
+forward pass is row-invariant (numpy_model.py), and each row draws from its own generator
+(sample.Seeds). Requests join first come, first served, all of a request's rows at once;
+a joining row's first token comes from its prefill, then every row takes one more token
+in the same step.
+
+Past the context the window slides: a row whose cache holds n_ctx positions is prefilled
+again with its newest n_ctx // 2 tokens (prompt and sample alike), and goes on.
+"""
+
+import collections
+
+import numpy as np
+
+from gpt2tune.generate import numpy_model, sample
+
+
+class Row:
+    """One sample: a prompt, the tokens chosen after it, and where it ended."""
+
+    def __init__(self, index, prompt, rng):
+        self.index, self.prompt, self.rng = index, list(prompt), rng
+        self.new = []
+        self.end = None  # sample.Stopper.cut's (tokens kept, text) once it ended
+        self.finish_reason = None  # 'stop' or 'length' once done
+        self.slot = None
+        self.seen = None  # [n_vocab] bool: tokens in the row, for the repetition penalty
+
+    def sample(self, stopper):
+        """The sample.Sample of this row, ended or not."""
+        kept, text = self.end or stopper.finish(self.new)
+        return sample.Sample(self.prompt, self.new[:kept], text)
+
+
+class Request:
+    """Rows sampled with one set of options: a row for each prompt (token lists of 1 to
+    n_ctx tokens) with the generator rngs[i]. `on_step(request)` is called after each
+    token chosen for it (rows that ended since the last call are done)."""
+
+    def __init__(self, prompts, options, rngs, stopper, on_step=None):
+        self.rows = [Row(i, p, rng) for i, (p, rng) in enumerate(zip(prompts, rngs,
+                                                                      strict=True))]
+        self.options, self.stopper = options, stopper
+        self.on_step = on_step or (lambda request: None)
+        self.cancelled = False
+
+    def live(self):
+        return [r for r in self.rows if r.finish_reason is None]
+
+    def cancel(self):
+        """Its rows leave at the engine's next step."""
+        self.cancelled = True
+
+
+class Engine:
+    """Requests decoded together on a numpy_model.Forward, up to `max_rows` rows at once."""
+
+    def __init__(self, forward, max_rows):
+        self.forward, self.max_rows = forward, max_rows
+        self.n_ctx = forward.hparams.n_ctx
+        self.cache = numpy_model.Cache(forward.hparams, max_rows, self.n_ctx)
+        self.free = list(range(max_rows - 1, -1, -1))  # slots, the lowest taken first
+        self.waiting, self.running = collections.deque(), []
+
+    def add(self, request):
+        if len(request.rows) > self.max_rows:
+            raise ValueError(f'{len(request.rows)} rows, more than the {self.max_rows} '
+                             'the engine has')
+        self.waiting.append(request)
+
+    def busy(self):
+        return bool(self.waiting or self.running)
+
+    def rows(self):
+        """Rows decoding now."""
+        return self.max_rows - len(self.free)
+
+    def step(self):
+        """Cancelled requests leave; waiting ones that fit join (their first tokens);
+        then one more token for every row."""
+        for request in [r for r in list(self.waiting) + self.running if r.cancelled]:
+            self.finish(request)
+        joining = []
+        while self.waiting and len(self.waiting[0].rows) <= len(self.free):
+            request = self.waiting.popleft()
+            for row in request.rows:
+                row.slot = self.free.pop()
+            joining.append(request)
+        for request in joining:
+            self.running.append(request)
+            logits = [self.forward.prefill(self.cache, row.slot, row.prompt)
+                      for row in request.rows]
+            self._choose(request, request.rows, logits)
+        stepping = [row for request in self.running for row in request.live()]
+        if not stepping:
+            return
+        full = [row for row in stepping if self.cache.lengths[row.slot] == self.n_ctx]
+        going = [row for row in stepping if row not in full]
+        logits = {}
+        for row in full:
+            window = (row.prompt + row.new)[-(self.n_ctx // 2):]
+            logits[row] = self.forward.prefill(self.cache, row.slot, window)
+        if going:
+            step = self.forward.step(self.cache, [r.slot for r in going],
+                                     [r.new[-1] for r in going])
+            logits.update(zip(going, step, strict=True))
+        for request in list(self.running):
+            rows = [row for row in request.live() if row in logits]
+            if rows:
+                self._choose(request, rows, [logits[row] for row in rows])
+
+    def clear(self):
+        """Finish every request (an offline loop that was interrupted)."""
+        for request in list(self.waiting) + self.running:
+            self.finish(request)
+
+    def finish(self, request):
+        """End a request now (cancelled, or a fault): its rows leave, each with what it
+        has (a row not yet ended ends by 'length'), and it is told."""
+        if request in self.waiting:
+            self.waiting.remove(request)
+        for row in request.live():
+            row.finish_reason = 'length'
+            row.end = row.end or request.stopper.finish(row.new)
+            self._leave(row)
+        if request in self.running:
+            self.running.remove(request)
+        request.on_step(request)
+
+    def _leave(self, row):
+        if row.slot is not None:
+            self.free.append(row.slot)
+            self.free.sort(reverse=True)
+            row.slot = None
+
+    def _choose(self, request, rows, logits):
+        """The next token of each of `rows` (live rows of `request`) from their logits."""
+        options, stopper = request.options, request.stopper
+        seen = None
+        if options.repetition_penalty != 1:
+            for row in rows:
+                if row.seen is None:
+                    row.seen = np.zeros(len(logits[0]), bool)
+                    row.seen[row.prompt] = True
+            seen = np.stack([row.seen for row in rows])
+        tokens = sample.choose(np.stack(logits), options, [r.rng for r in rows], seen)
+        for row, token in zip(rows, tokens.tolist(), strict=True):
+            row.new.append(token)
+            if row.seen is not None:
+                row.seen[token] = True
+            row.end = stopper.cut(row.new)
+            if row.end is not None or len(row.new) == options.length:
+                row.finish_reason = 'stop' if row.end is not None else 'length'
+                row.end = row.end or stopper.finish(row.new)
+                self._leave(row)
+        if not request.live():
+            self.running.remove(request)
+        request.on_step(request)
+
+
+def generate(engine, prompts, options, rngs, stopper):
+    """The offline loop on an idle engine: a sample.Sample after each prompt (token
+    lists), row i drawing from rngs[i]; a row joins as soon as another ends. Interrupted,
+    it leaves the engine idle."""
+    requests = [Request([prompt], options, [rng], stopper)
+                for prompt, rng in zip(prompts, rngs, strict=True)]
+    for request in requests:
+        engine.add(request)
+    try:
+        while engine.busy():
+            engine.step()
+    finally:
+        engine.clear()
+    return [request.rows[0].sample(stopper) for request in requests]

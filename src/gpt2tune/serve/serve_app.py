@@ -1,0 +1,255 @@
+"""The server's HTTP side (Starlette): OpenAI's completions API over a batching.Engine,
+with an access key, limits, Prometheus metrics and draining. serve.py builds and runs it.
+
+    state = State(loaded, engine, 'run1', max_rows=16, api_key=None)
+    app = make_app(state)        # state.ready once warmed up; state.draining at shutdown
+
+    POST /v1/completions   GET /v1/models   GET /health   GET /metrics
+"""
+
+import asyncio
+import hmac
+import json
+import sys
+import time
+import uuid
+
+import prometheus_client as prom
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gpt2tune.serve import batching, completions
+from gpt2tune.serve.completions import ApiError
+
+MAX_BODY_BYTES = 1 << 20  # far above the largest prompt a context holds, in JSON
+
+
+class Metrics:
+    """What /metrics shows, in a registry of its own."""
+
+    def __init__(self, engine):
+        self.registry = prom.CollectorRegistry()
+        r = self.registry
+        self.requests = prom.Counter('gpt2_http_requests', 'HTTP requests answered, by '
+                                     'status', ['status'], registry=r)
+        self.tokens = prom.Counter('gpt2_generated_tokens', 'Tokens generated', registry=r)
+        self.cancelled = prom.Counter('gpt2_cancelled_requests', 'Requests whose client went '
+                                      'away before their last token', registry=r)
+        prom.Gauge('gpt2_queue_length', 'Requests waiting for rows in the batch',
+                   registry=r).set_function(engine.queued)
+        prom.Gauge('gpt2_batch_rows', 'Rows in the running batch',
+                   registry=r).set_function(engine.rows)
+        self.first_token = prom.Histogram('gpt2_time_to_first_token_seconds', 'From a '
+                                          'request to its first token', registry=r)
+        self.latency = prom.Histogram('gpt2_request_latency_seconds', 'From a request to '
+                                      'its last token', registry=r)
+        engine.on_tokens = self.tokens.inc
+
+
+class State:
+    """What the routes share."""
+
+    def __init__(self, loaded, engine, model_id, *, max_rows, api_key):
+        self.loaded, self.engine, self.model_id = loaded, engine, model_id
+        self.max_rows, self.api_key = max_rows, api_key
+        self.metrics = Metrics(engine)
+        self.ready = self.draining = False
+
+
+def error_response(e):
+    return JSONResponse(e.body(), e.status, headers=e.headers)
+
+
+class Gate:
+    """ASGI middleware before every route: 401 without the key (compared in constant
+    time), 503 while warming up or draining (but /health, /metrics), 413 for a body whose
+    Content-Length is over the limit, unread. Counts every answer by status."""
+
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
+
+        async def counted(message):
+            if message['type'] == 'http.response.start':
+                self.state.metrics.requests.labels(str(message['status'])).inc()
+            await send(message)
+
+        refusal = self.refusal(scope)
+        if refusal:
+            return await error_response(refusal)(scope, receive, counted)
+        await self.app(scope, receive, counted)
+
+    def refusal(self, scope):
+        headers = dict(scope['headers'])
+        if self.state.api_key is not None:
+            # HTTP's authentication schemes are case-insensitive (RFC 9110, 11.1).
+            scheme, _, given = headers.get(b'authorization', b'').strip().partition(b' ')
+            if scheme.lower() != b'bearer' or not hmac.compare_digest(
+                    given.strip(), self.state.api_key.encode()):
+                return ApiError(401, 'missing or wrong API key (Authorization: Bearer ...)',
+                                code='invalid_api_key', headers={'WWW-Authenticate': 'Bearer'})
+        if scope['path'] not in ('/health', '/metrics') and not self.state.ready:
+            why = 'shutting down' if self.state.draining else 'warming up'
+            return ApiError(503, f'the server is {why}', code='unavailable',
+                            kind='server_error', headers={'Retry-After': '1'})
+        length = headers.get(b'content-length', b'0')
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return ApiError(413, f'the body is over {MAX_BODY_BYTES} bytes',
+                            code='body_too_large')
+        return None
+
+
+async def read_json(request):
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:  # sent without a Content-Length
+            raise ApiError(413, f'the body is over {MAX_BODY_BYTES} bytes',
+                           code='body_too_large')
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, 'the body is not valid JSON') from None
+
+
+async def create_completion(request):
+    state = request.app.state.server
+    req = completions.parse(await read_json(request), state.loaded, state.model_id,
+                            state.max_rows)
+    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    job = batching.Job(req.prompts, req.n, req.options, req.seed, state.loaded.encoder,
+                       lambda *e: loop.call_soon_threadsafe(events.put_nowait, e))
+    try:
+        state.engine.submit(job)
+    except batching.QueueFull:
+        raise ApiError(429, 'too many requests are waiting; try again shortly',
+                       code='queue_full', kind='rate_limit_error',
+                       headers={'Retry-After': '1'}) from None
+    run = Run(state, req, job, events)
+    if req.stream:
+        return StreamingResponse(run.stream(), media_type='text/event-stream')
+    if not await run.wait(request.receive):
+        return Response(status_code=499)  # nobody is listening any more
+    return JSONResponse(completions.completion(run.id, state.model_id, run.created, req,
+                                               job.rows))
+
+
+class Run:
+    """One request's events from the engine, as an answer, and its timings."""
+
+    def __init__(self, state, req, job, events):
+        self.state, self.req, self.job, self.events = state, req, job, events
+        self.id, self.created = f'cmpl-{uuid.uuid4().hex}', int(time.time())
+        self.start, self.first = time.perf_counter(), None
+
+    async def next_event(self):
+        pieces, finished = await self.events.get()
+        metrics, now = self.state.metrics, time.perf_counter()
+        if self.first is None:
+            self.first = now
+            metrics.first_token.observe(now - self.start)
+        if finished:
+            metrics.latency.observe(now - self.start)
+            if self.job.error is not None:
+                raise RuntimeError('the engine failed') from self.job.error
+        return pieces, finished
+
+    async def wait(self, receive):
+        """Whether the job ended with the client still there (else it is cancelled)."""
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while True:
+                event = asyncio.ensure_future(self.next_event())
+                await asyncio.wait({event, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not event.done():
+                    event.cancel()
+                    self.cancel()
+                    return False
+                if event.result()[1]:
+                    return True
+        finally:
+            gone.cancel()
+
+    async def stream(self):
+        """Server-sent events: OpenAI's chunks, then `data: [DONE]`."""
+        def sse(choices, usage=None):
+            body = completions.chunk(self.id, self.state.model_id, self.created, choices,
+                                     usage)
+            return f'data: {json.dumps(body)}\n\n'
+        try:
+            if self.req.echo:
+                yield sse([(r.index, self.req.texts[r.index // self.req.n], None)
+                           for r in self.job.rows])
+            finished = False
+            while not finished:
+                pieces, finished = await self.next_event()
+                if pieces:
+                    yield sse([(index, text, None) for index, text in pieces])
+            yield sse([(r.index, '', r.finish_reason) for r in self.job.rows])
+            if self.req.include_usage:
+                yield sse([], completions.usage(self.req, self.job.rows))
+            yield 'data: [DONE]\n\n'
+        finally:
+            self.cancel()  # the client went away (nothing once the job has ended)
+
+    def cancel(self):
+        """The client went away: the job's rows leave at the engine's next step."""
+        if self.job.live() and not self.job.cancelled:
+            self.state.metrics.cancelled.inc()
+        self.job.cancel()
+
+
+async def _disconnected(receive):
+    while (await receive())['type'] != 'http.disconnect':
+        pass
+
+
+async def list_models(request):
+    state = request.app.state.server
+    return JSONResponse({'object': 'list', 'data': [{
+        'id': state.model_id, 'object': 'model', 'created': 0, 'owned_by': 'user'}]})
+
+
+async def health(request):
+    state = request.app.state.server
+    if state.ready:
+        return JSONResponse({'status': 'ok'})
+    status = 'draining' if state.draining else 'warming up'
+    return JSONResponse({'status': status}, 503)
+
+
+async def metrics(request):
+    registry = request.app.state.server.metrics.registry
+    return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+
+async def api_error(request, e):
+    return error_response(e)
+
+
+async def http_error(request, e):
+    return error_response(ApiError(e.status_code, f'{request.method} {request.url.path}: '
+                                   f'{e.detail}', code='not_found' if e.status_code == 404
+                                   else None))
+
+
+async def fault(request, e):
+    print(f'serve: {request.method} {request.url.path}: {e!r}', file=sys.stderr)
+    return error_response(ApiError(500, 'internal error', kind='server_error'))
+
+
+def make_app(state):
+    app = Starlette(routes=[
+        Route('/v1/completions', create_completion, methods=['POST']),
+        Route('/v1/models', list_models), Route('/health', health),
+        Route('/metrics', metrics)],
+        exception_handlers={ApiError: api_error, HTTPException: http_error,
+                            Exception: fault})
+    app.state.server = state
+    app.add_middleware(Gate, state=state)
+    return app
