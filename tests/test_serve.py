@@ -20,6 +20,7 @@ import pytest
 
 import run_with_fakes
 from fixtures import script_env
+from gpt2tune.data import encoder
 from gpt2tune.generate import generation
 
 SERVE = 'gpt2tune.commands.serve'
@@ -48,26 +49,33 @@ class Server:
         self.wait_for_line('Serving tiny on')
 
     def wait_for_line(self, start):
+        """Read stderr up to a line starting with `start`; the lines before it in
+        self.lines."""
+        self.lines = []
         for line in self.proc.stderr:
             if line.startswith(start):
                 return
+            self.lines.append(line)
         raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
 
     def client(self, key=KEY):
         return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0)
 
-    def request(self, path, body=None, key=KEY):
-        """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object)."""
+    def request(self, path, body=None, key=KEY, method=None, headers=None):
+        """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object);
+        with headers=dict, (status, answer, the answer's headers)."""
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data, {
-            'Authorization': f'Bearer {key}', 'Content-Type': 'application/json'})
+        sent = {'Content-Type': 'application/json', **(headers or {})}
+        if key:
+            sent['Authorization'] = f'Bearer {key}'
+        request = urllib.request.Request(self.url + path, data, sent, method=method)
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
-                text = answer.read().decode()
-                status = answer.status
+                text, status, got = answer.read().decode(), answer.status, answer.headers
         except urllib.error.HTTPError as e:
-            text, status = e.read().decode(), e.code
-        return status, (json.loads(text) if text.startswith(('{', '[')) else text)
+            text, status, got = e.read().decode(), e.code, e.headers
+        answer = json.loads(text) if text.startswith(('{', '[')) else text
+        return (status, answer, got) if headers is not None else (status, answer)
 
     def metric(self, name):
         text = self.request('/metrics')[1]
@@ -229,9 +237,67 @@ def test_the_key_in_any_case_of_bearer_and_a_null_model_are_accepted(server):
 def test_without_the_key_401_and_models_lists_the_model(server):
     with pytest.raises(openai.AuthenticationError):
         server.client('wrong').completions.create(model='tiny', prompt='x', max_tokens=2)
-    assert server.request('/health', key='')[0] == 401
+    assert server.request('/v1/models', key='')[0] == 401
     assert [m.id for m in server.client().models.list()] == ['tiny']
     assert server.request('/health') == (200, {'status': 'ok'})
+
+
+def test_health_and_metrics_answer_without_the_key_unless_metrics_are_protected(server,
+                                                                              models_dir):
+    assert server.request('/health', key='') == (200, {'status': 'ok'})
+    assert server.request('/metrics', key='')[0] == 200
+    protected = Server(models_dir, '--api_key', KEY, '--protect_metrics')
+    try:
+        assert protected.request('/metrics', key='')[0] == 401
+        assert protected.request('/metrics')[0] == 200
+        assert protected.request('/health', key='')[0] == 200
+    finally:
+        protected.stop()
+
+
+def test_a_page_of_an_allowed_origin_may_call_and_its_preflight_needs_no_key(models_dir):
+    s = Server(models_dir, '--api_key', KEY, '--allow_origin', 'https://jokes.example')
+    try:
+        preflight = {'Origin': 'https://jokes.example', 'Access-Control-Request-Method': 'POST',
+                     'Access-Control-Request-Headers': 'authorization,content-type'}
+        status, _, headers = s.request('/v1/completions', key='', method='OPTIONS',
+                                       headers=preflight)
+        assert status == 200
+        assert headers['Access-Control-Allow-Origin'] == 'https://jokes.example'
+        status, _, headers = s.request('/v1/completions', key='', method='OPTIONS', headers={
+            **preflight, 'Origin': 'https://other.example'})
+        assert status == 400 and 'Access-Control-Allow-Origin' not in headers
+        status, answer, headers = s.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1},
+                                            headers={'Origin': 'https://jokes.example'})
+        assert status == 200 and headers['Access-Control-Allow-Origin'] == 'https://jokes.example'
+        assert s.request('/v1/completions', {'prompt': 'x'}, key='',
+                         headers={'Origin': 'https://jokes.example'})[0] == 401
+    finally:
+        s.stop()
+
+
+def test_serving_other_machines_without_a_key_is_warned_of(models_dir, server):
+    s = Server(models_dir, '--host', '0.0.0.0')
+    try:
+        assert [line for line in s.lines if line.startswith(
+            'warning: --host 0.0.0.0 serves other machines and no --api_key is set')]
+    finally:
+        s.stop()
+    assert not [line for line in server.lines if line.startswith('warning:')]
+
+
+def test_tokenize_and_detokenize_use_the_models_encoder(server, vocab_dir):
+    text = 'Why did the chicken cross the road?|'
+    ids = encoder.load_encoder(vocab_dir).encode(text)
+    status, answer = server.request('/tokenize', {'model': 'tiny', 'prompt': text})
+    assert (status, answer) == (200, {'tokens': ids, 'count': len(ids), 'max_model_len': 64})
+    assert server.request('/detokenize', {'tokens': ids}) == (200, {'prompt': text})
+    completion = server.client().completions.create(model='tiny', prompt=text, max_tokens=1)
+    assert completion.usage.prompt_tokens == len(ids)
+    assert server.request('/detokenize', {'tokens': [-1]})[1]['error']['param'] == 'tokens'
+    assert server.request('/tokenize', {'prompt': 5})[1]['error']['param'] == 'prompt'
+    assert server.request('/tokenize', {'model': 'gpt-4', 'prompt': 'x'})[0] == 404
+    assert server.request('/tokenize', {'prompt': 'x'}, key='')[0] == 401
 
 
 BAD = [  # (body, status, param or None where only the message names it)
@@ -249,6 +315,8 @@ BAD = [  # (body, status, param or None where only the message names it)
     ({'prompt': 'x', 'stream': 'yes'}, 400, 'stream'), ({'prompt': 'x', 'foo': 1}, 400, 'foo'),
     ({'prompt': 'x', 'logprobs': 5}, 400, 'logprobs'),
     ({'prompt': 'x', 'model': 'gpt-4'}, 404, 'model'),
+    (b'{"prompt": "x", "temperature": NaN}', 400, None),
+    (b'{"prompt": "x", "max_tokens": Infinity}', 400, None),
 ]
 
 

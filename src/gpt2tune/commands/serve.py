@@ -12,6 +12,7 @@ README's Serving section has the flags, the openai client and TLS.
 """
 
 import asyncio
+import ipaddress
 import os
 import signal
 import socket
@@ -36,6 +37,11 @@ def parse_args(argv):
         help='requests that may wait for rows; one more gets 429 (0: none waits)')
     add('--api_key', default=os.environ.get(API_KEY_VARIABLE),
         help=f'require "Authorization: Bearer KEY" (default: ${API_KEY_VARIABLE})')
+    add('--protect_metrics', action='store_true',
+        help='/metrics needs the key too (/health never does)')
+    add('--allow_origin', action='append', default=[], metavar='ORIGIN',
+        help='a web page\'s origin that may call the API (CORS), e.g. https://example.com; '
+             'repeat for more, * for any')
     add('--drain_seconds', type=float, default=30,
         help='after SIGTERM or Ctrl-C, time given to requests in flight')
     flags.add(parser, 'verbose')
@@ -48,6 +54,16 @@ def parse_args(argv):
     if args.api_key == '':
         raise errors.UserError(f'--api_key (or ${API_KEY_VARIABLE}) is empty')
     return args
+
+
+def open_to_others(host):
+    """Whether --host serves more than this machine (names other than localhost count)."""
+    if host == 'localhost':
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def listen(host, port):
@@ -80,6 +96,9 @@ def warm_up(forward, encoder):
 def main(argv):
     args = parse_args(argv)
     sock = listen(args.host, args.port)
+    if args.api_key is None and open_to_others(args.host):
+        print(f'warning: --host {args.host} serves other machines and no --api_key is set: '
+              'anyone who reaches this port can use the model', file=sys.stderr)
     cli.start_tensorflow(args.verbose)
     import uvicorn
 
@@ -96,7 +115,7 @@ def main(argv):
     print(kernels.decoding_line(forward.kernel, reason), file=sys.stderr)
     server = batching.Engine(engine.Engine(forward, max_batch), max_queue=args.max_queue)
     state = serve_app.State(loaded, server, args.model_name, max_rows=max_batch,
-                            api_key=args.api_key)
+                            api_key=args.api_key, protect_metrics=args.protect_metrics)
 
     async def start():
         await asyncio.to_thread(warm_up, forward, loaded.encoder)
@@ -106,7 +125,8 @@ def main(argv):
         print(f'Serving {args.model_name} on http://{host}:{sock.getsockname()[1]} '
               f'(--max_batch {max_batch})', file=sys.stderr, flush=True)
 
-    config = uvicorn.Config(serve_app.make_app(state), http='h11', lifespan='off',
+    app = serve_app.make_app(state, args.allow_origin)
+    config = uvicorn.Config(app, http='h11', lifespan='off',
                             log_level='info' if args.verbose else 'warning',
                             access_log=args.verbose, timeout_graceful_shutdown=5)
     DrainingServer(config, state, args.drain_seconds, start).run(sockets=[sock])

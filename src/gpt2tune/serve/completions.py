@@ -70,9 +70,7 @@ def parse(body, loaded, model_id, max_rows):
     for name, accepted in NEUTRAL.items():
         if accepted is not None and name in body and body[name] not in accepted:
             raise ApiError(400, f'{name}: not supported (only {accepted[1]!r})', name)
-    if body.get('model') not in (None, model_id):  # null: absent, as OpenAI's servers take it
-        raise ApiError(404, f'model {body["model"]!r}: not served here; this server serves '
-                       f'{model_id!r}', 'model', 'model_not_found')
+    check_model(body, model_id)
     n = _value(body, 'n', int, 1)
     prompts, texts = _prompts(body.get('prompt', ''), loaded)
     if not 1 <= n or n * len(prompts) > max_rows:
@@ -89,6 +87,34 @@ def parse(body, loaded, model_id, max_rows):
                        'stream', 'stream_options')
     return CompletionRequest(prompts, texts, n, _options(body, names, loaded.hparams), seed,
                              _value(body, 'echo', bool, False), stream, include_usage)
+
+
+def check_model(body, model_id):
+    """A 404 for a `model` other than the one served (null: absent, as OpenAI's servers
+    take it)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, 'the body must be a JSON object')
+    if body.get('model') not in (None, model_id):
+        raise ApiError(404, f'model {body["model"]!r}: not served here; this server serves '
+                       f'{model_id!r}', 'model', 'model_not_found')
+
+
+def tokenize(body, loaded):
+    """The token ids of body["prompt"] (a string), as a completion's prompt gets them."""
+    prompt = body.get('prompt')
+    if not isinstance(prompt, str):
+        raise ApiError(400, 'prompt: must be a string', 'prompt')
+    return loaded.encoder.encode(prompt)
+
+
+def detokenize(body, loaded):
+    """The text of body["tokens"] (token ids)."""
+    tokens, n_vocab = body.get('tokens'), loaded.hparams.n_vocab
+    if not isinstance(tokens, list) or not all(_is(t, int) and 0 <= t < n_vocab
+                                               for t in tokens):
+        raise ApiError(400, f'tokens: must be a list of token ids from 0 to {n_vocab - 1}',
+                       'tokens')
+    return loaded.encoder.decode(tokens)
 
 
 def _value(body, name, kind, default):

@@ -2,9 +2,11 @@
 with an access key, limits, Prometheus metrics and draining. serve.py builds and runs it.
 
     state = State(loaded, engine, 'run1', max_rows=16, api_key=None)
-    app = make_app(state)        # state.ready once warmed up; state.draining at shutdown
+    app = make_app(state, allow_origins=['https://example.com'])  # CORS for those origins
+    # state.ready once warmed up; state.draining at shutdown
 
-    POST /v1/completions   GET /v1/models   GET /health   GET /metrics
+    POST /v1/completions   GET /v1/models   POST /tokenize   POST /detokenize
+    GET /health   GET /metrics      (those two without the key unless protect_metrics)
 """
 
 import asyncio
@@ -17,6 +19,7 @@ import uuid
 import prometheus_client as prom
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -51,9 +54,12 @@ class Metrics:
 class State:
     """What the routes share."""
 
-    def __init__(self, loaded, engine, model_id, *, max_rows, api_key):
+    def __init__(self, loaded, engine, model_id, *, max_rows, api_key, protect_metrics=False):
         self.loaded, self.engine, self.model_id = loaded, engine, model_id
         self.max_rows, self.api_key = max_rows, api_key
+        # Load balancers and Prometheus send no key: /health never needs one, /metrics
+        # only when asked.
+        self.open_paths = {'/health'} if protect_metrics else {'/health', '/metrics'}
         self.metrics = Metrics(engine)
         self.ready = self.draining = False
 
@@ -64,8 +70,9 @@ def error_response(e):
 
 class Gate:
     """ASGI middleware before every route: 401 without the key (compared in constant
-    time), 503 while warming up or draining (but /health, /metrics), 413 for a body whose
-    Content-Length is over the limit, unread. Counts every answer by status."""
+    time; /health and /metrics need none unless protect_metrics), 503 while warming up or
+    draining (but /health, /metrics), 413 for a body whose Content-Length is over the
+    limit, unread. Counts every answer by status."""
 
     def __init__(self, app, state):
         self.app, self.state = app, state
@@ -86,7 +93,7 @@ class Gate:
 
     def refusal(self, scope):
         headers = dict(scope['headers'])
-        if self.state.api_key is not None:
+        if self.state.api_key is not None and scope['path'] not in self.state.open_paths:
             # HTTP's authentication schemes are case-insensitive (RFC 9110, 11.1).
             scheme, _, given = headers.get(b'authorization', b'').strip().partition(b' ')
             if scheme.lower() != b'bearer' or not hmac.compare_digest(
@@ -112,9 +119,15 @@ async def read_json(request):
             raise ApiError(413, f'the body is over {MAX_BODY_BYTES} bytes',
                            code='body_too_large')
     try:
-        return json.loads(body)
-    except ValueError:
-        raise ApiError(400, 'the body is not valid JSON') from None
+        return json.loads(body, parse_constant=_not_json)
+    except ValueError as e:
+        raise ApiError(400, f'the body is not valid JSON: {e}') from None
+
+
+def _not_json(name):
+    """Python's json takes NaN, Infinity and -Infinity; JSON (RFC 8259) has no such
+    values."""
+    raise ValueError(f'{name} is not a JSON value')
 
 
 async def create_completion(request):
@@ -215,6 +228,24 @@ async def list_models(request):
         'id': state.model_id, 'object': 'model', 'created': 0, 'owned_by': 'user'}]})
 
 
+async def tokenize(request):
+    """vLLM's /tokenize: {"prompt": text} -> the model's token ids for it."""
+    state = request.app.state.server
+    body = await read_json(request)
+    completions.check_model(body, state.model_id)
+    tokens = completions.tokenize(body, state.loaded)
+    return JSONResponse({'tokens': tokens, 'count': len(tokens),
+                         'max_model_len': state.loaded.hparams.n_ctx})
+
+
+async def detokenize(request):
+    """vLLM's /detokenize: {"tokens": ids} -> the text they decode to."""
+    state = request.app.state.server
+    body = await read_json(request)
+    completions.check_model(body, state.model_id)
+    return JSONResponse({'prompt': completions.detokenize(body, state.loaded)})
+
+
 async def health(request):
     state = request.app.state.server
     if state.ready:
@@ -243,13 +274,21 @@ async def fault(request, e):
     return error_response(ApiError(500, 'internal error', kind='server_error'))
 
 
-def make_app(state):
+def make_app(state, allow_origins=()):
+    """The app; web pages from `allow_origins` may call it (CORS), their preflight
+    OPTIONS answered before the key is asked for."""
     app = Starlette(routes=[
         Route('/v1/completions', create_completion, methods=['POST']),
         Route('/v1/models', list_models), Route('/health', health),
+        Route('/tokenize', tokenize, methods=['POST']),
+        Route('/detokenize', detokenize, methods=['POST']),
         Route('/metrics', metrics)],
         exception_handlers={ApiError: api_error, HTTPException: http_error,
                             Exception: fault})
     app.state.server = state
     app.add_middleware(Gate, state=state)
+    if allow_origins:  # added last: the outermost, before the key is asked for
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
+                           allow_methods=['GET', 'POST'],
+                           allow_headers=['Authorization', 'Content-Type'])
     return app
