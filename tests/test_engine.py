@@ -229,3 +229,33 @@ def test_an_interrupted_loop_leaves_the_engine_idle_for_the_next():
     out = engine.generate(decoder, [[0]], o, sample.Seeds(0).take(1),
                           sample.Stopper(FakeEncoder(), o))
     assert out[0].tokens == [1] * 5
+
+
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+def test_asking_for_logprobs_changes_no_token_and_scoring_alone_chooses_none(models_dir,
+                                                                             precision):
+    loaded = model_dir.load('tiny', models_dir)
+    hparams = loaded.hparams
+    forward = numpy_model.Forward(model_dir.load_arrays(loaded.checkpoint, hparams), hparams,
+                                  precision)
+    options = sample.SamplingOptions(length=8, stop_at_endoftext=False).checked(hparams)
+    prompt = np.random.RandomState(5).randint(0, hparams.n_vocab, size=20).tolist()
+
+    def decode(**scoring):
+        request = engine.Request([prompt], options, sample.Seeds(3).take(1),
+                                 sample.Stopper(loaded.encoder, options), **scoring)
+        decoder = engine.Engine(forward, 1)
+        decoder.add(request)
+        while decoder.busy():
+            decoder.step()
+        return request.rows[0]
+
+    plain, scored = decode(logprobs=0), decode(logprobs=2, prompt_logprobs=True)
+    assert scored.new == plain.new and len(scored.logprobs) == 8
+    assert [f[0] for f in scored.logprobs] == [f[0] for f in plain.logprobs]  # bit for bit
+    assert len(scored.prompt_logprobs) == 20 and scored.prompt_logprobs[0] is None
+    alone = decode(prompt_logprobs=True, generate=False)
+    assert alone.new == [] and alone.finish_reason == 'length'
+    assert [f[0] for f in alone.prompt_logprobs[1:]] == [
+        f[0] for f in scored.prompt_logprobs[1:]]
+    forward.close()

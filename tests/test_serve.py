@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import openai
 import pytest
 
@@ -313,7 +314,8 @@ BAD = [  # (body, status, param or None where only the message names it)
     ({'prompt': 'x', 'top_p': 1.5}, 400, None), ({'prompt': 'x', 'top_p': 'a'}, 400, 'top_p'),
     ({'prompt': 'x', 'stop': [1]}, 400, 'stop'), ({'prompt': 'x', 'seed': -1}, 400, 'seed'),
     ({'prompt': 'x', 'stream': 'yes'}, 400, 'stream'), ({'prompt': 'x', 'foo': 1}, 400, 'foo'),
-    ({'prompt': 'x', 'logprobs': 5}, 400, 'logprobs'),
+    ({'prompt': 'x', 'logprobs': 6}, 400, 'logprobs'),
+    ({'prompt': 'x', 'logprobs': 1, 'stream': True}, 400, 'logprobs'),
     ({'prompt': 'x', 'model': 'gpt-4'}, 404, 'model'),
     (b'{"prompt": "x", "temperature": NaN}', 400, None),
     (b'{"prompt": "x", "max_tokens": Infinity}', 400, None),
@@ -375,3 +377,61 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
     assert rest[-1].usage.completion_tokens == 30
     assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
     assert slow_server.proc.wait(timeout=60) == 0
+
+
+def graph_token_logprobs(models_dir, tokens):
+    """Each token's log-probability after those before it [len(tokens) - 1], from the
+    TensorFlow graph model (as score.py computes its losses): the reference."""
+    from gpt2tune.model import model_dir
+    from test_lora import graph_logits
+    loaded = model_dir.load('tiny', models_dir, None)
+    logits = graph_logits(loaded.hparams, loaded.checkpoint, [tokens])[0].astype(np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return logprobs[np.arange(len(tokens) - 1), tokens[1:]]
+
+
+def test_echo_with_max_tokens_0_scores_the_prompt_as_the_graph_model_does(server, models_dir):
+    text = PROMPTS[0] + ' To get to the other side.'
+    ids = server.request('/tokenize', {'prompt': text})[1]['tokens']
+    answer = server.client().completions.create(model='tiny', prompt=text, echo=True,
+                                                logprobs=2, max_tokens=0)
+    choice = answer.choices[0]
+    assert choice.text == text and answer.usage.completion_tokens == 0
+    figures = choice.logprobs
+    assert ''.join(figures.tokens) == text and len(figures.tokens) == len(ids)
+    assert figures.token_logprobs[0] is None and figures.top_logprobs[0] is None
+    np.testing.assert_allclose(figures.token_logprobs[1:], graph_token_logprobs(models_dir, ids),
+                               rtol=0, atol=1e-4)
+    assert all(len(top) == 2 and max(top.values()) >= lp - 1e-12
+               for top, lp in zip(figures.top_logprobs[1:], figures.token_logprobs[1:],
+                                  strict=True))
+
+
+def test_generated_tokens_logprobs_follow_the_echoed_prompts(server, models_dir, api):
+    # lm-evaluation-harness's local-completions model asks this way.
+    answer = server.client().completions.create(
+        model='tiny', prompt=PROMPTS[1], echo=True, logprobs=3, max_tokens=6, temperature=0,
+        extra_body={'stop_at_endoftext': False})
+    choice = answer.choices[0]
+    figures = choice.logprobs
+    prompt_length = len(figures.tokens) - 6
+    # The prompt's tokens are whole characters; a random model's may not be (bytes:...).
+    assert ''.join(figures.tokens[:prompt_length]) == PROMPTS[1]
+    assert figures.text_offset[:prompt_length] == [
+        sum(len(t) for t in figures.tokens[:i]) for i in range(prompt_length)]
+    assert figures.text_offset == sorted(figures.text_offset)
+    assert figures.text_offset[-1] < len(choice.text)
+    prompt = server.request('/tokenize', {'prompt': PROMPTS[1]})[1]['tokens']
+    new = api(PROMPTS[1], length=6, top_k=1, stop_at_endoftext=False, return_tokens=True)[0]
+    np.testing.assert_allclose(figures.token_logprobs[1:],
+                               graph_token_logprobs(models_dir, prompt + new), rtol=0, atol=1e-4)
+    for top, lp in zip(figures.top_logprobs[prompt_length:],
+                       figures.token_logprobs[prompt_length:], strict=True):
+        assert len(top) == 3 and lp == max(top.values())  # greedy: the likeliest
+    plain = server.client().completions.create(model='tiny', prompt=PROMPTS[1], logprobs=0,
+                                               max_tokens=6, temperature=0,
+                                               extra_body={'stop_at_endoftext': False})
+    assert plain.choices[0].logprobs.token_logprobs == figures.token_logprobs[prompt_length:]
+    assert plain.choices[0].logprobs.top_logprobs == [{}] * 6
+    assert plain.choices[0].logprobs.text_offset[0] == 0

@@ -81,6 +81,15 @@ class Encoder:
     def decode(self, tokens):
         return self._bpe.decode([int(t) for t in tokens], errors=self.errors)
 
+    def token_text(self, token):
+        """One token as text; where its bytes are not whole UTF-8 characters, OpenAI's
+        `bytes:\\xe2\\x80` form, so that no two tokens show alike."""
+        raw = self._bpe.decode_single_token_bytes(int(token))
+        try:
+            return raw.decode('utf-8')
+        except UnicodeDecodeError:
+            return 'bytes:' + ''.join(f'\\x{b:02x}' for b in raw)
+
 
 def _mergeable_ranks(encoder, bpe_merges):
     """Split encoder.json into tiktoken's byte ranks and the special tokens.

@@ -19,6 +19,12 @@ forward pass is row-invariant (numpy_model.py), and each row draws from its own 
 a joining row's first token comes from its prefill, then every row takes one more token
 in the same step.
 
+A request may ask for log-probabilities (of the model's own distribution, before the
+options reshape it): `logprobs` N gives each chosen token's and the N likeliest
+alternatives (row.logprobs), `prompt_logprobs` each prompt token's after the tokens
+before it (row.prompt_logprobs, the first None); `generate=False` scores the prompt and
+chooses nothing.
+
 Past the context the window slides: a row whose cache holds n_ctx positions is prefilled
 again with its newest n_ctx // 2 tokens (prompt and sample alike), and goes on.
 """
@@ -40,6 +46,8 @@ class Row:
         self.finish_reason = None  # 'stop' or 'length' once done
         self.slot = None
         self.seen = None  # [n_vocab] bool: tokens in the row, for the repetition penalty
+        self.logprobs = []  # (logprob, {token: logprob} of the likeliest) per new token
+        self.prompt_logprobs = None  # the same per prompt token, None for the first
 
     def sample(self, stopper):
         """The sample.Sample of this row, ended or not."""
@@ -52,10 +60,13 @@ class Request:
     n_ctx tokens) with the generator rngs[i]. `on_step(request)` is called after each
     token chosen for it (rows that ended since the last call are done)."""
 
-    def __init__(self, prompts, options, rngs, stopper, on_step=None):
+    def __init__(self, prompts, options, rngs, stopper, on_step=None, *, logprobs=None,
+                 prompt_logprobs=False, generate=True):
         self.rows = [Row(i, p, rng) for i, (p, rng) in enumerate(zip(prompts, rngs,
                                                                       strict=True))]
         self.options, self.stopper = options, stopper
+        self.logprobs, self.prompt_logprobs = logprobs, prompt_logprobs
+        self.generate = generate
         self.on_step = on_step or (lambda request: None)
         self.cancelled = False
 
@@ -103,9 +114,11 @@ class Engine:
             joining.append(request)
         for request in joining:
             self.running.append(request)
-            logits = [self.forward.prefill(self.cache, row.slot, row.prompt)
-                      for row in request.rows]
-            self._choose(request, request.rows, logits)
+            logits = [self._prefill(request, row) for row in request.rows]
+            if request.generate:
+                self._choose(request, request.rows, logits)
+            else:
+                self.finish(request)
         stepping = [row for request in self.running for row in request.live()]
         if not stepping:
             return
@@ -128,6 +141,16 @@ class Engine:
         """Finish every request (an offline loop that was interrupted)."""
         for request in list(self.waiting) + self.running:
             self.finish(request)
+
+    def _prefill(self, request, row):
+        """The logits after a joining row's prompt; its prompt's logprobs if asked."""
+        if not request.prompt_logprobs:
+            return self.forward.prefill(self.cache, row.slot, row.prompt)
+        logits = self.forward.prefill(self.cache, row.slot, row.prompt, every_position=True)
+        row.prompt_logprobs = [None] + [
+            token_logprobs(before, token, request.logprobs or 0)
+            for before, token in zip(logits[:-1], row.prompt[1:], strict=True)]
+        return logits[-1]
 
     def finish(self, request):
         """End a request now (cancelled, or a fault): its rows leave, each with what it
@@ -159,8 +182,10 @@ class Engine:
                     row.seen[row.prompt] = True
             seen = np.stack([row.seen for row in rows])
         tokens = sample.choose(np.stack(logits), options, [r.rng for r in rows], seen)
-        for row, token in zip(rows, tokens.tolist(), strict=True):
+        for row, token, row_logits in zip(rows, tokens.tolist(), logits, strict=True):
             row.new.append(token)
+            if request.logprobs is not None:
+                row.logprobs.append(token_logprobs(row_logits, token, request.logprobs))
             if row.seen is not None:
                 row.seen[token] = True
             row.end = stopper.cut(row.new)
@@ -171,6 +196,16 @@ class Engine:
         if not request.live():
             self.running.remove(request)
         request.on_step(request)
+
+
+def token_logprobs(logits, token, top):
+    """(log-probability of `token`, {token: log-probability} of the `top` likeliest) under
+    logits [n_vocab], in float64."""
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    likeliest = np.argpartition(-logprobs, top - 1)[:top] if top else []
+    return float(logprobs[token]), {int(t): float(logprobs[t]) for t in likeliest}
 
 
 def generate(engine, prompts, options, rngs, stopper):

@@ -54,9 +54,9 @@ class Forward:
     def close(self):
         self.kernel.close()
 
-    def prefill(self, cache, slot, tokens):
+    def prefill(self, cache, slot, tokens, every_position=False):
         """Row `slot` starts over with `tokens` (1 to positions): the logits [n_vocab] of
-        its next token."""
+        its next token, or with `every_position` those after each token [n, n_vocab]."""
         n = len(tokens)
         causal = np.where(np.tri(n, dtype=bool), np.float32(0), np.float32(-1e10))
 
@@ -67,9 +67,9 @@ class Forward:
                               causal).transpose(1, 0, 2)
 
         x = self.wte[tokens] + self.wpe[:n]
-        logits = self._blocks(x, attend, rows=False)
+        logits = self._blocks(x, attend, rows=False, every_position=every_position)
         cache.lengths[slot] = n
-        return logits[0]
+        return logits if every_position else logits[0]
 
     def step(self, cache, slots, tokens):
         """One more token for each row in `slots`: the logits [rows, n_vocab] after it."""
@@ -91,9 +91,10 @@ class Forward:
         cache.lengths[slots] += 1
         return logits
 
-    def _blocks(self, x, attend, rows):
+    def _blocks(self, x, attend, rows, every_position=False):
         """x [n, embd] through every block: the logits of the last position (a prompt,
-        rows=False) or of every row. attend(layer, q, k, v), each [n, heads, features],
+        rows=False; every position's with every_position) or of every row.
+        attend(layer, q, k, v), each [n, heads, features],
         gives the attention's output [n, heads, features]."""
         heads, last = self.hparams.n_head, self.hparams.n_layer - 1
         x, qkv = self.kernel.first(x, rows)
@@ -101,9 +102,17 @@ class Forward:
             q, k, v = (t.reshape(len(x), heads, -1) for t in np.split(qkv, 3, axis=-1))
             a = attend(layer, q, k, v).reshape(x.shape)
             if layer == last:
-                if not rows:  # a prompt's last position alone matters now
-                    x, a = x[-1:], a[-1:]
-                return self.kernel.after_attention(layer, x, a, rows)[1]  # the logits
+                if rows:
+                    return self.kernel.after_attention(layer, x, a, rows)[1]
+                logits = self.kernel.after_attention(layer, x[-1:], a[-1:], rows)[1]
+                if not every_position:  # a prompt's last position alone matters now
+                    return logits
+                # The last position's logits as a prompt without every_position gets them
+                # (a product of n rows and of one differ in the last bits): asking for
+                # the prompt's figures must not change the tokens chosen after it.
+                every = self.kernel.after_attention(layer, x, a, rows)[1]
+                every[-1] = logits[0]
+                return every
             x, qkv = self.kernel.after_attention(layer, x, a, rows)
 
 

@@ -33,11 +33,12 @@ class Job:
     prompt i // n. `on_event(pieces, finished)` is called on the engine's thread after
     each of its steps with [(choice index, new text)], finished True at its last."""
 
-    def __init__(self, prompts, n, options, seed, encoder, on_event):
+    def __init__(self, prompts, n, options, seed, encoder, on_event, **scoring):
+        """`scoring`: engine.Request's logprobs, prompt_logprobs and generate."""
         rows = [p for p in prompts for _ in range(n)]
         self.request = decoding_engine.Request(
             rows, options, sample.Seeds(seed).take(len(rows)),
-            sample.Stopper(encoder, options), on_step=self._stepped)
+            sample.Stopper(encoder, options), on_step=self._stepped, **scoring)
         self.rows = self.request.rows
         self.texts = [TextStream(encoder, options.stop) for _ in rows]
         self.on_event, self.error = on_event, None

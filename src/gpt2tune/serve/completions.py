@@ -8,6 +8,12 @@ The sampling options are sample.SamplingOptions' fields, each by its own name, s
 option is served as soon as it is declared; OpenAI's names map onto them: `max_tokens`
 is `length` (at most the context: beyond the prompt's room the window slides, as in the
 API), `temperature` 0 means greedy (top_k 1).
+
+`logprobs` N (0 to 5) gives each token's log-probability under the model (before the
+sampling options reshape it) and the N likeliest alternatives, as OpenAI's legacy
+completions do (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`, the offsets
+into the choice's text); with `echo` the prompt's tokens come first, the first one's
+figures null; `max_tokens` 0 with `echo` scores the prompt and generates nothing.
 """
 
 import dataclasses
@@ -21,10 +27,11 @@ from gpt2tune.generate.sample import SamplingOptions
 OPENAI_NAMES = {'length': 'max_tokens'}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
 # OpenAI's fields we take but whose only accepted values change nothing.
-NEUTRAL = {'user': None, 'suffix': (None, ''), 'logprobs': (None, 0), 'best_of': (None, 1),
+NEUTRAL = {'user': None, 'suffix': (None, ''), 'best_of': (None, 1),
            'frequency_penalty': (None, 0), 'presence_penalty': (None, 0),
            'logit_bias': (None, {})}
-OURS = {'model', 'prompt', 'n', 'seed', 'echo', 'stream', 'stream_options'}
+OURS = {'model', 'prompt', 'n', 'seed', 'echo', 'stream', 'stream_options', 'logprobs'}
+MAX_LOGPROBS = 5  # OpenAI's limit
 
 
 class ApiError(Exception):
@@ -51,6 +58,8 @@ class CompletionRequest:
     echo: bool
     stream: bool
     include_usage: bool
+    logprobs: int | None  # alternatives per token; None: no logprobs
+    generate: bool  # False: max_tokens 0 with echo, the prompt scored alone
 
 
 def option_names():
@@ -85,8 +94,21 @@ def parse(body, loaded, model_id, max_rows):
     if not stream and stream_options or not isinstance(include_usage, bool):
         raise ApiError(400, 'stream_options: only {"include_usage": true or false}, with '
                        'stream', 'stream_options')
-    return CompletionRequest(prompts, texts, n, _options(body, names, loaded.hparams), seed,
-                             _value(body, 'echo', bool, False), stream, include_usage)
+    logprobs = _value(body, 'logprobs', int, None)
+    if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
+        raise ApiError(400, f'logprobs {logprobs}: from 0 to {MAX_LOGPROBS}', 'logprobs')
+    if logprobs is not None and stream:
+        raise ApiError(400, 'logprobs: not served in a stream; ask without stream',
+                       'logprobs')
+    echo = _value(body, 'echo', bool, False)
+    generate = body.get('max_tokens') != 0
+    if not generate and not echo:
+        raise ApiError(400, 'max_tokens 0: only with echo (the prompt scored alone)',
+                       'max_tokens')
+    options = _options(body if generate else {**body, 'max_tokens': None}, names,
+                       loaded.hparams)
+    return CompletionRequest(prompts, texts, n, options, seed, echo, stream, include_usage,
+                             logprobs, generate)
 
 
 def check_model(body, model_id):
@@ -211,18 +233,34 @@ def _prompts(prompt, loaded):
 
 def usage(request, rows):
     prompt = sum(len(p) for p in request.prompts)
-    completion_tokens = sum(row.end[0] for row in rows)
+    completion_tokens = sum(row.end[0] for row in rows)  # 0 for a prompt scored alone
     return {'prompt_tokens': prompt, 'completion_tokens': completion_tokens,
             'total_tokens': prompt + completion_tokens}
 
 
-def completion(request_id, model_id, created, request, rows):
+def completion(request_id, model_id, created, request, rows, encoder):
     """The whole answer once every row has ended."""
     choices = [{'text': (request.texts[r.index // request.n] if request.echo else '') +
-                r.end[1], 'index': r.index, 'logprobs': None,
+                r.end[1], 'index': r.index, 'logprobs': logprobs(request, r, encoder),
                 'finish_reason': r.finish_reason} for r in rows]
     return {'id': request_id, 'object': 'text_completion', 'created': created,
             'model': model_id, 'choices': choices, 'usage': usage(request, rows)}
+
+
+def logprobs(request, row, encoder):
+    """OpenAI's logprobs object of a finished row, or None when not asked for."""
+    if request.logprobs is None:
+        return None
+    tokens, figures = row.new[:row.end[0]], row.logprobs[:row.end[0]]
+    if request.echo:
+        tokens, figures = row.prompt + tokens, row.prompt_logprobs + figures
+    return {'tokens': [encoder.token_text(t) for t in tokens],
+            'token_logprobs': [f and f[0] for f in figures],
+            'top_logprobs': [f and {encoder.token_text(t): lp for t, lp in f[1].items()}
+                             for f in figures],
+            # Where each token starts in the choice's text (a token that ends inside a
+            # character starts where the text of the tokens before it ends).
+            'text_offset': [len(encoder.decode(tokens[:i])) for i in range(len(tokens))]}
 
 
 def chunk(request_id, model_id, created, choices, usage_=None):

@@ -136,7 +136,9 @@ async def create_completion(request):
                             state.max_rows)
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = batching.Job(req.prompts, req.n, req.options, req.seed, state.loaded.encoder,
-                       lambda *e: loop.call_soon_threadsafe(events.put_nowait, e))
+                       lambda *e: loop.call_soon_threadsafe(events.put_nowait, e),
+                       logprobs=req.logprobs, prompt_logprobs=req.echo and req.logprobs is not None,
+                       generate=req.generate)
     try:
         state.engine.submit(job)
     except batching.QueueFull:
@@ -149,7 +151,7 @@ async def create_completion(request):
     if not await run.wait(request.receive):
         return Response(status_code=499)  # nobody is listening any more
     return JSONResponse(completions.completion(run.id, state.model_id, run.created, req,
-                                               job.rows))
+                                               job.rows, state.loaded.encoder))
 
 
 class Run:
