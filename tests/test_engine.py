@@ -70,6 +70,14 @@ def test_without_stop_the_sample_runs_the_full_length():
     assert out[0].tokens == [4, 4, 4] and out[0].text == '|||'
 
 
+def test_the_frequency_penalty_counts_each_rows_generated_tokens():
+    # Token 0's logit is 10 - 7 = 3, every other 0: after two 0s the penalty of 2 a time
+    # takes it below the others. The prompt's 0s count for nothing.
+    out = run(FakeForward([[0]]), [[0, 0, 0]], length=3, stop_at_endoftext=False,
+              logit_bias={0: -7}, frequency_penalty=2.0)
+    assert out[0].tokens[:2] == [0, 0] and out[0].tokens[2] != 0
+
+
 def test_stop_text_cuts_the_text_exactly_and_the_ids_before_it():
     forward = FakeForward([[0, 1, 2, 3, 1, 2]])
     out = run(forward, [[0]], length=5, stop=('cd',))

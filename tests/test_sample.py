@@ -93,6 +93,38 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
     assert sample.choose(LOGITS, o, rngs(0, 0), seen).tolist() == [2, 3]
 
 
+def test_presence_and_frequency_penalties_follow_openais_definitions():
+    logits = np.array([[1.0, 0.9, 0.0, 0.0, 0.0]])
+    counts = np.array([[2, 0, 0, 0, 0]])
+    greedy = dict(top_k=1)
+    # 1.0 - 2 * 0.1 = 0.8 < 0.9; 1.0 - 2 * 0.04 = 0.92 > 0.9
+    assert sample.choose(logits, options(frequency_penalty=0.1, **greedy), rngs(0),
+                         counts=counts).tolist() == [1]
+    assert sample.choose(logits, options(frequency_penalty=0.04, **greedy), rngs(0),
+                         counts=counts).tolist() == [0]
+    # Presence counts once however often: 1.0 - 0.2 = 0.8 < 0.9; 1.0 - 0.05 > 0.9.
+    assert sample.choose(logits, options(presence_penalty=0.2, **greedy), rngs(0),
+                         counts=counts).tolist() == [1]
+    assert sample.choose(logits, options(presence_penalty=0.05, **greedy), rngs(0),
+                         counts=counts).tolist() == [0]
+    # Negative values favour what was generated: 0.9 + 2 * 0.3 beats 1.0 when it is token 1.
+    assert sample.choose(logits, options(frequency_penalty=-0.3, **greedy), rngs(0),
+                         counts=np.array([[0, 2, 0, 0, 0]])).tolist() == [1]
+
+
+def test_logit_bias_bans_and_forces_tokens_by_id():
+    logits = np.array([[1.0, 0.9, 0.0, 0.0, 0.0]])
+    assert sample.choose(logits, options(top_k=1, logit_bias={0: -100}), rngs(0)).tolist() == [1]
+    assert sample.choose(logits, options(logit_bias={'3': 100}), rngs(0.99)).tolist() == [3]
+    assert options(logit_bias={'3': 5, 1: -1.5}).logit_bias == {3: 5.0, 1: -1.5}
+    for bad, named in (({5: 1}, "--logit_bias 5: token ids are from 0 to 4"),
+                       ({'x': 1}, "--logit_bias 'x'"), ({1: 101}, '--logit_bias 1: 101'),
+                       ({1: 'a'}, "--logit_bias 1: 'a'"), ([1], '--logit_bias: must be')):
+        with pytest.raises(sample.OptionError, match=re.escape(named)) as e:
+            options(logit_bias=bad)
+        assert e.value.param == 'logit_bias'
+
+
 def test_bad_options_name_the_flag():
     for values, message in [({'top_k': 6}, '--top_k 6: must be between 0'),
                             ({'top_p': 1.5}, '--top_p 1.5'),

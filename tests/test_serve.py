@@ -235,6 +235,19 @@ def test_the_key_in_any_case_of_bearer_and_a_null_model_are_accepted(server):
     assert refused.value.headers['WWW-Authenticate'] == 'Bearer'
 
 
+def test_penalties_and_logit_bias_reach_the_engine_as_the_apis_keywords(server, api):
+    banned = server.request('/tokenize', {'prompt': ' the'})[1]['tokens'][0]
+    options = dict(max_tokens=12, seed=4, presence_penalty=0.6, frequency_penalty=1.2,
+                   logit_bias={str(banned): -100, '11': 2.5})
+    answer = server.client().completions.create(model='tiny', prompt=PROMPTS[2], **options)
+    assert answer.choices[0].text == api(
+        PROMPTS[2], 1, 4, length=12, presence_penalty=0.6, frequency_penalty=1.2,
+        logit_bias={banned: -100, 11: 2.5})[0]
+    plain = server.client().completions.create(model='tiny', prompt=PROMPTS[2], max_tokens=12,
+                                               seed=4)
+    assert plain.choices[0].text != answer.choices[0].text
+
+
 def test_without_the_key_401_and_models_lists_the_model(server):
     with pytest.raises(openai.AuthenticationError):
         server.client('wrong').completions.create(model='tiny', prompt='x', max_tokens=2)
@@ -317,6 +330,10 @@ BAD = [  # (body, status, param or None where only the message names it)
     ({'prompt': 'x', 'logprobs': 6}, 400, 'logprobs'),
     ({'prompt': 'x', 'logprobs': 1, 'stream': True}, 400, 'logprobs'),
     ({'prompt': 'x', 'model': 'gpt-4'}, 404, 'model'),
+    ({'prompt': 'x', 'logit_bias': {'x': 1}}, 400, 'logit_bias'),
+    ({'prompt': 'x', 'logit_bias': [1]}, 400, 'logit_bias'),
+    ({'prompt': 'x', 'presence_penalty': 3}, 400, 'presence_penalty'),
+    ({'prompt': 'x', 'frequency_penalty': 'a'}, 400, 'frequency_penalty'),
     (b'{"prompt": "x", "temperature": NaN}', 400, None),
     (b'{"prompt": "x", "max_tokens": Infinity}', 400, None),
 ]

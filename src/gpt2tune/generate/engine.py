@@ -46,6 +46,7 @@ class Row:
         self.finish_reason = None  # 'stop' or 'length' once done
         self.slot = None
         self.seen = None  # [n_vocab] bool: tokens in the row, for the repetition penalty
+        self.counts = None  # [n_vocab]: times each token was generated, for OpenAI's two
         self.logprobs = []  # (logprob, {token: logprob} of the likeliest) per new token
         self.prompt_logprobs = None  # the same per prompt token, None for the first
 
@@ -181,13 +182,21 @@ class Engine:
                     row.seen = np.zeros(len(logits[0]), bool)
                     row.seen[row.prompt] = True
             seen = np.stack([row.seen for row in rows])
-        tokens = sample.choose(np.stack(logits), options, [r.rng for r in rows], seen)
+        counts = None
+        if options.presence_penalty or options.frequency_penalty:
+            for row in rows:
+                if row.counts is None:
+                    row.counts = np.zeros(len(logits[0]), np.int32)
+            counts = np.stack([row.counts for row in rows])
+        tokens = sample.choose(np.stack(logits), options, [r.rng for r in rows], seen, counts)
         for row, token, row_logits in zip(rows, tokens.tolist(), logits, strict=True):
             row.new.append(token)
             if request.logprobs is not None:
                 row.logprobs.append(token_logprobs(row_logits, token, request.logprobs))
             if row.seen is not None:
                 row.seen[token] = True
+            if row.counts is not None:
+                row.counts[token] += 1
             row.end = stopper.cut(row.new)
             if row.end is not None or len(row.new) == options.length:
                 row.finish_reason = 'stop' if row.end is not None else 'length'

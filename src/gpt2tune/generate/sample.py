@@ -1,6 +1,7 @@
-"""Sampling: the options, the choice of each next token (repetition penalty, temperature,
-top-k, nucleus, min-p) with a random generator per row (Seeds), and where a sample ends
-(<|endoftext|>, stop texts). NumPy only: engine.py runs the model and calls these.
+"""Sampling: the options, the choice of each next token (logit bias, repetition, presence
+and frequency penalties, temperature, top-k, nucleus, min-p) with a random generator per
+row (Seeds), and where a sample ends (<|endoftext|>, stop texts). NumPy only: engine.py
+runs the model and calls these.
 
     options = SamplingOptions(length=100, temperature=0.7, top_k=40).checked(hparams)
     tokens = choose(logits, options, Seeds(1).take(len(logits)))
@@ -53,6 +54,15 @@ class SamplingOptions:
     repetition_penalty: float = option(
         1.0, 'CTRL\'s penalty on tokens already in the sample (1: off, 1.2 is common)',
         above=0)
+    presence_penalty: float = option(
+        0.0, 'OpenAI\'s presence penalty: subtracted from the logit of each token already '
+        'generated in the sample (0: off)', low=-2, high=2)
+    frequency_penalty: float = option(
+        0.0, 'OpenAI\'s frequency penalty: subtracted from a token\'s logit once for each '
+        'time it was already generated in the sample (0: off)', low=-2, high=2)
+    logit_bias: dict | None = option(
+        None, 'Added to these tokens\' logits before the rest (-100 bans a token, 100 forces '
+        'it)')
     stop: tuple[str, ...] = option(
         (), 'end a sample before this text (repeatable; \\n is a newline)')
     stop_at_endoftext: bool = option(True, 'end each sample at <|endoftext|>')
@@ -72,7 +82,9 @@ class SamplingOptions:
         `flags` says how this surface names it ({'length': '--sample_length'})."""
         length = hparams.n_ctx // 2 if self.length is None else self.length
         stop = (self.stop,) if isinstance(self.stop, str) else self.stop
-        resolved = dataclasses.replace(self, length=length, stop=stop)
+        bias = _logit_bias(self.logit_bias, hparams, (flags or {}).get('logit_bias',
+                                                                         '--logit_bias'))
+        resolved = dataclasses.replace(self, length=length, stop=stop, logit_bias=bias)
         for field in dataclasses.fields(self):
             problem = _problem(field, getattr(resolved, field.name), hparams)
             if problem:
@@ -98,6 +110,8 @@ def limits(field, hparams=None):
         return 'True or False'
     if kind is tuple:
         return 'non-empty texts'
+    if kind is dict:
+        return '{token id: bias from -100 to 100}'
     high = meta['high']
     if isinstance(high, str) and hparams is not None:
         high = f'{high} {getattr(hparams, high)}'
@@ -112,6 +126,8 @@ def _problem(field, value, hparams):
     """' value: must be ...' (to follow the flag) when `value` is outside the field's
     limits, else None."""
     meta, kind = field.metadata, value_type(field.type)
+    if kind is dict:  # judged whole, by _logit_bias
+        return None
     if kind is tuple:
         fits = isinstance(value, tuple | list) and all(isinstance(s, str) and s for s in value)
         return None if fits else ': each stop text must be a non-empty string'
@@ -125,6 +141,28 @@ def _problem(field, value, hparams):
                 and (meta['above'] is None or value > meta['above'])
                 and (high is None or value <= high))
     return None if fits else f' {value}: must be {limits(field, hparams)}'
+
+
+def _logit_bias(bias, hparams, flag):
+    """{token id: bias} from a mapping whose keys may be texts of ids (JSON's keys are),
+    None for none; an OptionError names what is wrong."""
+    if bias is None:
+        return None
+    if not isinstance(bias, dict):
+        raise OptionError('logit_bias', f'{flag}: must be a mapping of token ids to biases')
+    checked = {}
+    for key, value in bias.items():
+        token = int(key) if isinstance(key, str) and key.strip().isdigit() else key
+        if not isinstance(token, int) or isinstance(token, bool) or not (
+                0 <= token < hparams.n_vocab):
+            raise OptionError('logit_bias', f'{flag} {key!r}: token ids are from 0 to '
+                              f'{hparams.n_vocab - 1}')
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                -100 <= value <= 100):
+            raise OptionError('logit_bias', f'{flag} {key}: {value!r}: biases are numbers '
+                              'from -100 to 100')
+        checked[token] = float(value)
+    return checked or None
 
 
 def check_batch_size(batch_size):
@@ -168,13 +206,20 @@ def _kept_sorted(row, order, normalizer, top_p, cumulative=None):
     return order[:n_kept], row[order[:n_kept]]
 
 
-def choose(logits, options, rngs, seen=None):
-    """The next token of each row of logits [batch, n_vocab]: repetition penalty,
+def choose(logits, options, rngs, seen=None, counts=None):
+    """The next token of each row of logits [batch, n_vocab]: logit bias, repetition
+    penalty (`seen` [batch, n_vocab] bool: tokens of the prompt and sample), presence and
+    frequency penalties (`counts` [batch, n_vocab]: times each token was generated),
     temperature, top-k, then nucleus and min-p among what top-k kept; one uniform draw
     from each row's own generator (rngs)."""
-    logits = np.asarray(logits, np.float64)
+    logits = np.array(logits, np.float64)
+    if options.logit_bias:
+        tokens = list(options.logit_bias)
+        logits[:, tokens] += np.array([options.logit_bias[t] for t in tokens])
     if options.repetition_penalty != 1 and seen is not None:
         logits = penalize(logits, seen, options.repetition_penalty)
+    if counts is not None:  # OpenAI's definitions, on the tokens generated so far
+        logits -= counts * options.frequency_penalty + (counts > 0) * options.presence_penalty
     logits = logits / options.temperature
     tokens = np.empty(len(logits), np.int64)
     for b, (row, rng) in enumerate(zip(logits, rngs, strict=True)):

@@ -27,9 +27,7 @@ from gpt2tune.generate.sample import SamplingOptions
 OPENAI_NAMES = {'length': 'max_tokens'}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
 # OpenAI's fields we take but whose only accepted values change nothing.
-NEUTRAL = {'user': None, 'suffix': (None, ''), 'best_of': (None, 1),
-           'frequency_penalty': (None, 0), 'presence_penalty': (None, 0),
-           'logit_bias': (None, {})}
+NEUTRAL = {'user': None, 'suffix': (None, ''), 'best_of': (None, 1)}
 OURS = {'model', 'prompt', 'n', 'seed', 'echo', 'stream', 'stream_options', 'logprobs'}
 MAX_LOGPROBS = 5  # OpenAI's limit
 
