@@ -13,7 +13,8 @@ FAKE is one of
                               before its first step
     hold_after_batches=N      sampling scripts: the batch after the first N waits for Ctrl-C
     serve_hold=N              serve.py: the engine starts no step until N requests have
-                              been submitted (accepted or refused), so that requests sent
+                              been submitted (accepted or refused, also when refused
+                              before their body is read), so that requests sent
                               one after another join the same step; each submission prints
                               `fake: request K submitted`
     serve_pause=STEPS:PATH    serve.py: after STEPS steps the engine takes no further step
@@ -98,7 +99,7 @@ def hold_after_batches(n_batches):
 
 def serve_hold(n_requests):
     from gpt2tune.serve import batching
-    submit, busy = batching.Engine.submit, batching.Engine.busy
+    submit, busy, full = batching.Engine.submit, batching.Engine.busy, batching.Engine.full
     submitted = []
 
     def counted_submit(self, job):
@@ -107,7 +108,16 @@ def serve_hold(n_requests):
             return submit(self, job)  # wakes the engine's thread, which asks busy()
         finally:
             print(f'fake: request {len(submitted)} submitted', file=sys.stderr, flush=True)
-    batching.Engine.submit = counted_submit
+
+    def counted_full(self):  # a request refused before its body is read counts too
+        if not full(self):
+            return False
+        submitted.append(None)
+        print(f'fake: request {len(submitted)} submitted', file=sys.stderr, flush=True)
+        with self.cond:
+            self.cond.notify()
+        return True
+    batching.Engine.submit, batching.Engine.full = counted_submit, counted_full
     batching.Engine.busy = lambda self: len(submitted) >= n_requests and busy(self)
 
 

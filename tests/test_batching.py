@@ -30,7 +30,7 @@ def new_engine(gpt2, max_rows, max_queue=8):
 def new_job(gpt2, prompt, n, seed, **options):
     done = threading.Event()
     job = batching.Job([gpt2.encode(prompt)], n, gpt2.options(**options), seed,
-                       gpt2.encoder, lambda pieces, finished: finished and done.set())
+                       gpt2.encoder, lambda pieces, ended, finished: finished and done.set())
     job.done = done
     return job
 
@@ -85,7 +85,7 @@ def test_a_request_of_two_prompts_and_n_2_equals_the_apis_rows_in_order(models_d
     server = new_engine(gpt2, max_rows=4)
     done = threading.Event()
     job = batching.Job([gpt2.encode(p) for p in PROMPTS[:2]], 2, gpt2.options(length=9),
-                       5, gpt2.encoder, lambda pieces, finished: finished and done.set())
+                       5, gpt2.encoder, lambda pieces, ended, finished: finished and done.set())
     server.submit(job)
     server.start()
     try:

@@ -172,7 +172,7 @@ def test_a_cancelled_request_leaves_at_the_next_step_with_what_it_has():
     decoder.step()
     requests[0].cancel()
     decoder.step()
-    assert ended == [requests[0]] and requests[0].rows[0].finish_reason == 'length'
+    assert ended == [requests[0]] and requests[0].rows[0].finish_reason == 'cancelled'
     assert requests[0].rows[0].new == [1, 1] and decoder.rows() == 1
     assert forward.calls[-1] == ('step', [1], [2])  # only the other row stepped
 

@@ -227,7 +227,7 @@ def test_the_key_in_any_case_of_bearer_and_a_null_model_are_accepted(server):
             'Authorization': f'{scheme} {KEY}', 'Content-Type': 'application/json'})
         with urllib.request.urlopen(request, timeout=60) as answer:
             assert answer.status == 200
-    request = urllib.request.Request(server.url + '/health', headers={
+    request = urllib.request.Request(server.url + '/v1/models', headers={
         'Authorization': f'Basic {KEY}'})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)

@@ -37,6 +37,8 @@ def parse_args(argv):
         help='requests that may wait for rows; one more gets 429 (0: none waits)')
     add('--api_key', default=os.environ.get(API_KEY_VARIABLE),
         help=f'require "Authorization: Bearer KEY" (default: ${API_KEY_VARIABLE})')
+    add('--max_connections', type=int, default=1000,
+        help='connections served at once; one more gets 503 at once')
     add('--protect_metrics', action='store_true',
         help='/metrics needs the key too (/health never does)')
     add('--allow_origin', action='append', default=[], metavar='ORIGIN',
@@ -47,7 +49,7 @@ def parse_args(argv):
     flags.add(parser, 'verbose')
     args = parser.parse_args(argv)
     for name, least in (('port', 0), ('max_batch', 1), ('max_queue', 0),
-                        ('drain_seconds', 0)):
+                        ('max_connections', 1), ('drain_seconds', 0)):
         value = getattr(args, name)
         if value is not None and value < least or name == 'port' and value > 65535:
             raise errors.UserError(f'--{name} {value}: out of range')
@@ -128,7 +130,8 @@ def main(argv):
     app = serve_app.make_app(state, args.allow_origin)
     config = uvicorn.Config(app, http='h11', lifespan='off',
                             log_level='info' if args.verbose else 'warning',
-                            access_log=args.verbose, timeout_graceful_shutdown=5)
+                            access_log=args.verbose, timeout_graceful_shutdown=5,
+                            limit_concurrency=args.max_connections)
     DrainingServer(config, state, args.drain_seconds, start).run(sockets=[sock])
 
 

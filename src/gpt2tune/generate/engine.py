@@ -69,14 +69,14 @@ class Request:
         self.logprobs, self.prompt_logprobs = logprobs, prompt_logprobs
         self.generate = generate
         self.on_step = on_step or (lambda request: None)
-        self.cancelled = False
+        self.cancelled = None  # why, once cancelled: its rows' finish_reason
 
     def live(self):
         return [r for r in self.rows if r.finish_reason is None]
 
-    def cancel(self):
-        """Its rows leave at the engine's next step."""
-        self.cancelled = True
+    def cancel(self, reason='cancelled'):
+        """Its rows leave at the engine's next step, each ended by `reason`."""
+        self.cancelled = self.cancelled or reason
 
 
 class Engine:
@@ -155,11 +155,12 @@ class Engine:
 
     def finish(self, request):
         """End a request now (cancelled, or a fault): its rows leave, each with what it
-        has (a row not yet ended ends by 'length'), and it is told."""
+        has (a row not yet ended ends by the cancel's reason, else 'length'), and it is
+        told."""
         if request in self.waiting:
             self.waiting.remove(request)
         for row in request.live():
-            row.finish_reason = 'length'
+            row.finish_reason = request.cancelled or 'length'
             row.end = row.end or request.stopper.finish(row.new)
             self._leave(row)
         if request in self.running:

@@ -6,9 +6,11 @@ it as soon as it is done or cancelled, so a short request is never held up by a 
     engine.start()
     job = Job([[464, 3290]], n=2, options=checked_options, seed=1, encoder=encoder,
               on_event=lambda pieces, finished: ...)   # called on the engine's thread
-    engine.submit(job)          # QueueFull when it would wait behind max_queue requests
+    engine.submit(job)          # QueueFull when it would wait behind max_queue requests;
+                                # EngineDead once the engine's thread has failed
     job.cancel()                # the client went away: its rows leave at the next step
-    engine.stop()
+    engine.stop()               # what runs still ends, finish_reason 'abort'
+
 
 Each row draws from its own generator (sample.Seeds(seed)), as the API's rows do, so a
 completion equals the API's `GPT2.load(path, seed=seed).generate(prompt, nsamples=n, ...)`
@@ -28,10 +30,16 @@ class QueueFull(Exception):
     """max_queue requests wait for rows already."""
 
 
+class EngineDead(Exception):
+    """The engine's thread ended on a fault: nothing more is decoded."""
+
+
 class Job:
     """A completion request: `n` rows for each prompt (token lists), choice i being
-    prompt i // n. `on_event(pieces, finished)` is called on the engine's thread after
-    each of its steps with [(choice index, new text)], finished True at its last."""
+    prompt i // n. `on_event(pieces, ended, finished)` is called on the engine's thread
+    after each of its steps with [(choice index, new text)], [(choice index,
+    finish_reason)] of the rows that ended in it, and finished True at its last. A fault
+    sets `error` before the last event."""
 
     def __init__(self, prompts, n, options, seed, encoder, on_event, **scoring):
         """`scoring`: engine.Request's logprobs, prompt_logprobs and generate."""
@@ -42,12 +50,21 @@ class Job:
         self.rows = self.request.rows
         self.texts = [TextStream(encoder, options.stop) for _ in rows]
         self.on_event, self.error = on_event, None
+        self.told_ended = set()
 
-    def cancel(self):
-        self.request.cancel()
+    def cancel(self, reason='cancelled'):
+        self.request.cancel(reason)
 
     def live(self):
         return self.request.live()
+
+    def fail(self, error):
+        """End every row now on a fault of the engine's: the last event, with `error`."""
+        self.error = error
+        for row in self.request.live():
+            row.finish_reason = 'error'
+            row.end = row.end or self.request.stopper.finish(row.new)
+        self._stepped(self.request)
 
     @property
     def cancelled(self):
@@ -56,7 +73,10 @@ class Job:
     def _stepped(self, request):
         pieces = [(row.index, text.update(row.new, row.end))
                   for row, text in zip(self.rows, self.texts, strict=True)]
-        self.on_event([p for p in pieces if p[1]], not request.live())
+        ended = [(row.index, row.finish_reason) for row in self.rows
+                 if row.finish_reason is not None and row.index not in self.told_ended]
+        self.told_ended.update(index for index, _ in ended)
+        self.on_event([p for p in pieces if p[1]], ended, not request.live())
 
 
 class Engine:
@@ -67,6 +87,7 @@ class Engine:
         self.on_tokens = on_tokens or (lambda n: None)
         self.cond = threading.Condition()
         self.stopping, self.queue = False, []
+        self.dead = None  # the fault that ended the thread
         self.thread = threading.Thread(target=self._run, name='batching', daemon=True)
 
     def start(self):
@@ -77,10 +98,18 @@ class Engine:
         that wait already (a job that fits the rows free now waits for none). A job of
         more rows than the engine has must not be submitted."""
         with self.cond:
+            if self.dead is not None:
+                raise EngineDead from self.dead
             self.cond.notify()
             if self._waiting([*self._pending(), job.request]) > self.max_queue:
                 raise QueueFull
             self.queue.append(job)
+
+    def full(self):
+        """Whether every request from now on would find max_queue ahead of it waiting
+        (requests join first come, first served), whatever its rows."""
+        waiting = self.queued()
+        return waiting > 0 and waiting >= self.max_queue
 
     def rows(self):
         return self.core.rows()
@@ -106,19 +135,34 @@ class Engine:
         return bool(self.queue) or self.core.busy()
 
     def stop(self):
-        """Cancel what is left and end the thread."""
+        """Cut what is left (its rows end 'abort') and end the thread."""
         with self.cond:
             self.stopping = True
             for job in self.queue:
-                job.cancel()
+                job.cancel('abort')
             for request in list(self.core.waiting) + self.core.running:
-                request.cancel()
+                request.cancel('abort')
             self.cond.notify()
         if self.thread.is_alive():
             self.thread.join()
 
     def _run(self):
         jobs = {}  # request -> its Job, while the engine has it
+        try:
+            self._loop(jobs)
+        except BaseException as e:  # the thread ends: no request may wait for it
+            traceback.print_exc(file=sys.stderr)
+            with self.cond:
+                self.dead = e
+                left = [*jobs.values(), *self.queue]
+                self.queue.clear()
+            for job in left:
+                try:
+                    job.fail(e)
+                except Exception:  # one listener's fault must not keep the others waiting
+                    traceback.print_exc(file=sys.stderr)
+
+    def _loop(self, jobs):
         while True:
             with self.cond:
                 while not self.stopping and not self.busy():
@@ -136,6 +180,7 @@ class Engine:
                 traceback.print_exc(file=sys.stderr)
                 for request in list(self.core.waiting) + self.core.running:
                     jobs[request].error = e
+                    request.cancel('error')
                     self.core.finish(request)
             self.on_tokens(sum(self._tokens(r) - before.get(r, 0) for r in jobs))
             for request in [r for r in jobs if not r.live()]:

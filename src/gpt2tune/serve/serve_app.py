@@ -18,6 +18,7 @@ import uuid
 
 import prometheus_client as prom
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -104,11 +105,25 @@ class Gate:
             why = 'shutting down' if self.state.draining else 'warming up'
             return ApiError(503, f'the server is {why}', code='unavailable',
                             kind='server_error', headers={'Retry-After': '1'})
+        if scope['path'] not in ('/health', '/metrics') and self.state.engine.dead:
+            return engine_failed()
         length = headers.get(b'content-length', b'0')
         if not length.isdigit() or int(length) > MAX_BODY_BYTES:
             return ApiError(413, f'the body is over {MAX_BODY_BYTES} bytes',
                             code='body_too_large')
+        if scope['path'] == '/v1/completions' and self.state.engine.full():
+            return queue_full()  # whatever the body asks, before it is read
         return None
+
+
+def queue_full():
+    return ApiError(429, 'too many requests are waiting; try again shortly',
+                    code='queue_full', kind='rate_limit_error', headers={'Retry-After': '1'})
+
+
+def engine_failed():
+    return ApiError(503, 'the decoding engine failed; the server must be restarted',
+                    code='engine_failed', kind='server_error')
 
 
 async def read_json(request):
@@ -132,8 +147,10 @@ def _not_json(name):
 
 async def create_completion(request):
     state = request.app.state.server
-    req = completions.parse(await read_json(request), state.loaded, state.model_id,
-                            state.max_rows)
+    body = await read_json(request)
+    # Encoding a long prompt takes milliseconds: off the event loop, which serves streams.
+    req = await asyncio.to_thread(completions.parse, body, state.loaded, state.model_id,
+                                  state.max_rows)
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = batching.Job(req.prompts, req.n, req.options, req.seed, state.loaded.encoder,
                        lambda *e: loop.call_soon_threadsafe(events.put_nowait, e),
@@ -142,14 +159,20 @@ async def create_completion(request):
     try:
         state.engine.submit(job)
     except batching.QueueFull:
-        raise ApiError(429, 'too many requests are waiting; try again shortly',
-                       code='queue_full', kind='rate_limit_error',
-                       headers={'Retry-After': '1'}) from None
+        raise queue_full() from None
+    except batching.EngineDead:
+        raise engine_failed() from None
     run = Run(state, req, job, events)
     if req.stream:
-        return StreamingResponse(run.stream(), media_type='text/event-stream')
+        # The background task runs once the response ends, also when the client left
+        # before the stream's first event (the stream's own cleanup never ran then).
+        return StreamingResponse(run.stream(), media_type='text/event-stream',
+                                 background=BackgroundTask(run.cancel))
     if not await run.wait(request.receive):
         return Response(status_code=499)  # nobody is listening any more
+    if job.error is not None:
+        raise engine_failed() if state.engine.dead else ApiError(
+            500, 'internal error', kind='server_error')
     return JSONResponse(completions.completion(run.id, state.model_id, run.created, req,
                                                job.rows, state.loaded.encoder))
 
@@ -163,16 +186,15 @@ class Run:
         self.start, self.first = time.perf_counter(), None
 
     async def next_event(self):
-        pieces, finished = await self.events.get()
+        """(pieces, ended, finished) of the job's next step (batching.Job)."""
+        pieces, ended, finished = await self.events.get()
         metrics, now = self.state.metrics, time.perf_counter()
         if self.first is None:
             self.first = now
             metrics.first_token.observe(now - self.start)
         if finished:
             metrics.latency.observe(now - self.start)
-            if self.job.error is not None:
-                raise RuntimeError('the engine failed') from self.job.error
-        return pieces, finished
+        return pieces, ended, finished
 
     async def wait(self, receive):
         """Whether the job ended with the client still there (else it is cancelled)."""
@@ -185,32 +207,49 @@ class Run:
                     event.cancel()
                     self.cancel()
                     return False
-                if event.result()[1]:
+                if event.result()[2]:
                     return True
         finally:
             gone.cancel()
 
     async def stream(self):
-        """Server-sent events: OpenAI's chunks, then `data: [DONE]`."""
+        """Server-sent events: OpenAI's chunks, one choice each, a choice's
+        finish_reason as soon as it ends; then `data: [DONE]`. A cut by the drain or a
+        fault is said by an error event before it."""
         def sse(choices, usage=None):
             body = completions.chunk(self.id, self.state.model_id, self.created, choices,
                                      usage)
             return f'data: {json.dumps(body)}\n\n'
         try:
             if self.req.echo:
-                yield sse([(r.index, self.req.texts[r.index // self.req.n], None)
-                           for r in self.job.rows])
-            finished = False
+                for r in self.job.rows:
+                    yield sse([(r.index, self.req.texts[r.index // self.req.n], None)])
+            finished, reasons = False, set()
             while not finished:
-                pieces, finished = await self.next_event()
-                if pieces:
-                    yield sse([(index, text, None) for index, text in pieces])
-            yield sse([(r.index, '', r.finish_reason) for r in self.job.rows])
+                pieces, ended, finished = await self.next_event()
+                for index, text in pieces:
+                    yield sse([(index, text, None)])
+                for index, reason in ended:
+                    yield sse([(index, '', reason)])
+                    reasons.add(reason)
             if self.req.include_usage:
                 yield sse([], completions.usage(self.req, self.job.rows))
+            problem = self.problem(reasons)
+            if problem is not None:
+                yield f'data: {json.dumps(problem.body())}\n\n'
             yield 'data: [DONE]\n\n'
         finally:
             self.cancel()  # the client went away (nothing once the job has ended)
+
+    def problem(self, reasons):
+        """The ApiError to tell a stream whose rows were cut, else None."""
+        if self.job.error is not None:
+            return engine_failed() if self.state.engine.dead else ApiError(
+                500, 'internal error', kind='server_error')
+        if 'abort' in reasons:
+            return ApiError(503, 'the server is shutting down: the answer was cut short',
+                            code='shutting_down', kind='server_error')
+        return None
 
     def cancel(self):
         """The client went away: the job's rows leave at the engine's next step."""
@@ -250,6 +289,8 @@ async def detokenize(request):
 
 async def health(request):
     state = request.app.state.server
+    if state.engine.dead:
+        return JSONResponse({'status': 'engine failed'}, 503)
     if state.ready:
         return JSONResponse({'status': 'ok'})
     status = 'draining' if state.draining else 'warming up'
