@@ -20,6 +20,8 @@ FAKE is one of
     serve_pause=STEPS:PATH    serve.py: after STEPS steps the engine takes no further step
                               until the file PATH exists, so that a test disconnects or
                               stops the server while a request is surely still running
+    engine_dies=STEPS         serve.py: after STEPS steps the engine's thread ends on a
+                              fault of the kind no step survives (SystemExit)
     nvidia_version_file=PATH  any script: the NVIDIA driver file is PATH (missing: no
                               driver), not /proc/driver/nvidia/version
     gpus=JSON                 any script: TensorFlow's GPUs are these, each {"name": ...,
@@ -138,6 +140,20 @@ def serve_pause(spec):
     engine.Engine.step = step_then_pause
 
 
+def engine_dies(steps):
+    from gpt2tune.generate import engine
+    step = engine.Engine.step
+    taken = []
+
+    def step_then_die(self):
+        if len(taken) == steps:
+            print('fake: engine thread dies', file=sys.stderr, flush=True)
+            raise SystemExit('fake: the engine thread died')
+        taken.append(True)
+        return step(self)
+    engine.Engine.step = step_then_die
+
+
 def nvidia_version_file(path):
     from gpt2tune import nvidia  # imports no TensorFlow
     nvidia.VERSION_FILE = path
@@ -184,6 +200,7 @@ FAKES = {'chief_work_delay': (chief_work_delay, float),
          'late_start': (late_start, float),
          'serve_hold': (serve_hold, int),
          'serve_pause': (serve_pause, str),
+         'engine_dies': (engine_dies, int),
          'nvidia_version_file': (nvidia_version_file, str),
          'gpus': (gpus, str)}
 

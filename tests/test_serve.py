@@ -60,7 +60,8 @@ class Server:
         raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
 
     def client(self, key=KEY):
-        return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0)
+        return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0,
+                             timeout=60)  # a hang fails the test
 
     def request(self, path, body=None, key=KEY, method=None, headers=None):
         """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object);
@@ -394,6 +395,125 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
     assert rest[-1].usage.completion_tokens == 30
     assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
     assert slow_server.proc.wait(timeout=60) == 0
+
+
+def test_a_stream_cut_by_the_drain_says_abort_and_ends_with_an_error_event(models_dir,
+                                                                         tmp_path):
+    release = tmp_path / 'release'
+    s = Server(models_dir, '--drain_seconds', '0', fakes=[f'serve_pause=2:{release}'])
+    try:
+        stream = s.client().completions.create(
+            model='tiny', prompt=PROMPTS[0], max_tokens=40, stream=True,
+            extra_body={'stop_at_endoftext': False})
+        chunks = iter(stream)
+        next(chunks)
+        s.proc.send_signal(signal.SIGTERM)
+        s.wait_for_line('Draining')
+        release.touch()
+        reasons = []
+        with pytest.raises(openai.APIError, match='shutting down'):
+            for chunk in chunks:
+                reasons += [c.finish_reason for c in chunk.choices if c.finish_reason]
+        assert reasons == ['abort']
+        assert s.proc.wait(timeout=60) == 0
+    finally:
+        s.stop()
+
+
+def test_a_dead_engine_fails_every_request_at_once_and_health_says_so(models_dir):
+    s = Server(models_dir, '--max_batch', '1', fakes=['serve_hold=2', 'engine_dies=3'])
+    try:
+        stream = s.client().completions.create(
+            model='tiny', prompt=PROMPTS[0], max_tokens=40, stream=True,
+            extra_body={'stop_at_endoftext': False})
+        s.wait_for_line('fake: request 1 submitted')
+        waiting = []
+        thread = threading.Thread(target=lambda: waiting.append(s.request(
+            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})))
+        thread.start()
+        s.wait_for_line('fake: engine thread dies')
+        with pytest.raises(openai.APIError, match='engine failed'):
+            for _ in stream:
+                pass
+        thread.join()
+        assert waiting[0][0] == 503 and waiting[0][1]['error']['code'] == 'engine_failed'
+        assert s.request('/health') == (503, {'status': 'engine failed'})
+        assert s.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1})[0] == 503
+    finally:
+        s.stop()
+
+
+def test_a_stream_left_before_its_first_event_is_cancelled(models_dir):
+    s = Server(models_dir, fakes=['serve_hold=2'])
+    try:
+        body = json.dumps({'prompt': 'x', 'max_tokens': 30, 'stream': True}).encode()
+        with socket.create_connection(('127.0.0.1', s.port), timeout=60) as sock:
+            sock.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: '
+                         b'application/json\r\nContent-Length: ' + str(len(body)).encode()
+                         + b'\r\n\r\n' + body)
+            s.wait_for_line('fake: request 1 submitted')
+        s.wait_for_metric('gpt2_cancelled_requests_total', 1)  # before any step
+        assert s.request('/v1/completions', {'prompt': 'y', 'max_tokens': 2})[0] == 200
+        assert s.metric('gpt2_generated_tokens_total') == 2  # the left one ran no step
+    finally:
+        s.stop()
+
+
+def test_a_full_queue_refuses_before_the_body_arrives(models_dir):
+    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=3'])
+    try:
+        statuses = []
+        accepted = [threading.Thread(target=lambda: statuses.append(s.request(
+            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(2)]
+        for thread in accepted:
+            thread.start()
+        s.wait_for_line('fake: request 1 submitted')
+        s.wait_for_line('fake: request 2 submitted')
+        with socket.create_connection(('127.0.0.1', s.port), timeout=60) as sock:
+            sock.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: '
+                         b'application/json\r\nContent-Length: 1000\r\n\r\n{"prompt"')
+            assert sock.recv(4096).startswith(b'HTTP/1.1 429')  # the body never came
+        for thread in accepted:
+            thread.join()
+        assert statuses == [200, 200]
+    finally:
+        s.stop()
+
+
+def test_connections_past_the_limit_get_503(models_dir):
+    s = Server(models_dir, '--max_connections', '1')
+    try:
+        with socket.create_connection(('127.0.0.1', s.port), timeout=60):
+            assert s.request('/health')[0] == 503
+        deadline = time.monotonic() + 60  # the server notices the close; never a timed pass
+        while s.request('/health')[0] != 200:
+            assert time.monotonic() < deadline
+    finally:
+        s.stop()
+
+
+def test_n_streams_one_choice_a_chunk_and_each_choice_ends_when_it_ends(server, api):
+    seed, reasons_at, texts = 0, {}, {}
+    while True:  # a seed whose two choices end at different steps (stop at 'e')
+        seed += 1
+        tokens = api(PROMPTS[3], 2, seed, length=20, stop=['e'], return_tokens=True)
+        if len(tokens[0]) != len(tokens[1]):
+            break
+    chunks = list(server.client().completions.create(
+        model='tiny', prompt=PROMPTS[3], n=2, seed=seed, max_tokens=20, stop=['e'],
+        stream=True))
+    for at, chunk in enumerate(chunks):
+        assert len(chunk.choices) == 1
+        choice = chunk.choices[0]
+        texts[choice.index] = texts.get(choice.index, '') + choice.text
+        if choice.finish_reason:
+            assert choice.index not in reasons_at
+            reasons_at[choice.index] = at
+    assert [texts[0], texts[1]] == api(PROMPTS[3], 2, seed, length=20, stop=['e'])
+    first, last = sorted(reasons_at, key=reasons_at.get)
+    later_text = [at for at, c in enumerate(chunks)
+                  if c.choices[0].index == last and c.choices[0].text]
+    assert later_text and reasons_at[first] < later_text[-1]
 
 
 def graph_token_logprobs(models_dir, tokens):

@@ -128,10 +128,11 @@ def main(argv):
               f'(--max_batch {max_batch})', file=sys.stderr, flush=True)
 
     app = serve_app.make_app(state, args.allow_origin)
+    # uvicorn answers 503 once its connections, the new one counted, reach the limit.
     config = uvicorn.Config(app, http='h11', lifespan='off',
                             log_level='info' if args.verbose else 'warning',
                             access_log=args.verbose, timeout_graceful_shutdown=5,
-                            limit_concurrency=args.max_connections)
+                            limit_concurrency=args.max_connections + 1)
     DrainingServer(config, state, args.drain_seconds, start).run(sockets=[sock])
 
 

@@ -164,8 +164,9 @@ async def create_completion(request):
         raise engine_failed() from None
     run = Run(state, req, job, events)
     if req.stream:
-        # The background task runs once the response ends, also when the client left
-        # before the stream's first event (the stream's own cleanup never ran then).
+        # The background task runs once the response ends however it ended: under an
+        # ASGI server of spec 2.4, Starlette stops watching for the client's disconnect,
+        # and a stream that never sent an event would never see it leave.
         return StreamingResponse(run.stream(), media_type='text/event-stream',
                                  background=BackgroundTask(run.cancel))
     if not await run.wait(request.receive):
