@@ -35,10 +35,11 @@ class FakeForward:
         logits[row[cache.lengths[slot] % len(row)]] = 10.0
         return logits
 
-    def prefill(self, cache, slot, tokens):
-        self.calls.append(('prefill', slot, list(tokens)))
-        cache.lengths[slot] = len(tokens)
-        return self._logits(cache, slot)
+    def prefill(self, cache, slot, tokens, start=0, logits='last'):
+        self.calls.append(('prefill', slot, list(tokens)) if not start else
+                          ('prefill', slot, list(tokens), start))
+        cache.lengths[slot] = start + len(tokens)
+        return self._logits(cache, slot) if logits == 'last' else None
 
     def step(self, cache, slots, tokens):
         self.calls.append(('step', list(slots), list(tokens)))
@@ -68,6 +69,49 @@ def test_rows_of_different_lengths_end_at_endoftext_and_the_loop_ends_when_all_d
 def test_without_stop_the_sample_runs_the_full_length():
     out = run(FakeForward([[4]]), [[0]], length=3, stop_at_endoftext=False)
     assert out[0].tokens == [4, 4, 4] and out[0].text == '|||'
+
+
+def test_a_long_prompt_joins_a_chunk_a_step_while_the_running_rows_go_on(monkeypatch):
+    monkeypatch.setattr(engine, 'PREFILL_CHUNK', 4)
+    forward = FakeForward([[1], [2]], n_ctx=32)
+    decoder = engine.Engine(forward, 2)
+    o = greedy(length=6, stop_at_endoftext=False)
+    running, joining = (engine.Request([p], o, sample.Seeds(0).take(1),
+                                       sample.Stopper(FakeEncoder(), o)) for p in ([0], [3] * 10))
+    decoder.add(running)
+    decoder.step()
+    decoder.add(joining)
+    for _ in range(3):
+        decoder.step()
+    assert forward.calls == [
+        ('prefill', 0, [0]), ('step', [0], [1]),
+        ('prefill', 1, [3] * 4), ('step', [0], [1]),  # a chunk, and the running row's token
+        ('prefill', 1, [3] * 4, 4), ('step', [0], [1]),
+        ('prefill', 1, [3] * 2, 8), ('step', [0, 1], [1, 2])]  # joined: its first token, then
+    assert joining.rows[0].new == [2, 2]                    # one more with the others
+
+
+def test_a_rows_tokens_are_the_same_whenever_its_prompts_chunks_run(models_dir, monkeypatch):
+    """A 30-token prompt in chunks of 8: alone, and joining with two others whose chunks
+    share the steps' budget (so its chunks run at other steps)."""
+    monkeypatch.setattr(engine, 'PREFILL_CHUNK', 8)
+    loaded = model_dir.load('tiny', models_dir)
+    hparams = loaded.hparams
+    forward = numpy_model.Forward(model_dir.load_arrays(loaded.checkpoint, hparams), hparams,
+                                  'float32')
+    options = sample.SamplingOptions(length=6, stop_at_endoftext=False).checked(hparams)
+    rs = np.random.RandomState(8)
+    prompts = [rs.randint(0, hparams.n_vocab, size=n).tolist() for n in (30, 13, 21)]
+
+    def tokens(rows, order):
+        seeds = sample.Seeds(2).take(3)
+        return [s.tokens for s in engine.generate(
+            engine.Engine(forward, rows), [prompts[i] for i in order],
+            options, [seeds[i] for i in order], sample.Stopper(loaded.encoder, options))]
+
+    alone = tokens(1, [0])[0]
+    assert tokens(3, [1, 2, 0])[2] == alone and tokens(3, [0, 1, 2])[0] == alone
+    forward.close()
 
 
 def test_the_frequency_penalty_counts_each_rows_generated_tokens():
@@ -188,12 +232,13 @@ def test_logits_after_the_window_slides_are_the_models_on_the_kept_tokens(
                                   precision)
     held, steps, prefills = {}, [], []  # slot -> tokens its cache holds; (tokens, logits)
 
-    def prefill(cache, slot, tokens):
-        held[slot] = list(tokens)
+    def prefill(cache, slot, tokens, start=0, logits='last'):
+        held[slot] = held[slot][:start] + list(tokens) if start else list(tokens)
         prefills.append(len(tokens))
-        logits = numpy_model.Forward.prefill(forward, cache, slot, tokens)
-        steps.append((list(held[slot]), logits))
-        return logits
+        out = numpy_model.Forward.prefill(forward, cache, slot, tokens, start, logits)
+        if logits == 'last':
+            steps.append((list(held[slot]), out))
+        return out
 
     def step(cache, slots, tokens):
         logits = numpy_model.Forward.step(forward, cache, slots, tokens)

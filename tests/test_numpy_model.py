@@ -48,6 +48,29 @@ def test_prefill_and_step_logits_equal_an_independent_forward_pass(forward, arra
         assert error.max() < 0.02 and error.mean() < 0.003
 
 
+def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(forward,
+                                                                                arrays):
+    """30 tokens in chunks of 11, 11 and 8 (each after the positions before it): every
+    position's logits, and the last chunk's last as 'last' gives it."""
+    tokens = np.random.RandomState(6).randint(0, WIDE.n_vocab, size=30)
+    cache = numpy_model.Cache(WIDE, 2, WIDE.n_ctx)
+    every = [forward.prefill(cache, 1, tokens[start:start + 11], start, logits='every')
+             for start in (0, 11, 22)]
+    assert cache.lengths[1] == 30
+    weights = {name: a.astype(np.float64) for name, a in arrays.items()}
+    error = np.abs(np.concatenate(every) - numpy_gpt2(weights, WIDE, tokens))
+    if forward.kernel.precision == 'float32':
+        assert error.max() < 1e-4
+    else:  # bfloat16 rounding, as above
+        assert error.max() < 0.05 and error.mean() < 0.003
+    assert forward.prefill(cache, 0, tokens[:11], logits=None) is None
+    forward.prefill(cache, 0, tokens[11:22], 11, logits=None)
+    last = forward.prefill(cache, 0, tokens[22:], 22)
+    np.testing.assert_array_equal(last, every[-1][-1])  # the same numbers either way
+    both = forward.step(cache, [0, 1], [5, 5])  # the same keys and values in either slot
+    np.testing.assert_array_equal(both[0], both[1])
+
+
 def decode(forward, plan, max_rows):
     """Greedy decoding by a plan {row: (prompt, step it joins, steps it takes)} in one
     shared cache of max_rows slots, a slot reused once its row left: {row: [logits after

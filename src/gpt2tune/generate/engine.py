@@ -13,11 +13,14 @@ chooser, one sliding window.
     samples = generate(engine, prompts, options, Seeds(1).take(len(prompts)),
                        Stopper(enc, options))                   # the offline API's loop
 
-A row's tokens never depend on the rows beside it: each row is prefilled alone, a step's
-forward pass is row-invariant (numpy_model.py), and each row draws from its own generator
-(sample.Seeds). Requests join first come, first served, all of a request's rows at once;
-a joining row's first token comes from its prefill, then every row takes one more token
-in the same step.
+A row's tokens never depend on the rows beside it: each row is prefilled alone, in chunks
+of PREFILL_CHUNK positions fixed by its own prompt, a step's forward pass is
+row-invariant (numpy_model.py), and each row draws from its own generator (sample.Seeds).
+Requests join first come, first served, all of a request's rows at once; a step prefills
+at most PREFILL_CHUNK prompt positions (at least one chunk) before the running rows take
+their token, so a long prompt joining holds the running rows up a chunk at a time, not
+for its whole prefill. A joined row's first token comes from its prefill, then every row
+takes one more token in the same step.
 
 A request may ask for log-probabilities (of the model's own distribution, before the
 options reshape it): `logprobs` N gives each chosen token's and the N likeliest
@@ -35,6 +38,9 @@ import numpy as np
 
 from gpt2tune.generate import numpy_model, sample
 
+# Prompt positions prefilled in one product, and at most per step (beyond one chunk).
+PREFILL_CHUNK = 256
+
 
 class Row:
     """One sample: a prompt, the tokens chosen after it, and where it ended."""
@@ -45,6 +51,8 @@ class Row:
         self.end = None  # sample.Stopper.cut's (tokens kept, text) once it ended
         self.finish_reason = None  # 'stop' or 'length' once done
         self.slot = None
+        self.prefilled = 0  # prompt tokens in the cache
+        self.first_logits = None  # after the whole prompt, until its first token is chosen
         self.seen = None  # [n_vocab] bool: tokens in the row, for the repetition penalty
         self.counts = None  # [n_vocab]: times each token was generated, for OpenAI's two
         self.logprobs = []  # (logprob, {token: logprob} of the likeliest) per new token
@@ -87,7 +95,8 @@ class Engine:
         self.n_ctx = forward.hparams.n_ctx
         self.cache = numpy_model.Cache(forward.hparams, max_rows, self.n_ctx)
         self.free = list(range(max_rows - 1, -1, -1))  # slots, the lowest taken first
-        self.waiting, self.running = collections.deque(), []
+        # Requests without rows, with rows and prompts still prefilling, and decoding.
+        self.waiting, self.prefilling, self.running = collections.deque(), [], []
 
     def add(self, request):
         if len(request.rows) > self.max_rows:
@@ -96,28 +105,27 @@ class Engine:
         self.waiting.append(request)
 
     def busy(self):
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.prefilling or self.running)
 
     def rows(self):
         """Rows decoding now."""
         return self.max_rows - len(self.free)
 
     def step(self):
-        """Cancelled requests leave; waiting ones that fit join (their first tokens);
-        then one more token for every row."""
-        for request in [r for r in list(self.waiting) + self.running if r.cancelled]:
+        """Cancelled requests leave; waiting ones that fit take their rows; up to
+        PREFILL_CHUNK prompt positions are prefilled, and requests whose prompts are all
+        in join (their first tokens); then one more token for every row."""
+        for request in [r for r in self._requests() if r.cancelled]:
             self.finish(request)
-        joining = []
         while self.waiting and len(self.waiting[0].rows) <= len(self.free):
             request = self.waiting.popleft()
             for row in request.rows:
                 row.slot = self.free.pop()
-            joining.append(request)
-        for request in joining:
+            self.prefilling.append(request)
+        for request in self._prefill_some():
             self.running.append(request)
-            logits = [self._prefill(request, row) for row in request.rows]
             if request.generate:
-                self._choose(request, request.rows, logits)
+                self._choose(request, request.rows, [r.first_logits for r in request.rows])
             else:
                 self.finish(request)
         stepping = [row for request in self.running for row in request.live()]
@@ -140,18 +148,46 @@ class Engine:
 
     def clear(self):
         """Finish every request (an offline loop that was interrupted)."""
-        for request in list(self.waiting) + self.running:
+        for request in self._requests():
             self.finish(request)
 
-    def _prefill(self, request, row):
-        """The logits after a joining row's prompt; its prompt's logprobs if asked."""
-        if not request.prompt_logprobs:
-            return self.forward.prefill(self.cache, row.slot, row.prompt)
-        logits = self.forward.prefill(self.cache, row.slot, row.prompt, every_position=True)
-        row.prompt_logprobs = [None] + [
-            token_logprobs(before, token, request.logprobs or 0)
-            for before, token in zip(logits[:-1], row.prompt[1:], strict=True)]
-        return logits[-1]
+    def _requests(self):
+        return [*self.waiting, *self.prefilling, *self.running]
+
+    def _prefill_some(self):
+        """Prefill chunks of the prefilling requests' prompts, first come first, while
+        they fit PREFILL_CHUNK positions (one at least): the requests now all prefilled."""
+        budget, done = PREFILL_CHUNK, []
+        for request in list(self.prefilling):
+            for row in request.rows:
+                while row.prefilled < len(row.prompt):
+                    size = min(PREFILL_CHUNK, len(row.prompt) - row.prefilled)
+                    if size > budget:
+                        return done
+                    budget -= size
+                    self._prefill_chunk(request, row)
+            self.prefilling.remove(request)
+            done.append(request)
+        return done
+
+    def _prefill_chunk(self, request, row):
+        """The next chunk of a row's prompt into its cache: the logits after the whole
+        prompt once it is in (row.first_logits), its logprobs as it goes if asked."""
+        start = row.prefilled
+        end = min(len(row.prompt), start + PREFILL_CHUNK)
+        final = end == len(row.prompt)
+        kind = 'every' if request.prompt_logprobs else 'last' if final else None
+        logits = self.forward.prefill(self.cache, row.slot, row.prompt[start:end], start,
+                                      logits=kind)
+        if request.prompt_logprobs:
+            row.prompt_logprobs = (row.prompt_logprobs or [None]) + [
+                token_logprobs(before, token, request.logprobs or 0)  # the last predicts
+                for before, token in zip(logits, row.prompt[start + 1:end + 1],  # none
+                                         strict=False)]
+            logits = logits[-1]
+        row.prefilled = end
+        if final:
+            row.first_logits = logits
 
     def finish(self, request):
         """End a request now (cancelled, or a fault): its rows leave, each with what it
@@ -159,6 +195,8 @@ class Engine:
         told."""
         if request in self.waiting:
             self.waiting.remove(request)
+        if request in self.prefilling:
+            self.prefilling.remove(request)
         for row in request.live():
             row.finish_reason = request.cancelled or 'length'
             row.end = row.end or request.stopper.finish(row.new)
@@ -190,6 +228,8 @@ class Engine:
                     row.counts = np.zeros(len(logits[0]), np.int32)
             counts = np.stack([row.counts for row in rows])
         tokens = sample.choose(np.stack(logits), options, [r.rng for r in rows], seen, counts)
+        for row in rows:
+            row.first_logits = None
         for row, token, row_logits in zip(rows, tokens.tolist(), logits, strict=True):
             row.new.append(token)
             if request.logprobs is not None:

@@ -7,6 +7,8 @@ row-invariant, and each row attends alone.
     forward = Forward(model_dir.load_arrays(ckpt, hparams), hparams, 'float32')
     cache = Cache(hparams, rows=4, positions=hparams.n_ctx)
     logits = forward.prefill(cache, 0, [464, 3290])     # [n_vocab] after the prompt
+    forward.prefill(cache, 1, prompt[:256], logits=None)        # a long prompt in chunks:
+    logits = forward.prefill(cache, 1, prompt[256:], start=256)  # the rest after the first
     logits = forward.step(cache, [0, 2], [318, 262])    # [2, n_vocab], one token each
 
 Tested against an independent forward pass (tests/test_numpy_model.py).
@@ -54,22 +56,26 @@ class Forward:
     def close(self):
         self.kernel.close()
 
-    def prefill(self, cache, slot, tokens, every_position=False):
-        """Row `slot` starts over with `tokens` (1 to positions): the logits [n_vocab] of
-        its next token, or with `every_position` those after each token [n, n_vocab]."""
-        n = len(tokens)
-        causal = np.where(np.tri(n, dtype=bool), np.float32(0), np.float32(-1e10))
+    def prefill(self, cache, slot, tokens, start=0, logits='last'):
+        """Row `slot` holds `tokens` at positions start.. (the positions before them already
+        in its cache): the logits after them, of the last position [n_vocab] (`logits`
+        'last'), of every position [n, n_vocab] ('every'), or none (None: a chunk of a
+        prompt that goes on, its last block's MLP skipped)."""
+        end = start + len(tokens)
+        seen = np.arange(end)[None, :] <= np.arange(start, end)[:, None]  # [n, end]
+        causal = np.where(seen, np.float32(0), np.float32(-1e10))
 
         def attend(layer, q, k, v):  # [positions, heads, features] each
             keys, values = cache.keys[layer][slot], cache.values[layer][slot]
-            keys[:, :n], values[:, :n] = k.transpose(1, 0, 2), v.transpose(1, 0, 2)
-            return _attention(q.transpose(1, 0, 2), keys[:, :n], values[:, :n],
+            keys[:, start:end] = k.transpose(1, 0, 2)
+            values[:, start:end] = v.transpose(1, 0, 2)
+            return _attention(q.transpose(1, 0, 2), keys[:, :end], values[:, :end],
                               causal).transpose(1, 0, 2)
 
-        x = self.wte[tokens] + self.wpe[:n]
-        logits = self._blocks(x, attend, rows=False, every_position=every_position)
-        cache.lengths[slot] = n
-        return logits if every_position else logits[0]
+        x = self.wte[tokens] + self.wpe[start:end]
+        out = self._blocks(x, attend, rows=False, logits=logits)
+        cache.lengths[slot] = end
+        return out[0] if logits == 'last' else out
 
     def step(self, cache, slots, tokens):
         """One more token for each row in `slots`: the logits [rows, n_vocab] after it."""
@@ -91,10 +97,10 @@ class Forward:
         cache.lengths[slots] += 1
         return logits
 
-    def _blocks(self, x, attend, rows, every_position=False):
-        """x [n, embd] through every block: the logits of the last position (a prompt,
-        rows=False; every position's with every_position) or of every row.
-        attend(layer, q, k, v), each [n, heads, features],
+    def _blocks(self, x, attend, rows, logits='last'):
+        """x [n, embd] through every block: the logits of every row (rows=True), or of a
+        prompt's positions as prefill's `logits` says. attend(layer, q, k, v), each [n,
+        heads, features],
         gives the attention's output [n, heads, features]."""
         heads, last = self.hparams.n_head, self.hparams.n_layer - 1
         x, qkv = self.kernel.first(x, rows)
@@ -104,14 +110,16 @@ class Forward:
             if layer == last:
                 if rows:
                     return self.kernel.after_attention(layer, x, a, rows)[1]
-                logits = self.kernel.after_attention(layer, x[-1:], a[-1:], rows)[1]
-                if not every_position:  # a prompt's last position alone matters now
-                    return logits
-                # The last position's logits as a prompt without every_position gets them
-                # (a product of n rows and of one differ in the last bits): asking for
-                # the prompt's figures must not change the tokens chosen after it.
+                if logits is None:  # the keys and values are written: nothing more needed
+                    return None
+                final = self.kernel.after_attention(layer, x[-1:], a[-1:], rows)[1]
+                if logits == 'last':
+                    return final
+                # The last position's logits as 'last' gets them (a product of n rows and
+                # of one differ in the last bits): asking for a prompt's figures must not
+                # change the tokens chosen after it.
                 every = self.kernel.after_attention(layer, x, a, rows)[1]
-                every[-1] = logits[0]
+                every[-1] = final[0]
                 return every
             x, qkv = self.kernel.after_attention(layer, x, a, rows)
 
