@@ -11,6 +11,9 @@ many requests.
   another, the first ones spread over the time of one request alone, so requests
   arrive while others run (a burst of 16 at the same moment waits for all 16 prompts'
   prefill, a compute-bound pass 16 times one prompt's);
+- a 1,000-token prompt joining while one stream runs: the longest gap between two of the
+  stream's tokens while it joins, against the stream's median gap before (prefilled in
+  chunks, the gap is a chunk's prefill and a step, not the whole prompt's);
 - RSS of the server after 10,000 short requests against after the first 100, on the
   tiny shape (the 124M shape would take an hour of requests; what leaks per request
   does not depend on the model's size).
@@ -28,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 from common import ROOT, random_model, report
@@ -83,6 +87,46 @@ class Server:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+
+
+def stream_times(port, prompt, max_tokens, times):
+    """Stream a completion, appending the time of each text event to `times`."""
+    body = json.dumps({'prompt': prompt, 'max_tokens': max_tokens, 'stream': True,
+                       'stop_at_endoftext': False})
+    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=600)
+    connection.request('POST', '/v1/completions', body, {'Content-Type': 'application/json'})
+    for line in connection.getresponse():
+        if line.startswith(b'data: {') and any(c['text'] for c in
+                                               json.loads(line[6:])['choices']):
+            times.append(time.perf_counter())
+    connection.close()
+
+
+def long_prompt_join(precision, prompt_tokens=1000, before=20, tokens=200):
+    """The longest gap between a running stream's tokens while a long prompt joins."""
+    models_dir, name = random_model('124M')
+    server = Server(name, models_dir, '--max_batch', '2', '--precision', precision)
+    try:
+        server.complete('warm up', 4)
+        times = []
+        stream = threading.Thread(target=stream_times,
+                                  args=(server.port, 'A long story:', tokens, times))
+        stream.start()
+        while len(times) < before:
+            time.sleep(0.001)
+        sent = time.perf_counter()
+        joined = server.complete([(i * 37) % 50000 for i in range(prompt_tokens)], 1)
+        done = sent + joined[1]
+        stream.join()
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        usual = statistics.median(gaps[:before - 1])
+        during = [b - a for a, b in zip(times, times[1:], strict=False) if b > sent and a < done]
+        report('serve_longest_gap_while_a_long_prompt_joins_s', max(during), 's',
+               precision=precision, prompt_tokens=prompt_tokens,
+               usual_gap_s=round(usual, 4), ratio_vs_usual_gap=round(max(during) / usual, 1),
+               joining_request_s=round(joined[1], 3))
+    finally:
+        server.stop()
 
 
 def prompts(count):
@@ -213,6 +257,7 @@ def main():
     args = parser.parse_args()
     for precision in args.precision:
         throughput(args, precision)
+        long_prompt_join(precision)
     memory(args)
 
 
