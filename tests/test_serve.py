@@ -572,3 +572,31 @@ def test_generated_tokens_logprobs_follow_the_echoed_prompts(server, models_dir,
     assert plain.choices[0].logprobs.token_logprobs == figures.token_logprobs[prompt_length:]
     assert plain.choices[0].logprobs.top_logprobs == [{}] * 6
     assert plain.choices[0].logprobs.text_offset[0] == 0
+
+
+def test_a_harness_scoring_by_echo_gets_transformers_numbers_on_the_export(server,
+                                                                          models_dir,
+                                                                          tmp_path):
+    """As lm-evaluation-harness's loglikelihood: context + continuation echoed with
+    logprobs 1, max_tokens 0; the continuation's summed log-probability and whether each
+    of its tokens is the likeliest, against transformers on the Hugging Face export."""
+    torch = pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    from gpt2tune.commands import huggingface as huggingface_command
+    huggingface_command.export(os.path.join(models_dir, 'tiny'), str(tmp_path / 'hf'))
+    hf = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / 'hf')).eval()
+    context, continuation = 'Why did the chicken cross the road?|', ' To get to the other side.'
+    ids = server.request('/tokenize', {'prompt': context + continuation})[1]['tokens']
+    n_context = len(server.request('/tokenize', {'prompt': context})[1]['tokens'])
+    answer = server.client().completions.create(model='tiny', prompt=ids, echo=True,
+                                                logprobs=1, max_tokens=0)
+    figures = answer.choices[0].logprobs
+    with torch.no_grad():
+        theirs = torch.log_softmax(hf(torch.tensor([ids])).logits[0].double(), -1).numpy()
+    expected = theirs[np.arange(len(ids) - 1), ids[1:]]
+    np.testing.assert_allclose(figures.token_logprobs[1:], expected, rtol=0, atol=1e-4)
+    ours_sum = sum(figures.token_logprobs[n_context:])
+    assert abs(ours_sum - expected[n_context - 1:].sum()) < 1e-3
+    greedy = [max(top.values()) == lp for top, lp in zip(
+        figures.top_logprobs[n_context:], figures.token_logprobs[n_context:], strict=True)]
+    assert greedy == list(theirs.argmax(-1)[n_context - 1:-1] == np.array(ids[n_context:]))
