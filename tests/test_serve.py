@@ -329,7 +329,6 @@ BAD = [  # (body, status, param or None where only the message names it)
     ({'prompt': 'x', 'stop': [1]}, 400, 'stop'), ({'prompt': 'x', 'seed': -1}, 400, 'seed'),
     ({'prompt': 'x', 'stream': 'yes'}, 400, 'stream'), ({'prompt': 'x', 'foo': 1}, 400, 'foo'),
     ({'prompt': 'x', 'logprobs': 6}, 400, 'logprobs'),
-    ({'prompt': 'x', 'logprobs': 1, 'stream': True}, 400, 'logprobs'),
     ({'prompt': 'x', 'model': 'gpt-4'}, 404, 'model'),
     ({'prompt': 'x', 'logit_bias': {'x': 1}}, 400, 'logit_bias'),
     ({'prompt': 'x', 'logit_bias': [1]}, 400, 'logit_bias'),
@@ -600,3 +599,22 @@ def test_a_harness_scoring_by_echo_gets_transformers_numbers_on_the_export(serve
     greedy = [max(top.values()) == lp for top, lp in zip(
         figures.top_logprobs[n_context:], figures.token_logprobs[n_context:], strict=True)]
     assert greedy == list(theirs.argmax(-1)[n_context - 1:-1] == np.array(ids[n_context:]))
+
+
+def test_a_streams_logprobs_are_the_whole_answers_chunk_by_chunk(server):
+    options = dict(model='tiny', prompt=PROMPTS[4], n=2, seed=6, max_tokens=8, logprobs=2,
+                   echo=True, extra_body={'stop_at_endoftext': False})
+    whole = server.client().completions.create(**options)
+    parts = {}
+    for chunk in server.client().completions.create(stream=True, **options):
+        choice = chunk.choices[0]
+        got = parts.setdefault(choice.index, {'text': '', 'tokens': [], 'token_logprobs': [],
+                                              'top_logprobs': [], 'text_offset': []})
+        got['text'] += choice.text
+        for name in ('tokens', 'token_logprobs', 'top_logprobs', 'text_offset'):
+            got[name] += getattr(choice.logprobs, name) if choice.logprobs else []
+    for choice in whole.choices:
+        got = parts[choice.index]
+        assert got['text'] == choice.text
+        for name in ('tokens', 'token_logprobs', 'top_logprobs', 'text_offset'):
+            assert got[name] == getattr(choice.logprobs, name), name

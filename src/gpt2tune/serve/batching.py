@@ -37,9 +37,9 @@ class EngineDead(Exception):
 class Job:
     """A completion request: `n` rows for each prompt (token lists), choice i being
     prompt i // n. `on_event(pieces, ended, finished)` is called on the engine's thread
-    after each of its steps with [(choice index, new text)], [(choice index,
-    finish_reason)] of the rows that ended in it, and finished True at its last. A fault
-    sets `error` before the last event."""
+    after each of its steps with [(choice index, new text, the row's tokens so far)],
+    [(choice index, finish_reason)] of the rows that ended in it, and finished True at
+    its last. A fault sets `error` before the last event."""
 
     def __init__(self, prompts, n, options, seed, encoder, on_event, **scoring):
         """`scoring`: engine.Request's logprobs, prompt_logprobs and generate."""
@@ -71,7 +71,8 @@ class Job:
         return self.request.cancelled
 
     def _stepped(self, request):
-        pieces = [(row.index, text.update(row.new, row.end))
+        pieces = [(row.index, text.update(row.new, row.end),
+                   row.end[0] if row.end else len(row.new))
                   for row, text in zip(self.rows, self.texts, strict=True)]
         ended = [(row.index, row.finish_reason) for row in self.rows
                  if row.finish_reason is not None and row.index not in self.told_ended]

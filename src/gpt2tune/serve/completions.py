@@ -13,7 +13,8 @@ API), `temperature` 0 means greedy (top_k 1).
 sampling options reshape it) and the N likeliest alternatives, as OpenAI's legacy
 completions do (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`, the offsets
 into the choice's text); with `echo` the prompt's tokens come first, the first one's
-figures null; `max_tokens` 0 with `echo` scores the prompt and generates nothing.
+figures null; `max_tokens` 0 with `echo` scores the prompt and generates nothing. A
+stream's chunk carries the figures of the tokens chosen since the one before.
 """
 
 import dataclasses
@@ -95,9 +96,6 @@ def parse(body, loaded, model_id, max_rows):
     logprobs = _value(body, 'logprobs', int, None)
     if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
         raise ApiError(400, f'logprobs {logprobs}: from 0 to {MAX_LOGPROBS}', 'logprobs')
-    if logprobs is not None and stream:
-        raise ApiError(400, 'logprobs: not served in a stream; ask without stream',
-                       'logprobs')
     echo = _value(body, 'echo', bool, False)
     generate = body.get('max_tokens') != 0
     if not generate and not echo:
@@ -252,21 +250,29 @@ def logprobs(request, row, encoder):
     tokens, figures = row.new[:row.end[0]], row.logprobs[:row.end[0]]
     if request.echo:
         tokens, figures = row.prompt + tokens, row.prompt_logprobs + figures
+    return logprobs_of(tokens, figures, encoder)
+
+
+def logprobs_of(tokens, figures, encoder, before=()):
+    """OpenAI's logprobs object of `tokens` and their engine.Row figures, after the
+    tokens `before` them in the choice's text."""
     return {'tokens': [encoder.token_text(t) for t in tokens],
             'token_logprobs': [f and f[0] for f in figures],
             'top_logprobs': [f and {encoder.token_text(t): lp for t, lp in f[1].items()}
                              for f in figures],
             # Where each token starts in the choice's text (a token that ends inside a
             # character starts where the text of the tokens before it ends).
-            'text_offset': [len(encoder.decode(tokens[:i])) for i in range(len(tokens))]}
+            'text_offset': [len(encoder.decode([*before, *tokens[:i]]))
+                            for i in range(len(tokens))]}
 
 
 def chunk(request_id, model_id, created, choices, usage_=None):
-    """One server-sent event of a stream: choices [(index, text, finish_reason)]."""
+    """One server-sent event of a stream: choices [(index, text, finish_reason) or
+    (index, text, finish_reason, logprobs object)]."""
     body = {'id': request_id, 'object': 'text_completion', 'created': created,
-            'model': model_id, 'choices': [{'text': text, 'index': index, 'logprobs': None,
-                                            'finish_reason': reason}
-                                           for index, text, reason in choices]}
+            'model': model_id, 'choices': [{'text': c[1], 'index': c[0],
+                                            'logprobs': c[3] if len(c) > 3 else None,
+                                            'finish_reason': c[2]} for c in choices]}
     if usage_ is not None:
         body['usage'] = usage_
     return body

@@ -221,15 +221,32 @@ class Run:
             body = completions.chunk(self.id, self.state.model_id, self.created, choices,
                                      usage)
             return f'data: {json.dumps(body)}\n\n'
+        rows, encoder = self.job.rows, self.state.loaded.encoder
+        scored = self.req.logprobs is not None
+        given = [0] * len(rows)  # tokens whose figures were sent, by choice
+        sent = [''] * len(rows)  # text sent, by choice
         try:
-            if self.req.echo:
-                for r in self.job.rows:
-                    yield sse([(r.index, self.req.texts[r.index // self.req.n], None)])
             finished, reasons = False, set()
             while not finished:
                 pieces, ended, finished = await self.next_event()
-                for index, text in pieces:
-                    yield sse([(index, text, None)])
+                if self.req.echo and not any(sent):  # the prompts' figures are in by now
+                    for r in rows:
+                        sent[r.index] = self.req.texts[r.index // self.req.n]
+                        figures = scored and completions.logprobs_of(
+                            r.prompt, r.prompt_logprobs or [None] * len(r.prompt), encoder)
+                        yield sse([(r.index, sent[r.index], None, figures or None)])
+                for index, text, tokens in pieces:
+                    figures = None
+                    if scored:
+                        r = rows[index]
+                        before = [*(r.prompt if self.req.echo else ()),
+                                  *r.new[:given[index]]]
+                        figures = completions.logprobs_of(
+                            r.new[given[index]:tokens], r.logprobs[given[index]:tokens],
+                            encoder, before)
+                        given[index] = tokens
+                    sent[index] += text
+                    yield sse([(index, text, None, figures)])
                 for index, reason in ended:
                     yield sse([(index, '', reason)])
                     reasons.add(reason)
