@@ -107,7 +107,7 @@ def test_greedy_ids_in_a_fresh_tensorflow_process_equal_our_apis(model, exported
 
 
 def readme_example():
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'docs', 'export.md'), encoding='utf-8') as f:
         readme = f.read()
     return re.search(r'<!-- savedmodel example -->\n```python\n(.*?)```', readme, re.S).group(1)
 

@@ -151,15 +151,15 @@ def test_the_api_is_quiet_in_a_users_program_and_leaves_its_logging_alone(models
 
 
 def readme_example():
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'docs', 'generating.md'), encoding='utf-8') as f:
         readme = f.read()
     return re.search(r'<!-- api example -->\n```python\n(.*?)```', readme, re.S).group(1)
 
 
-def test_readme_api_example_runs(models_dir, tmp_path, monkeypatch, capsys):
+def test_the_docs_api_example_runs(models_dir, tmp_path, monkeypatch, capsys):
     shutil.copytree(os.path.join(models_dir, 'tiny'), tmp_path / 'models' / '117M')
     monkeypatch.chdir(tmp_path)
-    exec(compile(readme_example(), 'README.md', 'exec'), {})
+    exec(compile(readme_example(), 'docs/generating.md', 'exec'), {})
     printed = capsys.readouterr().out
     # The same calls on the same seed: six jokes cut at their first newline, one a line,
     # then the streamed text.

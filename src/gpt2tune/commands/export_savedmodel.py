@@ -6,8 +6,8 @@ TensorFlow program, loads and runs it with no code of ours.
     gpt2tune-savedmodel models/117M exported/jokes --checkpoint checkpoint/run1
 
 OUT must not exist yet: the SavedModel is written beside it and renamed into place
-whole. hparams.json, encoder.json and vocab.bpe go into its assets/. The README's
-"Export for TensorFlow Serving" shows how to load and serve the result.
+whole. hparams.json, encoder.json and vocab.bpe go into its assets/. docs/export.md
+shows how to load and serve the result.
 """
 
 import os

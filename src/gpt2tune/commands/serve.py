@@ -8,7 +8,7 @@ as they come (continuous batching), streaming, with limits, metrics and a clean 
 
 The first SIGTERM or Ctrl-C turns new requests away (503) and lets those in flight
 finish for up to --drain_seconds, then exits 0; a second Ctrl-C stops at once. The
-README's Serving section has the flags, the openai client and TLS.
+docs/serving.md has the flags, the openai client and TLS.
 """
 
 import asyncio

@@ -22,7 +22,8 @@ def option(default, help, *, low=None, above=None, high=None):
     """A field of SamplingOptions: its default, its help line, and its limits (at least
     `low`, more than `above`, at most `high`; a name such as 'n_vocab' is the model's).
     The sampling scripts' flags, the API's keywords, train.py's sample settings and the
-    README's table are all read from these fields; `checked` derives from the limits."""
+    table in docs/generating.md are all read from these fields; `checked` derives from
+    the limits."""
     return dataclasses.field(default=default, metadata={
         'help': help, 'low': low, 'above': above, 'high': high})
 

@@ -214,7 +214,7 @@ def initialize(sess):
     restoring). Those that start at zero (Adam's moments, gradient sums) get fed zeros:
     computed in the graph, such a start value is folded into a constant that the session
     keeps, and once the optimizer has written the variable the constant is a second copy
-    for the whole run (the README's Performance section has what this saved)."""
+    for the whole run (docs/performance.md has what this saved)."""
     weights = {v.name for v in model_dir.model_variables()}
     variables = [v for v in tf1.global_variables() + tf1.local_variables()
                  if v.name not in weights]

@@ -2,7 +2,7 @@
 weight loads, a run that will not fit. The estimate is a sum of named parts, each a
 count of bytes times copies fitted (5% to spare) to the peaks bench/bench_large.py
 measured for 124M, 774M and 1558M, Adam and Adafactor, with and without LoRA, each
-precision forced (the README's Performance section has the figures):
+precision forced (docs/performance.md has the figures):
 
 - fixed: TensorFlow, the data, the graph;
 - weights not trained, as held: float32, or a LoRA run's frozen matrices in the products'
