@@ -60,27 +60,27 @@ def chief_work_delay(seconds):
 
 def hold_after_step(step):
     from gpt2tune.train import training
-    report_step = training.report_step
+    report_step = training.Trainer.report_step
 
-    def report_then_hold(t, stop, *args):
-        report_step(t, stop, *args)
-        if t.step == step:
+    def report_then_hold(self, stop, *args):
+        report_step(self, stop, *args)
+        if self.step == step:
             print(f'fake: holding after step {step} until a signal', flush=True)
             while not stop.requested:  # set by train()'s signal handler
                 time.sleep(0.01)
-    training.report_step = report_then_hold
+    training.Trainer.report_step = report_then_hold
 
 
 def late_start(seconds):
     from gpt2tune.train import training
-    loop = training.loop
+    run = training.Trainer.run
 
-    def late_loop(t, stop):
-        if not t.cluster.is_chief:
+    def late_run(self, stop):
+        if not self.cluster.is_chief:
             print(f'fake: start delayed {seconds:g} s', flush=True)
             time.sleep(seconds)
-        return loop(t, stop)
-    training.loop = late_loop
+        return run(self, stop)
+    training.Trainer.run = late_run
 
 
 def hold_after_batches(n_batches):

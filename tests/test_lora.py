@@ -54,7 +54,7 @@ def trained(tmp_path_factory, models_dir, corpus):
                                 learning_rate=0.01, **LORA))
     try:
         with t.graph.as_default():
-            training.loop(t, StopFlag())
+            t.run(StopFlag())
             held = t.sess.run({v.op.name: v for v in model_dir.model_variables()})
     finally:
         t.close()
@@ -310,7 +310,7 @@ def test_a_lora_run_on_a_bfloat16_base_loses_what_one_on_a_float32_base_does(
                                     val_batch_count=4, precision=precision, **LORA))
         try:
             with t.graph.as_default():
-                training.loop(t, StopFlag())
+                t.run(StopFlag())
                 losses[precision] = t.validation_loss()
         finally:
             t.close()

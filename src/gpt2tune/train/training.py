@@ -1,4 +1,4 @@
-"""Fine-tuning GPT-2: the run behind train.py (check, load, write) and the loop.
+"""Fine-tuning GPT-2: the run behind train.py (check, load, write) and its loop (Trainer.run).
 
     train(TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250))
 
@@ -48,12 +48,12 @@ class Trainer:
 
     def __init__(self, c):
         self.c = c
-        self.run = self.sess = self.summaries = None
+        self.folder = self.sess = self.summaries = None
         try:
             self._check()
             self._load()
-            self.run.open()
-            self.best_loss = self.run.best_loss()  # a replaced run's best is aside by now
+            self.folder.open()
+            self.best_loss = self.folder.best_loss()  # a replaced run's best is aside by now
         except BaseException:
             self.close()
             raise
@@ -63,8 +63,8 @@ class Trainer:
             self.sess.close()
         if self.summaries is not None:
             self.summaries.close()
-        if self.run is not None:
-            self.run.close()
+        if self.folder is not None:
+            self.folder.close()
 
     def _check(self):
         """Settings, model, sampling options, memory, workers, data: nothing written."""
@@ -82,10 +82,10 @@ class Trainer:
                             'same batches')
         self.choices = step_choices(c, hparams)
         folder = checkpoints.RunFolder if self.cluster.is_chief else checkpoints.ReadOnlyRunFolder
-        self.run = folder(c, self.model_dir, self.choices.adapters)
-        self.run.lock()
-        self.run.check_resume()
-        self.summaries = (run_log.Summaries(self.run.path) if self.cluster.is_chief
+        self.folder = folder(c, self.model_dir, self.choices.adapters)
+        self.folder.lock()
+        self.folder.check_resume()
+        self.summaries = (run_log.Summaries(self.folder.path) if self.cluster.is_chief
                           else run_log.NoSummaries())
         self.samples = run_log.Samples(os.path.join(user_path(c.sample_dir), c.run_name))
         self.sampler, self.val_batches, self.dataset_tokens = load_data(
@@ -110,7 +110,7 @@ class Trainer:
         opened = open_train_step(hparams, c, choices, self.cluster)
         self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
         with self.graph.as_default(), tf.device(self.cluster.device):
-            self.step, state = self.run.restore(self.sess)
+            self.step, state = self.folder.restore(self.sess)
             if state is not None:
                 self.load_state(state)
 
@@ -184,7 +184,7 @@ class Trainer:
             self.sess.run(self.g.wait_for_chief)
 
     def save(self):
-        self.run.save(self.sess, self.step, self.state())
+        self.folder.save(self.sess, self.step, self.state())
 
     def write_samples(self):
         """--sample_num samples, each starting after <|endoftext|>, into samples/<run>."""
@@ -229,7 +229,7 @@ class Trainer:
         self.summaries.log(self.step, val_loss=val_loss,
                            val_perplexity=math.exp(min(val_loss, 700)))
         if val_loss < self.best_loss and self.step > 0:
-            self.run.save_best(self.sess, self.step, val_loss)
+            self.folder.save_best(self.sess, self.step, val_loss)
             self.best_loss = val_loss
             return True
         return False
@@ -239,12 +239,84 @@ class Trainer:
         """loss.png in the run folder, once there is a line to draw; a picture that cannot
         be drawn never fails a run."""
         try:
-            metrics = loss_plot.read_metrics(self.run.path)
+            metrics = loss_plot.read_metrics(self.folder.path)
             steps, _ = metrics.get('loss', ([], []))
             if len(steps) >= 2:
-                print('Plotted', loss_plot.plot_run(self.run.path, metrics=metrics))
+                print('Plotted', loss_plot.plot_run(self.folder.path, metrics=metrics))
         except (UserError, OSError, ValueError) as e:
             print(f'warning: no loss picture ({e})')
+
+    def run(self, stop):
+        """The loop: steps until c.steps or a stop agreed by every worker, then the last
+        save and the loss picture. Returns the step reached."""
+        c = self.c
+        if c.val_every and self.folder.writes:  # the weights resumed from
+            self.validate()
+        self.wait_for_chief()  # every worker has started: start-up never counts as a step
+        stop.saved = self.step
+        progress = Progress(c.steps, self.step, self.dataset_tokens)
+        with progress.shown():
+            while not (c.steps and self.step >= c.steps):
+                if stop.requested and self.cluster.n_workers == 1:
+                    break  # several workers first agree on it through a step
+                step_start = time.time()
+                result = self.train_step(stop.requested)
+                self.report_step(stop, progress, result, time.time() - step_start)
+                self.chief_work(stop)
+                if result.stop_agreed:
+                    stop.requested = True
+                    break
+                if c.early_stopping and self.stale_evaluations >= c.early_stopping:
+                    print(f'early stopping: no better validation loss in {c.early_stopping} '
+                          f'evaluations (best {self.best_loss:.4f}, kept in '
+                          f'{self.folder.path}/best)')
+                    stop.early = True
+                    stop.requested = True  # several workers agree on it through a step
+        if stop.requested and not stop.early:
+            print('interrupted')
+        if stop.saved != self.step:
+            with stop.saving_now():
+                self.save()
+        stop.finished = True
+        if self.folder.writes and self.step > progress.first_step:
+            self.plot_losses()
+        return self.step
+
+    def report_step(self, stop, progress, result, seconds):
+        """The step's line or bar and its figures; a float16 overflow is reported (the
+        step was skipped), a loss that is not finite otherwise stops the run."""
+        if result.overflow and result.loss_scale > 1:
+            print(f'step {self.step}: gradients overflowed float16 at loss scale '
+                  f'{result.loss_scale:g}; step skipped, scale now {result.loss_scale / 2:g}')
+            self.summaries.log(self.step, loss_scale=result.loss_scale / 2)
+            return
+        if not np.isfinite(result.loss) or result.overflow:
+            raise UserError(f'step {self.step}: loss is {result.loss}; training stopped and '
+                            f'nothing saved (newest checkpoint: step {stop.saved}). Lower '
+                            '--learning_rate or set --grad_clip' +
+                            (', or use --precision float32' if result.overflow else ''))
+        tokens_per_second = result.tokens / seconds
+        progress.update(self.step, result.loss, tokens_per_second, self.tokens_seen)
+        self.summaries.log(self.step, loss=result.loss,
+                           learning_rate=learning_rate_at(self.c, self.step - 1),
+                           grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
+
+    def chief_work(self, stop):
+        """This step's saves, samples and validation, which the chief alone does (the
+        other workers would discard them); then the workers go on together."""
+        c, step = self.c, self.step
+        due = [step % c.save_every == 0, step % c.sample_every == 0,
+               bool(c.val_every) and step % c.val_every == 0]
+        if due[0]:
+            with stop.saving_now():
+                self.save()
+            stop.saved = step
+        if due[1] and self.folder.writes:
+            self.write_samples()
+        if due[2] and self.folder.writes:
+            self.evaluate()
+        if any(due):
+            self.wait_for_chief()
 
 
 def train(c, stop=None):
@@ -256,77 +328,6 @@ def train(c, stop=None):
         t = Trainer(c)
         try:
             with t.graph.as_default():
-                return loop(t, stop)
+                return t.run(stop)
         finally:
             t.close()
-
-
-def loop(t, stop):
-    c = t.c
-    if c.val_every and t.run.writes:  # the weights resumed from: no news for early stopping
-        t.validate()
-    t.wait_for_chief()  # every worker has started: start-up never counts as a step
-    stop.saved = t.step
-    progress = Progress(c.steps, t.step, t.dataset_tokens)
-    with progress.shown():
-        while not (c.steps and t.step >= c.steps):
-            if stop.requested and t.cluster.n_workers == 1:
-                break  # several workers first agree on it through a step
-            step_start = time.time()
-            result = t.train_step(stop.requested)
-            report_step(t, stop, progress, result, time.time() - step_start)
-            chief_work(t, stop)
-            if result.stop_agreed:
-                stop.requested = True
-                break
-            if c.early_stopping and t.stale_evaluations >= c.early_stopping:
-                print(f'early stopping: no better validation loss in {c.early_stopping} '
-                      f'evaluations (best {t.best_loss:.4f}, kept in {t.run.path}/best)')
-                stop.early = True
-                stop.requested = True  # several workers agree on it through a step
-    if stop.requested and not stop.early:
-        print('interrupted')
-    if stop.saved != t.step:
-        with stop.saving_now():
-            t.save()
-    stop.finished = True
-    if t.run.writes and t.step > progress.first_step:
-        t.plot_losses()
-    return t.step
-
-
-def report_step(t, stop, progress, result, seconds):
-    """The step's line or bar and its figures; a float16 overflow is reported (the step
-    was skipped), a loss that is not finite otherwise stops the run."""
-    if result.overflow and result.loss_scale > 1:
-        print(f'step {t.step}: gradients overflowed float16 at loss scale '
-              f'{result.loss_scale:g}; step skipped, scale now {result.loss_scale / 2:g}')
-        t.summaries.log(t.step, loss_scale=result.loss_scale / 2)
-        return
-    if not np.isfinite(result.loss) or result.overflow:
-        raise UserError(f'step {t.step}: loss is {result.loss}; training stopped and nothing '
-                        f'saved (newest checkpoint: step {stop.saved}). Lower '
-                        '--learning_rate or set --grad_clip' +
-                        (', or use --precision float32' if result.overflow else ''))
-    tokens_per_second = result.tokens / seconds
-    progress.update(t.step, result.loss, tokens_per_second, t.tokens_seen)
-    t.summaries.log(t.step, loss=result.loss, learning_rate=learning_rate_at(t.c, t.step - 1),
-                    grad_norm=result.grad_norm, tokens_per_second=tokens_per_second)
-
-
-def chief_work(t, stop):
-    """This step's saves, samples and validation, which the chief alone does (the other
-    workers would discard them); then the workers go on together."""
-    c, step = t.c, t.step
-    due = [step % c.save_every == 0, step % c.sample_every == 0,
-           bool(c.val_every) and step % c.val_every == 0]
-    if due[0]:
-        with stop.saving_now():
-            t.save()
-        stop.saved = step
-    if due[1] and t.run.writes:
-        t.write_samples()
-    if due[2] and t.run.writes:
-        t.evaluate()
-    if any(due):
-        t.wait_for_chief()
