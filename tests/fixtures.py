@@ -5,6 +5,7 @@ as a user would."""
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -263,3 +264,24 @@ def simulate_nvidia(monkeypatch, tmp_path, **machine):
     monkeypatch.setattr(resources, 'gpus', resources.gpus)  # undone after the test
     monkeypatch.setattr(resources, 'gpu_details', resources.gpu_details)
     run_with_fakes.simulate_gpus(resources, json.loads(values['gpus']))
+
+
+def losses_of(capsys):
+    """The losses of the steps printed so far, and what was printed."""
+    out = capsys.readouterr().out
+    return [float(x) for x in re.findall(r'\] loss=(\S+) ', out)], out
+
+
+def start_held_run(tmp_path, models_dir, corpus, step):
+    """train.py in tmp_path, held by the fake after `step` until a signal: returned once
+    it holds, its stdout still open."""
+    import run_with_fakes
+    cmd = run_with_fakes.command(f'hold_after_step={step}', 'train.py',
+                                 *train_command(models_dir, corpus)[2:])
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=script_env())
+    for line in proc.stdout:
+        if line.startswith(f'fake: holding after step {step} '):
+            return proc
+    proc.kill()
+    raise AssertionError(f'train.py ended before step {step}: exit {proc.wait()}')
