@@ -45,4 +45,5 @@ def test_an_unknown_precision_is_one_error_line_before_tensorflow(models_dir, tm
                         '--precision', 'int4', check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        'error: --precision int4: expected one of auto, float32, bfloat16']
+        "error: argument --precision: invalid choice: 'int4' (choose from 'auto', 'float32', "
+        "'bfloat16')"]

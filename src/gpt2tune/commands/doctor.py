@@ -9,7 +9,6 @@ The vocabulary comes from --vocab_dir, GPT2_VOCAB_DIR or models/117M (or 124M); 
 encoder.json and vocab.bpe are read.
 """
 
-import argparse
 import os
 import platform
 import resource
@@ -31,7 +30,7 @@ SAMPLED_TOKENS = 16
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.FlagParser(description=__doc__.split('\n')[0])
     flags.add(p, 'size', default='124M')
     flags.add(p, 'vocab_dir', 'verbose')
     return p.parse_args(argv)

@@ -24,7 +24,7 @@ from gpt2tune.train.train_config import add_settings
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.FlagParser(
         description='Pre-encode text files into tokenized training set.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # As train.py takes them: the same defaults and help (a .npz encoded here trains there).

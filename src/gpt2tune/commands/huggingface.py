@@ -9,10 +9,10 @@ import json
 import os
 import shutil
 
-import fire
 import numpy as np
 from safetensors.numpy import save_file
 
+from gpt2tune import cli, flags
 from gpt2tune.data import encoder
 from gpt2tune.errors import UserError
 from gpt2tune.export.huggingface import (
@@ -22,18 +22,12 @@ from gpt2tune.export.huggingface import (
     read_tensors,
     tensorflow_model_dir,
 )
-from gpt2tune.flags import SHARED, fire_command
 from gpt2tune.model.release import ENCODER, ENDOFTEXT, MERGES
 
 
-@fire_command()
-def export(model_path, out_dir, checkpoint=SHARED, verbose=SHARED):
+def export(model_path, out_dir, checkpoint=None, verbose=False):
     """Write `out_dir` for transformers from a model directory (or a training run's weights
-    with `checkpoint`).
-
-    :model_path : a model directory (models/124M)
-    :out_dir : the folder to write for transformers
-    """
+    with `checkpoint`)."""
     model_dir = tensorflow_model_dir(verbose)
     loaded = model_dir.load_path(model_path, checkpoint)
     hparams, enc = loaded.hparams, loaded.encoder
@@ -64,14 +58,8 @@ def export(model_path, out_dir, checkpoint=SHARED, verbose=SHARED):
     print(f'{out_dir}: GPT2LMHeadModel with {hparams}, from {loaded.checkpoint}')
 
 
-@fire_command()
-def import_(hf_dir, model_path, verbose=SHARED):
-    """Write a model directory in the release layout from a transformers GPT-2 folder.
-
-    :hf_dir : a transformers GPT-2 folder (config.json, model.safetensors, vocab.json,
-     merges.txt)
-    :model_path : the model directory to create (must not exist yet)
-    """
+def import_(hf_dir, model_path, verbose=False):
+    """Write a model directory in the release layout from a transformers GPT-2 folder."""
     if os.path.exists(model_path):
         raise UserError(f'{model_path}: already exists; choose a new directory')
     hparams = read_config(hf_dir)
@@ -95,4 +83,19 @@ def import_(hf_dir, model_path, verbose=SHARED):
 
 
 def main(argv=None):
-    fire.Fire({'export': export, 'import': import_}, command=argv, name='gpt2tune-huggingface')
+    parser = cli.FlagParser(prog='gpt2tune-huggingface', description=__doc__.split('\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+    out = commands.add_parser('export', help=export.__doc__.split('\n')[0])
+    out.add_argument('model_path', help='a model directory (models/124M)')
+    out.add_argument('out_dir', help='the folder to write for transformers')
+    flags.add(out, 'checkpoint', 'verbose')
+    into = commands.add_parser('import', help=import_.__doc__.split('\n')[0])
+    into.add_argument('hf_dir', help='a transformers GPT-2 folder (config.json, '
+                      'model.safetensors, vocab.json, merges.txt)')
+    into.add_argument('model_path', help='the model directory to create (must not exist yet)')
+    flags.add(into, 'verbose')
+    args = parser.parse_args(argv)
+    if args.command == 'export':
+        export(args.model_path, args.out_dir, args.checkpoint, args.verbose)
+    else:
+        import_(args.hf_dir, args.model_path, args.verbose)

@@ -7,7 +7,6 @@
 For training from scratch, tests and benchmarks; n_vocab comes from the vocabulary.
 """
 
-import argparse
 import os
 
 import numpy as np
@@ -18,7 +17,7 @@ from gpt2tune.model.hparams import SHAPES, HParams, variable_shapes
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.FlagParser(description=__doc__.split('\n')[0])
     parser.add_argument('directory', help='Model directory to create (must not exist yet)')
     flags.add(parser, 'vocab_dir', required=True)
     flags.add(parser, 'size')

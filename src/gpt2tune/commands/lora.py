@@ -7,21 +7,13 @@ layout (model/lora.py holds the adapters' arithmetic).
 import os
 import shutil
 
-import fire
-
-from gpt2tune import cli
+from gpt2tune import cli, flags
 from gpt2tune.errors import UserError
-from gpt2tune.flags import SHARED, fire_command
 
 
-@fire_command()
-def merge_run(run, out, checkpoint=SHARED, verbose=SHARED):
+def merge_run(run, out, checkpoint=None, verbose=False):
     """Write the merged weights of a LoRA run folder (its newest checkpoint, or
-    `checkpoint`) as a model directory in the release layout at `out`.
-
-    :run : a LoRA training run's folder (checkpoint/run1)
-    :out : the model directory to write (must not exist yet)
-    """
+    `checkpoint`) as a model directory in the release layout at `out`."""
     if os.path.exists(out):
         raise UserError(f'{out}: already exists; choose a new directory')
     cli.start_tensorflow(verbose)
@@ -37,4 +29,11 @@ def merge_run(run, out, checkpoint=SHARED, verbose=SHARED):
 
 
 def main(argv=None):
-    fire.Fire({'merge': merge_run}, command=argv, name='gpt2tune-lora')
+    parser = cli.FlagParser(prog='gpt2tune-lora', description=__doc__.split('\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+    merge = commands.add_parser('merge', help=merge_run.__doc__.split('\n')[0])
+    merge.add_argument('run', help='a LoRA training run\'s folder (checkpoint/run1)')
+    merge.add_argument('out', help='the model directory to write (must not exist yet)')
+    flags.add(merge, 'checkpoint', 'verbose')
+    args = parser.parse_args(argv)
+    merge_run(args.run, args.out, args.checkpoint, args.verbose)

@@ -9,26 +9,19 @@ import json
 import os
 import shutil
 
-import fire
 import numpy as np
 from safetensors.numpy import save_file
 
-from gpt2tune import cli
+from gpt2tune import cli, flags
 from gpt2tune.errors import UserError
 from gpt2tune.export.lora_peft import CONFIG, WEIGHTS, peft_key, read_config, read_factors
-from gpt2tune.flags import SHARED, fire_command
 from gpt2tune.model import lora
 from gpt2tune.model.hparams import variable_shapes
 
 
-@fire_command()
-def export(run, out_dir, checkpoint=SHARED, verbose=SHARED):
+def export(run, out_dir, checkpoint=None, verbose=False):
     """Write the adapters of a LoRA run folder (its newest checkpoint, or `checkpoint`) in
-    PEFT's format into `out_dir`.
-
-    :run : a LoRA training run's folder (checkpoint/run1)
-    :out_dir : the folder to write adapter_config.json and adapter_model.safetensors into
-    """
+    PEFT's format into `out_dir`."""
     cli.start_tensorflow(verbose)
     from gpt2tune.model import model_dir
     loaded = model_dir.load_path(run, checkpoint)
@@ -63,15 +56,9 @@ def export(run, out_dir, checkpoint=SHARED, verbose=SHARED):
           f'{", ".join(adapters.targets)}) from {loaded.checkpoint}')
 
 
-@fire_command()
-def import_(peft_dir, out, base, verbose=SHARED):
+def import_(peft_dir, out, base, verbose=False):
     """Write a LoRA model directory `out` from PEFT adapters over the model directory
-    `base` (the model they were trained on, in the release layout).
-
-    :peft_dir : a folder with PEFT's adapter_config.json and adapter_model.safetensors
-    :out : the LoRA model directory to write (must not exist yet)
-    :base : the model directory the adapters were trained on
-    """
+    `base` (the model they were trained on, in the release layout)."""
     if os.path.exists(out):
         raise UserError(f'{out}: already exists; choose a new directory')
     rank, alpha = read_config(peft_dir)
@@ -102,4 +89,22 @@ def import_(peft_dir, out, base, verbose=SHARED):
 
 
 def main(argv=None):
-    fire.Fire({'export': export, 'import': import_}, command=argv, name='gpt2tune-peft')
+    parser = cli.FlagParser(prog='gpt2tune-peft', description=__doc__.split('\n')[0])
+    commands = parser.add_subparsers(dest='command', required=True)
+    out = commands.add_parser('export', help=export.__doc__.split('\n')[0])
+    out.add_argument('run', help='a LoRA training run\'s folder (checkpoint/run1)')
+    out.add_argument('out_dir', help='the folder to write adapter_config.json and '
+                     'adapter_model.safetensors into')
+    flags.add(out, 'checkpoint', 'verbose')
+    into = commands.add_parser('import', help=import_.__doc__.split('\n')[0])
+    into.add_argument('peft_dir', help='a folder with PEFT\'s adapter_config.json and '
+                      'adapter_model.safetensors')
+    into.add_argument('out', help='the LoRA model directory to write (must not exist yet)')
+    into.add_argument('--base', required=True,
+                      help='the model directory the adapters were trained on')
+    flags.add(into, 'verbose')
+    args = parser.parse_args(argv)
+    if args.command == 'export':
+        export(args.run, args.out_dir, args.checkpoint, args.verbose)
+    else:
+        import_(args.peft_dir, args.out, args.base, args.verbose)

@@ -7,14 +7,13 @@ The figures come from the run's metrics.jsonl: training loss (each step, and its
 average) and validation loss (train/loss_plot.py draws them).
 """
 
-import argparse
 
 from gpt2tune import cli
 from gpt2tune.train.loss_plot import PICTURE, plot_run
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.FlagParser(description=__doc__.split('\n')[0])
     p.add_argument('run', help='A run folder: checkpoint/run1')
     p.add_argument('-o', '--output', help=f'PNG to write (default: {PICTURE} in the run)')
     args = p.parse_args(argv)

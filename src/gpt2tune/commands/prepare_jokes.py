@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 
+from gpt2tune import cli
 from gpt2tune.cli import run
 from gpt2tune.data.text_data import DocumentWriter, add_output_flags, check_output_flags, clean
 from gpt2tune.errors import UserError as InputError
@@ -96,7 +97,7 @@ def write_text(path, jokes):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = cli.FlagParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('inputs', nargs='+', metavar='JSON',
                    help='reddit_jokes.json, wocka.json and/or stupidstuff.json')

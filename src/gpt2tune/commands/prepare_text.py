@@ -21,7 +21,7 @@ import os
 import random
 import sys
 
-from gpt2tune import flags
+from gpt2tune import cli, flags
 from gpt2tune.cli import run
 from gpt2tune.data.text_data import (
     FILE_FORMATS,
@@ -40,7 +40,7 @@ SHOWN_BAD_RECORDS = 10  # reported one line each; the rest only counted
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = cli.FlagParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('inputs', nargs='+', metavar='PATH', help='Files or folders to read')
     p.add_argument('--format', choices=FILE_FORMATS, help='Format of every input (default: from '

@@ -10,12 +10,10 @@ first is predicted exactly once, from up to n_ctx - 1 tokens before it.
 import math
 import sys
 
-import fire
 import numpy as np
 
-from gpt2tune import cli, errors
+from gpt2tune import cli, errors, flags
 from gpt2tune.data.load_dataset import load_dataset
-from gpt2tune.flags import SHARED, fire_command
 from gpt2tune.generate import kernels
 
 
@@ -41,14 +39,9 @@ def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
     return total, count
 
 
-@fire_command()
-def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_size=1,
-          combine=SHARED, encoding=SHARED, precision=SHARED, verbose=SHARED):
-    """Print the mean loss per token (nats) and perplexity of `path` (text or .npz).
-
-    :path : a text file, or a .npz of tokens from encode.py
-    :batch_size=1 : windows of n_ctx tokens scored at once (only affects speed/memory)
-    """
+def score(path, model_name, models_dir, checkpoint, batch_size, combine, encoding,
+          precision, verbose):
+    """Print the mean loss per token (nats) and perplexity of `path` (text or .npz)."""
     precision, _ = kernels.choose_precision(precision)
     tf = cli.start_tensorflow(verbose)  # --help needs none of what follows
     from gpt2tune.model import model, model_dir
@@ -74,7 +67,16 @@ def score(path, model_name=SHARED, models_dir=SHARED, checkpoint=SHARED, batch_s
 
 
 def main(argv=None):
-    fire.Fire(score, command=argv, name='gpt2tune-score')
+    parser = cli.FlagParser(prog='gpt2tune-score', description=__doc__.split('\n')[0])
+    parser.add_argument('path', help='a text file, or a .npz of tokens from encode.py')
+    flags.add(parser, 'model_name', 'models_dir', 'checkpoint')
+    parser.add_argument('--batch_size', type=int, default=1,
+                        help='windows of n_ctx tokens scored at once (speed and memory only)')
+    flags.add(parser, 'combine', 'encoding', 'precision', 'verbose')
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise errors.UserError(f'--batch_size {args.batch_size}: must be at least 1')
+    score(**vars(args))
 
 
 if __name__ == '__main__':

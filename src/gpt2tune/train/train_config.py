@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import re
 
-from gpt2tune import flags
+from gpt2tune import cli, flags
 from gpt2tune.errors import UserError
 from gpt2tune.generate import sample
 from gpt2tune.model import lora
@@ -217,7 +217,7 @@ def add_settings(p, names):
 
 def build_parser():
     """train.py's command line: one flag per TrainConfig field, plus COMMAND_FLAGS."""
-    p = argparse.ArgumentParser(description='Fine-tune GPT-2 on your custom dataset.',
+    p = cli.FlagParser(description='Fine-tune GPT-2 on your custom dataset.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for field in dataclasses.fields(TrainConfig):
         add_flag(p, field)
