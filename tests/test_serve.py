@@ -180,17 +180,25 @@ def test_short_request_started_with_a_long_one_finishes_first(models_dir, tmp_pa
     assert finished == ['short', 'long']
 
 
+def full_queue(models_dir):
+    """A server of one row and --max_queue 1 with one request on the row and one waiting,
+    held so by the fake until a third request comes: (server, their threads, the list
+    their statuses go into)."""
+    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=3'])
+    statuses = []
+    accepted = [threading.Thread(target=lambda: statuses.append(s.request(
+        '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(2)]
+    for thread in accepted:
+        thread.start()
+    s.wait_for_line('fake: request 1 submitted')
+    s.wait_for_line('fake: request 2 submitted')
+    return s, accepted, statuses
+
+
 def test_full_queue_gets_429_with_retry_after(models_dir):
     """One request runs on the one row, one waits for it, the third finds the queue full."""
-    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=3'])
+    s, accepted, statuses = full_queue(models_dir)
     try:
-        statuses = []
-        accepted = [threading.Thread(target=lambda: statuses.append(s.request(
-            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(2)]
-        for thread in accepted:
-            thread.start()
-        s.wait_for_line('fake: request 1 submitted')
-        s.wait_for_line('fake: request 2 submitted')
         assert s.metric('gpt2_queue_length') == 1
         with pytest.raises(openai.RateLimitError) as refused:
             s.client().completions.create(model='tiny', prompt='y', max_tokens=2)
@@ -459,15 +467,8 @@ def test_a_stream_left_before_its_first_event_is_cancelled(models_dir):
 
 
 def test_a_full_queue_refuses_before_the_body_arrives(models_dir):
-    s = Server(models_dir, '--max_batch', '1', '--max_queue', '1', fakes=['serve_hold=3'])
+    s, accepted, statuses = full_queue(models_dir)
     try:
-        statuses = []
-        accepted = [threading.Thread(target=lambda: statuses.append(s.request(
-            '/v1/completions', {'prompt': 'x', 'max_tokens': 2})[0])) for _ in range(2)]
-        for thread in accepted:
-            thread.start()
-        s.wait_for_line('fake: request 1 submitted')
-        s.wait_for_line('fake: request 2 submitted')
         with socket.create_connection(('127.0.0.1', s.port), timeout=60) as sock:
             sock.sendall(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: '
                          b'application/json\r\nContent-Length: 1000\r\n\r\n{"prompt"')
