@@ -117,3 +117,20 @@ def test_full_queue_is_refused_and_cancelled_job_frees_its_rows(gpt2):
         assert server.rows() == 0 and not server.busy()
     finally:
         server.stop()
+
+
+def test_stopping_cuts_a_request_still_prefilling_its_prompt(gpt2, monkeypatch):
+    """A prompt in chunks of 4: stopped after its first chunk, the request ends 'abort'
+    at once instead of prefilling and decoding on."""
+    monkeypatch.setattr(engine, 'PREFILL_CHUNK', 4)
+    server = new_engine(gpt2, max_rows=1)
+    job = new_job(gpt2, PROMPTS[2], 1, 0, length=10)
+    server.submit(job)
+    server.core.add(job.request)  # as the engine's thread takes it, without the thread
+    server.queue.clear()
+    server.core.step()
+    assert server.core.prefilling == [job.request]
+    server.stop()  # the thread never started: the cut waits for the next step
+    server.core.step()
+    assert job.done.is_set() and job.rows[0].finish_reason == 'abort'
+    assert job.rows[0].new == [] and not server.core.busy()

@@ -1,8 +1,14 @@
 """The float32 decoding step's product: x @ w_t.T, each row's numbers its own."""
 
+import os
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 
+from fixtures import script_env
 from gpt2tune.generate import row_product
 
 
@@ -29,3 +35,29 @@ def test_a_strided_row_gives_the_same_numbers(w_t):
     x = np.random.default_rng(2).standard_normal([4, 140]).astype(np.float32)[:, ::2]
     np.testing.assert_array_equal(row_product.product(x, w_t),
                                   row_product.product(x.copy(), w_t))
+
+
+def test_numbas_own_thread_pool_gives_the_same_numbers(w_t):
+    """Numba runs the product on OpenMP's threads where it finds them (here), else on its
+    own pool (a machine without libgomp): forced, the numbers are the same bit for bit."""
+    code = ('import sys, numpy as np\n'
+            'from gpt2tune.generate import row_product\n'
+            'w_t = np.load(sys.argv[1])\n'
+            'x = np.random.default_rng(5).standard_normal([7, 70]).astype(np.float32)\n'
+            'np.save(sys.argv[2], row_product.product(x, w_t))\n'
+            'import numba; print(numba.threading_layer())\n')
+    with tempfile.TemporaryDirectory() as folder:
+        np.save(os.path.join(folder, 'w.npy'), w_t)
+        layers = {}
+        for layer in ('workqueue', 'default'):
+            out = os.path.join(folder, f'{layer}.npy')
+            env = script_env(**({'NUMBA_THREADING_LAYER': layer} if layer != 'default'
+                                else {}))
+            result = subprocess.run([sys.executable, '-c', code, os.path.join(folder, 'w.npy'),
+                                     out], capture_output=True, text=True, env=env, timeout=300)
+            assert result.returncode == 0, result.stderr[-2000:]
+            layers[result.stdout.strip()] = np.load(out)
+    assert 'workqueue' in layers
+    first, *others = layers.values()
+    for other in others:
+        np.testing.assert_array_equal(other, first)

@@ -619,3 +619,23 @@ def test_a_streams_logprobs_are_the_whole_answers_chunk_by_chunk(server):
         assert got['text'] == choice.text
         for name in ('tokens', 'token_logprobs', 'top_logprobs', 'text_offset'):
             assert got[name] == getattr(choice.logprobs, name), name
+
+
+def test_an_empty_prompt_is_echoed_once_in_a_stream(server, api, vocab_dir):
+    """Echoed at the first event, once, also when the first tokens' text is held back
+    (a token ending inside a character) and the echoed text is empty."""
+    enc = encoder.load_encoder(vocab_dir)
+    seed = 0
+    while True:  # a seed whose first token is part of a character
+        seed += 1
+        first = api('', 1, seed, length=1, stop_at_endoftext=False, return_tokens=True)[0]
+        if enc.token_text(first[0]).startswith('bytes:'):
+            break
+    chunks = list(server.client().completions.create(
+        model='tiny', prompt='', echo=True, logprobs=1, max_tokens=4, seed=seed,
+        stream=True, extra_body={'stop_at_endoftext': False}))
+    echoed = [c for c in chunks if c.choices and c.choices[0].logprobs
+              and c.choices[0].logprobs.token_logprobs[:1] == [None]]
+    assert len(echoed) == 1
+    assert sum(len(c.choices[0].logprobs.tokens) for c in chunks
+               if c.choices and c.choices[0].logprobs) == 1 + 4  # <|endoftext|>, 4 new

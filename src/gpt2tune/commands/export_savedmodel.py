@@ -20,7 +20,7 @@ from gpt2tune.model.release import ENCODER, HPARAMS, MERGES
 
 
 def parse_args(argv):
-    parser = cli.FlagParser(prog='export_savedmodel.py', description=__doc__.split('\n')[0])
+    parser = cli.FlagParser(prog='gpt2tune-savedmodel', description=__doc__.split('\n')[0])
     add = parser.add_argument
     add('model', help='a model directory (models/117M) or a training run folder')
     add('out', help='the SavedModel directory to write; must not exist yet')

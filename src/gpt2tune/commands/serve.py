@@ -7,7 +7,7 @@ as they come (continuous batching), streaming, with limits, metrics and a clean 
         -d '{"prompt": "Knock knock|", "max_tokens": 40, "temperature": 0.7}'
 
 The first SIGTERM or Ctrl-C turns new requests away (503) and lets those in flight
-finish for up to --drain_seconds, then exits 0; a second Ctrl-C stops at once. The
+finish for up to --drain_seconds, then exits 0; a second Ctrl-C stops at once.
 docs/serving.md has the flags, the openai client and TLS.
 """
 
@@ -27,10 +27,10 @@ ROWS_PER_CORE = 8
 
 
 def parse_args(argv):
-    parser = cli.FlagParser(prog='serve.py', description=__doc__.split('\n')[0])
+    parser = cli.FlagParser(prog='gpt2tune-serve', description=__doc__.split('\n')[0])
     add = parser.add_argument
     flags.add(parser, 'models_dir', 'model_name', 'checkpoint', 'precision')
-    add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see README')
+    add('--host', default='127.0.0.1', help='0.0.0.0 serves every network: see docs/serving.md')
     add('--port', type=int, default=8000)
     add('--max_batch', type=int, help='rows decoded together (default: from the machine)')
     add('--max_queue', type=int, default=64,

@@ -115,7 +115,7 @@ class Engine:
         """Cancelled requests leave; waiting ones that fit take their rows; up to
         PREFILL_CHUNK prompt positions are prefilled, and requests whose prompts are all
         in join (their first tokens); then one more token for every row."""
-        for request in [r for r in self._requests() if r.cancelled]:
+        for request in [r for r in self.requests() if r.cancelled]:
             self.finish(request)
         while self.waiting and len(self.waiting[0].rows) <= len(self.free):
             request = self.waiting.popleft()
@@ -148,10 +148,11 @@ class Engine:
 
     def clear(self):
         """Finish every request (an offline loop that was interrupted)."""
-        for request in self._requests():
+        for request in self.requests():
             self.finish(request)
 
-    def _requests(self):
+    def requests(self):
+        """Every request the engine has: waiting, prefilling and running."""
         return [*self.waiting, *self.prefilling, *self.running]
 
     def _prefill_some(self):

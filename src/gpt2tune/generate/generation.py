@@ -54,8 +54,7 @@ class GPT2:
         """`path`: a model directory (models/117M) or a training run's folder
         (checkpoint/run1); `checkpoint` takes the weights from elsewhere."""
         return cls(tensorflow_model_dir().load_path(path, checkpoint), batch_size=batch_size,
-                   seed=seed,
-                   precision=precision)
+                   seed=seed, precision=precision)
 
     def describe(self):
         """Which kernel decodes, and why: the line the sampling scripts print."""

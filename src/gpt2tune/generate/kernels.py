@@ -103,9 +103,8 @@ class NumpyKernel:
     precision = 'float32'
 
     def __init__(self, weights, hparams):
-        from gpt2tune.generate import (
-            row_product,  # compiles on first use: only where this kernel decodes
-        )
+        # Imported here: Numba compiles on first use, only where this kernel decodes.
+        from gpt2tune.generate import row_product
         self.row_product = row_product.product
         self.n_layer = hparams.n_layer
         # Every matrix held once, as [nf, nx] (wte is [n_vocab, n_embd] already): the rows

@@ -99,9 +99,8 @@ class Forward:
 
     def _blocks(self, x, attend, rows, logits='last'):
         """x [n, embd] through every block: the logits of every row (rows=True), or of a
-        prompt's positions as prefill's `logits` says. attend(layer, q, k, v), each [n,
-        heads, features],
-        gives the attention's output [n, heads, features]."""
+        prompt's positions as prefill's `logits` says. attend(layer, q, k, v), each
+        [n, heads, features], gives the attention's output [n, heads, features]."""
         heads, last = self.hparams.n_head, self.hparams.n_layer - 1
         x, qkv = self.kernel.first(x, rows)
         for layer in range(self.hparams.n_layer):

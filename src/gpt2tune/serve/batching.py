@@ -5,12 +5,11 @@ it as soon as it is done or cancelled, so a short request is never held up by a 
     engine = Engine(engine.Engine(forward, max_rows=16), max_queue=64)
     engine.start()
     job = Job([[464, 3290]], n=2, options=checked_options, seed=1, encoder=encoder,
-              on_event=lambda pieces, finished: ...)   # called on the engine's thread
+              on_event=lambda pieces, ended, finished: ...)  # on the engine's thread
     engine.submit(job)          # QueueFull when it would wait behind max_queue requests;
                                 # EngineDead once the engine's thread has failed
     job.cancel()                # the client went away: its rows leave at the next step
     engine.stop()               # what runs still ends, finish_reason 'abort'
-
 
 Each row draws from its own generator (sample.Seeds(seed)), as the API's rows do, so a
 completion equals the API's `GPT2.load(path, seed=seed).generate(prompt, nsamples=n, ...)`
@@ -141,7 +140,7 @@ class Engine:
             self.stopping = True
             for job in self.queue:
                 job.cancel('abort')
-            for request in list(self.core.waiting) + self.core.running:
+            for request in self.core.requests():
                 request.cancel('abort')
             self.cond.notify()
         if self.thread.is_alive():
@@ -179,7 +178,7 @@ class Engine:
                 self.core.step()
             except Exception as e:  # a fault of ours: fail the requests, go on serving
                 traceback.print_exc(file=sys.stderr)
-                for request in list(self.core.waiting) + self.core.running:
+                for request in self.core.requests():
                     jobs[request].error = e
                     request.cancel('error')
                     self.core.finish(request)

@@ -60,6 +60,11 @@ class CompletionRequest:
     logprobs: int | None  # alternatives per token; None: no logprobs
     generate: bool  # False: max_tokens 0 with echo, the prompt scored alone
 
+    @property
+    def prompt_logprobs(self):
+        """Whether the prompts' own figures are asked for (logprobs with echo)."""
+        return self.echo and self.logprobs is not None
+
 
 def option_names():
     """Request field -> SamplingOptions field."""
@@ -97,7 +102,7 @@ def parse(body, loaded, model_id, max_rows):
     if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
         raise ApiError(400, f'logprobs {logprobs}: from 0 to {MAX_LOGPROBS}', 'logprobs')
     echo = _value(body, 'echo', bool, False)
-    generate = body.get('max_tokens') != 0
+    generate = not (_is(body.get('max_tokens'), int) and body['max_tokens'] == 0)
     if not generate and not echo:
         raise ApiError(400, 'max_tokens 0: only with echo (the prompt scored alone)',
                        'max_tokens')

@@ -154,7 +154,7 @@ async def create_completion(request):
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = batching.Job(req.prompts, req.n, req.options, req.seed, state.loaded.encoder,
                        lambda *e: loop.call_soon_threadsafe(events.put_nowait, e),
-                       logprobs=req.logprobs, prompt_logprobs=req.echo and req.logprobs is not None,
+                       logprobs=req.logprobs, prompt_logprobs=req.prompt_logprobs,
                        generate=req.generate)
     try:
         state.engine.submit(job)
@@ -172,8 +172,7 @@ async def create_completion(request):
     if not await run.wait(request.receive):
         return Response(status_code=499)  # nobody is listening any more
     if job.error is not None:
-        raise engine_failed() if state.engine.dead else ApiError(
-            500, 'internal error', kind='server_error')
+        raise run.fault()
     return JSONResponse(completions.completion(run.id, state.model_id, run.created, req,
                                                job.rows, state.loaded.encoder))
 
@@ -226,15 +225,19 @@ class Run:
         given = [0] * len(rows)  # tokens whose figures were sent, by choice
         sent = [''] * len(rows)  # text sent, by choice
         try:
-            finished, reasons = False, set()
+            finished, reasons, echoed = False, set(), not self.req.echo
             while not finished:
                 pieces, ended, finished = await self.next_event()
-                if self.req.echo and not any(sent):  # the prompts' figures are in by now
+                if not echoed:  # after the first step: the prompts' figures are in
+                    echoed = True
                     for r in rows:
                         sent[r.index] = self.req.texts[r.index // self.req.n]
-                        figures = scored and completions.logprobs_of(
-                            r.prompt, r.prompt_logprobs or [None] * len(r.prompt), encoder)
-                        yield sse([(r.index, sent[r.index], None, figures or None)])
+                        figures = None
+                        if scored:
+                            figures = completions.logprobs_of(
+                                r.prompt, r.prompt_logprobs or [None] * len(r.prompt),
+                                encoder)
+                        yield sse([(r.index, sent[r.index], None, figures)])
                 for index, text, tokens in pieces:
                     figures = None
                     if scored:
@@ -259,11 +262,16 @@ class Run:
         finally:
             self.cancel()  # the client went away (nothing once the job has ended)
 
+    def fault(self):
+        """The ApiError of a job the engine failed: its thread died, or a step raised."""
+        if self.state.engine.dead:
+            return engine_failed()
+        return ApiError(500, 'internal error', kind='server_error')
+
     def problem(self, reasons):
         """The ApiError to tell a stream whose rows were cut, else None."""
         if self.job.error is not None:
-            return engine_failed() if self.state.engine.dead else ApiError(
-                500, 'internal error', kind='server_error')
+            return self.fault()
         if 'abort' in reasons:
             return ApiError(503, 'the server is shutting down: the answer was cut short',
                             code='shutting_down', kind='server_error')
