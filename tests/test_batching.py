@@ -134,3 +134,25 @@ def test_stopping_cuts_a_request_still_prefilling_its_prompt(gpt2, monkeypatch):
     server.core.step()
     assert job.done.is_set() and job.rows[0].finish_reason == 'abort'
     assert job.rows[0].new == [] and not server.core.busy()
+
+
+
+def test_a_jobs_tokens_are_counted_before_its_listener_hears_of_them(gpt2):
+    counted, heard, done = [0], [], threading.Event()
+
+    def on_event(pieces, ended, finished):
+        heard.append((counted[0], sum(len(r.new) for r in job.rows)))
+        if finished:
+            done.set()
+
+    server = new_engine(gpt2, max_rows=4)
+    server.on_tokens = lambda n: counted.__setitem__(0, counted[0] + n)
+    job = batching.Job([gpt2.encode(PROMPTS[1])], 2, gpt2.options(length=5), 0, gpt2.encoder,
+                       on_event)
+    server.submit(job)
+    server.start()
+    try:
+        assert done.wait(60)
+    finally:
+        server.stop()
+    assert heard and all(c == n for c, n in heard)

@@ -50,6 +50,7 @@ class Job:
         self.texts = [TextStream(encoder, options.stop) for _ in rows]
         self.on_event, self.error = on_event, None
         self.told_ended = set()
+        self.on_tokens, self.counted = (lambda n: None), 0  # Engine.submit sets on_tokens
 
     def cancel(self, reason='cancelled'):
         self.request.cancel(reason)
@@ -70,6 +71,11 @@ class Job:
         return self.request.cancelled
 
     def _stepped(self, request):
+        # counted before the listener hears of them: a client that has its answer and
+        # then reads the metrics finds its tokens there
+        total = sum(len(row.new) for row in self.rows)
+        self.on_tokens(total - self.counted)
+        self.counted = total
         pieces = [(row.index, text.update(row.new, row.end),
                    row.end[0] if row.end else len(row.new))
                   for row, text in zip(self.rows, self.texts, strict=True)]
@@ -103,6 +109,7 @@ class Engine:
             self.cond.notify()
             if self._waiting([*self._pending(), job.request]) > self.max_queue:
                 raise QueueFull
+            job.on_tokens = self.on_tokens
             self.queue.append(job)
 
     def full(self):
@@ -173,7 +180,6 @@ class Engine:
                     jobs[job.request] = job
                     self.core.add(job.request)
                 self.queue.clear()
-            before = {request: self._tokens(request) for request in self.core.running}
             try:
                 self.core.step()
             except Exception as e:  # a fault of ours: fail the requests, go on serving
@@ -182,10 +188,6 @@ class Engine:
                     jobs[request].error = e
                     request.cancel('error')
                     self.core.finish(request)
-            self.on_tokens(sum(self._tokens(r) - before.get(r, 0) for r in jobs))
             for request in [r for r in jobs if not r.live()]:
                 del jobs[request]
 
-    @staticmethod
-    def _tokens(request):
-        return sum(len(row.new) for row in request.rows)
