@@ -1,5 +1,6 @@
-"""Shared fixtures: the GPT-2 vocabulary (real when GPT2_VOCAB_DIR is set, else a small
-one trained here), tiny random models in the release layout, and joke files."""
+"""Shared fixtures, for the tests in every folder below (the helpers they use are in
+support/fixtures.py): the GPT-2 vocabulary (real when GPT2_VOCAB_DIR is set, else a small
+one trained here), tiny random models in the release layout, joke files, a LoRA run."""
 
 import os
 
@@ -60,3 +61,32 @@ def corpus(tmp_path_factory):
              'I told my wife she drew her eyebrows too high.|She looked surprised.']
     path.write_text('<|endoftext|>'.join(jokes * 40), encoding='utf-8')
     return str(path)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, models_dir, corpus):
+    """A LoRA run of 3 steps (fixtures.LORA), its adapters and the base weights held by its
+    session at the end (read before it closed)."""
+    from gpt2tune.model import model_dir
+    from gpt2tune.train import training
+    from gpt2tune.train.stop_flag import StopFlag
+
+    tmp = tmp_path_factory.mktemp('lora')
+    t = training.Trainer(fixtures.train_config(tmp, models_dir, corpus, steps=3, save_every=3,
+                                               learning_rate=0.01, **fixtures.LORA))
+    try:
+        with t.graph.as_default():
+            t.run(StopFlag())
+            held = t.sess.run({v.op.name: v for v in model_dir.model_variables()})
+    finally:
+        t.close()
+    return tmp / 'checkpoint' / 'run1', held
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path, models_dir, corpus):
+    """A run with complete checkpoints at steps 2 and 4."""
+    from gpt2tune.train import training
+
+    training.train(fixtures.train_config(tmp_path, models_dir, corpus, steps=4, save_every=2))
+    return fixtures.run_dir(tmp_path)

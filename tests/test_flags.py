@@ -6,10 +6,8 @@ import dataclasses
 import inspect
 
 import fire
-import pytest
 
-from gpt2tune.commands.sample_flags import check_batches, fire_argv
-from gpt2tune.errors import UserError
+from gpt2tune.commands.sample_flags import fire_argv
 from gpt2tune.flags import FLAGS, SHARED, add, fire_command
 from gpt2tune.generate import sample
 from gpt2tune.train import train_config
@@ -90,15 +88,6 @@ def test_argparse_and_train_config_take_the_same_declaration():
     for name in ('model_name', 'models_dir', 'combine', 'encoding', 'seed'):
         assert fields[name].default == FLAGS[name].default
         assert fields[name].metadata['help'] == FLAGS[name].help
-
-
-def test_batch_size_must_divide_nsamples_where_samples_come_a_batch_at_a_time():
-    check_batches(4, 2)
-    check_batches(0, 3)  # the unconditional script's "until interrupted"
-    with pytest.raises(UserError, match='--nsamples 3 is not a multiple of --batch_size 2'):
-        check_batches(3, 2)
-    with pytest.raises(UserError, match='--batch_size 0: must be a whole number'):
-        check_batches(3, 0)
 
 
 def test_the_sampling_scripts_keep_the_2019_positional_order():

@@ -1,5 +1,6 @@
-"""The device line and the unused-GPU warning, with the NVIDIA driver and TensorFlow's GPU
-list simulated (fixtures.simulate_nvidia)."""
+"""The machine's facts (resources.py): a container's memory limit; the device line and the
+unused-GPU warning, with the NVIDIA driver and TensorFlow's GPU list simulated
+(fixtures.simulate_nvidia)."""
 
 import pytest
 import tensorflow as tf
@@ -81,3 +82,11 @@ def test_report_devices_prints_the_warning_then_the_device_line(simulate, capsys
     resources.report_devices()
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(' ')[0] for line in lines] == ['warning:', 'device:']
+
+
+def test_a_containers_memory_limit_counts(tmp_path):
+    limit = tmp_path / 'memory.max'
+    limit.write_text('1073741824\n')
+    assert resources.physical_memory(str(limit)) == 1 << 30
+    limit.write_text('max\n')
+    assert resources.physical_memory(str(limit)) > 1 << 30

@@ -6,8 +6,8 @@ installed, its version, and each GPU's memory from nvidia-smi.
     driver_version()    # '550.54.14', or None
     smi_gpus()          # [SmiGpu(name, total_bytes, free_bytes)], [] without nvidia-smi
 
-The tests simulate a driver (tests/run_with_fakes.py's nvidia_version_file, which
-replaces VERSION_FILE) and a fake `nvidia-smi` early on PATH stands for the real one.
+The tests simulate a driver (tests/support/run_with_fakes.py's nvidia_version_file,
+which replaces VERSION_FILE) and a fake `nvidia-smi` early on PATH stands for the real one.
 """
 
 import collections

@@ -3,8 +3,8 @@
 a phase slow, or held until a signal, by construction instead of by the machine's speed.
 Tests only; nothing in the project reads these.
 
-    python tests/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] SCRIPT [ARGS...]
-    python tests/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] -c CODE [ARGS...]
+    python tests/support/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] SCRIPT [ARGS...]
+    python tests/support/run_with_fakes.py FAKE=VALUE [FAKE=VALUE...] -c CODE [ARGS...]
 
 FAKE is one of
     chief_work_delay=SECONDS  train.py: the chief's first sample writing sleeps SECONDS
@@ -41,7 +41,7 @@ import runpy
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def chief_work_delay(seconds):

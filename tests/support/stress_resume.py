@@ -3,8 +3,8 @@
 resumes from a complete checkpoint at the right step and that the per-step losses equal an
 uninterrupted run's, bit for bit. The test suite runs 8 rounds; run more by hand:
 
-    PYTHONPATH=src python tests/stress_resume.py --rounds 200 --models_dir M --model_name N \\
-        --dataset corpus.txt
+    PYTHONPATH=src python tests/support/stress_resume.py --rounds 200 --models_dir M \\
+        --model_name N --dataset corpus.txt
 """
 
 import argparse

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from fixtures import graph_logits, tokens_for
 from gpt2tune.commands import huggingface as huggingface_command
 from gpt2tune.commands import peft as peft_command
 from gpt2tune.errors import UserError
 from gpt2tune.model import model_dir
-from test_lora import graph_logits, tokens_for, trained  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow  # PyTorch and transformers load in seconds
 TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc']
@@ -80,7 +80,7 @@ def test_a_run_trained_here_loads_in_peft(models_dir, corpus, peft_adapters, tmp
         graph_logits(loaded.hparams, loaded.checkpoint, tokens), atol=1e-4)
 
 
-def test_a_run_that_also_trains_weights_is_not_exported(trained, tmp_path):  # noqa: F811
+def test_a_run_that_also_trains_weights_is_not_exported(trained, tmp_path):
     run, _ = trained
     with pytest.raises(UserError, match='also trains model/ln_f.*--also_train'):
         peft_command.export(str(run), str(tmp_path / 'out'))

@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures import BLUE, ORANGE, pixels_of
 from gpt2tune.errors import UserError
 from gpt2tune.train.loss_plot import plot_run, read_metrics
-
-BLUE, ORANGE = (0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)  # matplotlib's first two colours
 
 
 def write_metrics(run, records):
     run.mkdir(exist_ok=True)
     (run / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
-
-
-def pixels_of(image, colour):
-    return int(np.all(np.abs(image.astype(int) - colour) < 30, axis=-1).sum())
 
 
 def test_a_step_trained_again_after_a_resume_counts_once_with_its_later_figure(tmp_path):

@@ -2,11 +2,10 @@ import json
 
 import hypothesis
 import hypothesis.strategies as st
-import numpy as np
 import pytest
 
 from fixtures import MIXED_TEXTS, reference_tokenizer
-from gpt2tune.data import encoder, load_dataset
+from gpt2tune.data import encoder
 from gpt2tune.errors import UserError
 
 
@@ -58,18 +57,6 @@ def test_round_trip_random_unicode(enc, text):
     assert enc.decode(enc.encode(text)) == text
 
 
-@hypothesis.settings(max_examples=200, deadline=None)
-@hypothesis.given(st.lists(st.sampled_from(list('ab é日\n\r\t .\'s') + ['<|endoftext|>']),
-                          min_size=1).map(''.join), st.integers(1, 12))
-def test_streamed_pieces_encode_like_the_whole_text(enc, tmp_path_factory, text, piece_chars):
-    path = tmp_path_factory.mktemp('stream') / 'text.txt'
-    path.write_text(text, encoding='utf-8', newline='')
-    pieces = list(load_dataset.iter_text_pieces(str(path), piece_chars=piece_chars))
-    whole = path.read_text(encoding='utf-8')  # universal newlines, like the original
-    assert ''.join(pieces) == whole
-    assert [t for p in pieces for t in enc.encode(p)] == enc.encode(whole)
-
-
 def test_merge_order_mismatch_is_refused(tmp_path, vocab_dir):
     with open(f'{vocab_dir}/encoder.json', encoding='utf-8') as f:
         vocab = json.load(f)
@@ -85,8 +72,3 @@ def test_merge_order_mismatch_is_refused(tmp_path, vocab_dir):
 def test_missing_vocabulary_names_the_file(tmp_path):
     with pytest.raises(UserError, match='encoder.json: missing'):
         encoder.load_encoder(str(tmp_path))
-
-
-def test_token_dtype_fits_vocabulary():
-    assert load_dataset.token_dtype(50257) == np.uint16
-    assert load_dataset.token_dtype(70000) == np.int32

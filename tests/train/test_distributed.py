@@ -1,6 +1,5 @@
 """Two workers on 127.0.0.1, as TF_CONFIG describes them, against one process."""
 
-import json
 import os
 import re
 import signal
@@ -11,34 +10,10 @@ import numpy as np
 import pytest
 
 import run_with_fakes
-from fixtures import logged_losses, script_env, train_command, variables_of
-from launch_workers import free_ports
+from fixtures import logged_losses, script_env, variables_of
+from workers import command, finish, start_workers
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
-
-
-def command(models_dir, corpus, checkpoint_dir, batch_size, *flags):
-    return train_command(models_dir, corpus, '--batch_size', str(batch_size), '--noise',
-                         '0.05', *flags, checkpoint_dir=checkpoint_dir)
-
-
-def start_workers(cmd, n=2, timeout=60):
-    hosts = [f'127.0.0.1:{p}' for p in free_ports(n)]
-    procs = []
-    for index in range(n):
-        env = script_env(TF_CONFIG=json.dumps(
-            {'cluster': {'worker': hosts}, 'task': {'type': 'worker', 'index': index}}))
-        procs.append(subprocess.Popen(cmd + ['--collective_timeout', str(timeout)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
-    return procs
-
-
-def finish(procs):
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-2000:]
-    return [out for out, _ in outs]
 
 
 def test_two_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir, corpus):

@@ -1,5 +1,5 @@
 """The choice of precision (the kernels' numbers are tested through the forward pass,
-tests/test_numpy_model.py)."""
+tests/generate/test_numpy_model.py)."""
 
 import pytest
 

@@ -1,5 +1,6 @@
-"""The SavedModel export: generation in the graph, loaded with TensorFlow alone, against
-our API; seeded sampling; the signature's checks; the command line's refusals."""
+"""The SavedModel export (export/savedmodel.py): generation in the graph, loaded with
+TensorFlow alone, against our API; seeded sampling; the signature's checks; what the
+SavedModel carries (the command line's refusals: commands/test_export_savedmodel.py)."""
 
 import json
 import os
@@ -12,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import fixtures
-from fixtures import ROOT, run_script
+from fixtures import ROOT
 from gpt2tune.commands import export_savedmodel
 from gpt2tune.data import encoder
 from gpt2tune.export import savedmodel
@@ -236,41 +237,3 @@ def test_checkpoint_flag_takes_the_weights_from_elsewhere(model, vocab_dir, tmp_
     expected = fixtures.variables_of(os.path.join(other, 'model.ckpt'))
     for name in ('model/wte', 'model/h1/mlp/c_fc/w', 'model/ln_f/b'):
         np.testing.assert_array_equal(exported.weights[name].numpy(), expected[name])
-
-
-def cli_error(result):
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
-    return errors[0]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('args, message', [
-    (['{models}/nothing', '{tmp}/out'], 'nothing: no such model directory'),
-    (['{models}/tiny', '{tmp}/existing'], 'existing: already exists'),
-    (['{models}/tiny', '{tmp}/missing/out'], 'missing: no such directory'),
-    (['{models}/tiny', '{tmp}/out', '--top_k', '40'], 'unrecognized arguments: --top_k'),
-    (['{models}/tiny', '{tmp}/out', '--checkpoint', '{tmp}/nowhere'],
-     'nowhere: no such checkpoint'),
-])
-def test_bad_command_line_is_one_error_line_and_writes_nothing(models_dir, tmp_path, args,
-                                                              message):
-    (tmp_path / 'existing').mkdir()
-    before = sorted(os.listdir(tmp_path))
-    result = run_script('gpt2tune.commands.export_savedmodel',
-                        *[a.format(models=models_dir, tmp=tmp_path) for a in args],
-                        check=False)
-    assert message in cli_error(result)
-    assert sorted(os.listdir(tmp_path)) == before
-
-
-def test_a_failed_save_leaves_nothing(models_dir, tmp_path, monkeypatch):
-    def failing_save(module, directory, **kwargs):
-        open(os.path.join(directory, 'saved_model.pb'), 'w').close()
-        raise OSError('disk full')
-    monkeypatch.setattr(tf.saved_model, 'save', failing_save)
-    with pytest.raises(OSError, match='disk full'):
-        export_savedmodel.main([os.path.join(models_dir, 'tiny'), str(tmp_path / 'out')])
-    assert os.listdir(tmp_path) == []
-

@@ -1,5 +1,5 @@
 """A run's settings (train/train_config.py): the flags built from TrainConfig, the
-one-line errors before any work, paths, schedules, the memory check's settings."""
+one-line errors before any work, paths, the memory check's settings."""
 
 import dataclasses
 import json
@@ -17,7 +17,6 @@ from fixtures import train_config as config
 from gpt2tune import resources
 from gpt2tune.errors import UserError
 from gpt2tune.train import training
-from gpt2tune.train.optimizers import learning_rate_at
 from gpt2tune.train.train_config import TrainConfig
 
 
@@ -40,14 +39,6 @@ def test_bad_input_is_one_clear_error(tmp_path, models_dir, corpus, overrides, m
     with pytest.raises(UserError, match=message):
         training.train(config(tmp_path, models_dir, corpus, **overrides))
     assert not (tmp_path / 'checkpoint').exists()
-
-
-def test_a_containers_memory_limit_counts(tmp_path):
-    limit = tmp_path / 'memory.max'
-    limit.write_text('1073741824\n')
-    assert resources.physical_memory(str(limit)) == 1 << 30
-    limit.write_text('max\n')
-    assert resources.physical_memory(str(limit)) > 1 << 30
 
 
 @pytest.mark.slow
@@ -75,17 +66,6 @@ def test_parser_is_built_from_the_config_and_print_config_needs_no_tensorflow():
     assert values == {**dataclasses.asdict(TrainConfig(dataset='x')), 'optimizer': 'adafactor',
                       'memory_saving_gradients': False}
     assert 'train_config' in result.stderr and '| tensorflow' not in result.stderr
-
-
-def test_learning_rate_schedules():
-    c = TrainConfig(dataset='x', learning_rate=1.0, warmup_steps=2, steps=12,
-                    lr_schedule='cosine', min_lr=0.1)
-    lrs = [learning_rate_at(c, s) for s in range(12)]
-    assert lrs[:3] == [0.5, 1.0, 1.0]
-    assert lrs[7] == pytest.approx(0.1 + 0.9 * 0.5)
-    linear = TrainConfig(dataset='x', learning_rate=1.0, steps=10, lr_schedule='linear')
-    assert learning_rate_at(linear, 5) == pytest.approx(0.5)
-    assert learning_rate_at(TrainConfig(dataset='x'), 99) == 0.00002
 
 
 @pytest.mark.slow

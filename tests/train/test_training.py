@@ -15,8 +15,11 @@ import pytest
 import tensorflow as tf
 
 from fixtures import (
+    BLUE,
+    ORANGE,
     losses_of,
     numpy_gpt2,
+    pixels_of,
     run_script,
     start_held_run,
     train_command,
@@ -24,7 +27,6 @@ from fixtures import (
 from fixtures import train_config as config
 from gpt2tune.errors import UserError
 from gpt2tune.train import loss_plot, training
-from test_loss_plot import BLUE, ORANGE, pixels_of
 
 
 @pytest.mark.slow

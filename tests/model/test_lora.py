@@ -7,58 +7,24 @@ import pytest
 import tensorflow as tf
 
 from fixtures import (
+    LORA,
+    graph_logits,
     numpy_gpt2,
     script_env,
+    tokens_for,
     variables_of,
     write_random_model,
 )
 from fixtures import train_config as config
 from gpt2tune.commands import lora as lora_command
 from gpt2tune.errors import UserError
-from gpt2tune.model import lora, model, model_dir
+from gpt2tune.model import lora, model_dir
 from gpt2tune.train import training
 from gpt2tune.train.stop_flag import StopFlag
 
 tf1 = tf.compat.v1
-LORA = dict(lora_rank=4, lora_targets='attn,mlp/c_fc', also_train='ln_f', seed=3)
-
-
 def base_weights(models_dir):
     return variables_of(os.path.join(models_dir, 'tiny', 'model.ckpt'))
-
-
-def tokens_for(hparams):
-    return np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 12])
-
-
-def graph_logits(hparams, ckpt, tokens, adapters=None, factors=None):
-    """model.model's logits with `ckpt` restored (merged, if it holds adapters); with
-    `adapters`, the graph has adapter variables, initialised (B zero) or fed `factors`."""
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [None, None])
-        logits = model.model(hparams, X, lora=adapters)['logits']
-        sess.run([v.initializer for v in model_dir.adapter_variables()])
-        for v in model_dir.adapter_variables():
-            if factors:
-                v.load(factors[v.op.name], sess)
-        model_dir.restore(sess, ckpt)
-        return sess.run(logits, {X: tokens})
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, models_dir, corpus):
-    """A LoRA run of 3 steps, its adapters and the base weights held by its session at
-    the end (read before it closed)."""
-    tmp = tmp_path_factory.mktemp('lora')
-    t = training.Trainer(config(tmp, models_dir, corpus, steps=3, save_every=3,
-                                learning_rate=0.01, **LORA))
-    try:
-        with t.graph.as_default():
-            t.run(StopFlag())
-            held = t.sess.run({v.op.name: v for v in model_dir.model_variables()})
-    finally:
-        t.close()
-    return tmp / 'checkpoint' / 'run1', held
 
 
 def test_only_the_adapters_and_also_train_change(models_dir, trained):
@@ -232,7 +198,7 @@ def test_lora_with_the_other_training_settings(tmp_path, models_dir, corpus, cap
 @pytest.mark.slow
 def test_two_lora_workers_equal_one_process_with_twice_the_batch(tmp_path, models_dir,
                                                                  corpus):
-    from test_distributed import command, finish, start_workers
+    from workers import command, finish, start_workers
     flags = ('--steps', '2', '--lora_rank', '4', '--learning_rate', '0.01')
     subprocess.run(command(models_dir, corpus, tmp_path / 'one', 4, *flags),
                    env=script_env(), check=True, capture_output=True)

@@ -1,6 +1,6 @@
 """What tests share: data built on the fly (a small byte-level BPE vocabulary, joke
-files, random models), the tiny model's training config, and the project's scripts run
-as a user would."""
+files, random models), the tiny model's training config, its logits in the graph, and the
+project's scripts run as a user would. Fixtures that use these are in tests/conftest.py."""
 
 import collections
 import json
@@ -14,7 +14,7 @@ import regex
 
 from gpt2tune.data.encoder import PAT_STR, bytes_to_unicode
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SAMPLE_TEXT = """Why did the chicken cross the road? To get to the other side!
 I told my wife she was drawing her eyebrows too high. She looked surprised.
@@ -111,10 +111,49 @@ def variables_of(ckpt):
     return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
 
 
+def run_dir(tmp_path):
+    """The run folder train_config(tmp_path, ...) trains into."""
+    return tmp_path / 'checkpoint' / 'run1'
+
+
+# A LoRA run's settings (the `trained` fixture of conftest.py trains one).
+LORA = dict(lora_rank=4, lora_targets='attn,mlp/c_fc', also_train='ln_f', seed=3)
+
+
+def tokens_for(hparams):
+    return np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 12])
+
+
+def graph_logits(hparams, ckpt, tokens, adapters=None, factors=None):
+    """model.model's logits with `ckpt` restored (merged, if it holds adapters); with
+    `adapters`, the graph has adapter variables, initialised (B zero) or fed `factors`."""
+    import tensorflow as tf
+
+    from gpt2tune.model import model, model_dir
+    tf1 = tf.compat.v1
+    with tf1.Session(graph=tf.Graph()) as sess:
+        X = tf1.placeholder(tf.int32, [None, None])
+        logits = model.model(hparams, X, lora=adapters)['logits']
+        sess.run([v.initializer for v in model_dir.adapter_variables()])
+        for v in model_dir.adapter_variables():
+            if factors:
+                v.load(factors[v.op.name], sess)
+        model_dir.restore(sess, ckpt)
+        return sess.run(logits, {X: tokens})
+
+
+BLUE, ORANGE = (0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)  # matplotlib's first two colours
+
+
+def pixels_of(image, colour):
+    """How many pixels of `image` (RGB) are near `colour`: a loss picture's curve."""
+    return int(np.all(np.abs(image.astype(int) - colour) < 30, axis=-1).sum())
+
+
 def run_script(script, *args, stdin=None, env=None, fakes=(), cwd=ROOT, check=True):
     """Run one of the project's scripts (a path from the repository root, or a command's
     module: gpt2tune.commands.serve) as a user would, with PYTHONPATH=src; with `fakes`,
-    through tests/run_with_fakes.py."""
+    through tests/support/run_with_fakes.py."""
     import run_with_fakes
     full_env = script_env(**(env or {}))
     command = (run_with_fakes.command(list(fakes), script, *args) if fakes else

@@ -1,7 +1,7 @@
-"""The server (src/serve.py) on the tiny model: a real server on a free port in a
-subprocess, the real `openai` client. Where a test needs requests to share a step or one
-to last, it runs the server with run_with_fakes.py's serve_hold and serve_pause and waits
-for events (a line, a metric, a chunk)."""
+"""The server (serve/serve_app.py, run by commands/serve.py) on the tiny model: a real
+server on a free port in a subprocess, the real `openai` client. Where a test needs
+requests to share a step or one to last, it runs the server with run_with_fakes.py's
+serve_hold and serve_pause and waits for events (a line, a metric, a chunk)."""
 
 import json
 import os
@@ -519,8 +519,8 @@ def test_n_streams_one_choice_a_chunk_and_each_choice_ends_when_it_ends(server, 
 def graph_token_logprobs(models_dir, tokens):
     """Each token's log-probability after those before it [len(tokens) - 1], from the
     TensorFlow graph model (as score.py computes its losses): the reference."""
+    from fixtures import graph_logits
     from gpt2tune.model import model_dir
-    from test_lora import graph_logits
     loaded = model_dir.load('tiny', models_dir, None)
     logits = graph_logits(loaded.hparams, loaded.checkpoint, [tokens])[0].astype(np.float64)
     shifted = logits - logits.max(-1, keepdims=True)
