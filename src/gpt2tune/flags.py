@@ -54,8 +54,10 @@ FLAGS = {
     'vocab_dir': Flag(None, 'A folder with GPT-2\'s encoder.json and vocab.bpe',
                       metavar='DIR'),
     'precision': Flag('auto', 'Precision of the decoder\'s matrix products: float32 (what '
-                      'auto picks), or bfloat16 (faster for many rows where the CPU has '
-                      'bfloat16 instructions)',
+                      'auto picks), bfloat16 (faster for many rows where the CPU has '
+                      'bfloat16 instructions), or int8 (weights and activations rounded to 8 '
+                      'bits: several times faster on a CPU, slightly different numbers; '
+                      'only when asked for)',
                       choices=kernels.PRECISIONS),
     'size': Flag(None, 'A model shape: a released model\'s, or tiny (what CI checks with)',
                  choices=tuple(SHAPES)),

@@ -29,7 +29,8 @@ def expected_loss(models_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('precision, tolerance', [('float32', 1e-4), ('bfloat16', 0.05)])
+@pytest.mark.parametrize('precision, tolerance', [('float32', 1e-4), ('bfloat16', 0.05),
+                                                  ('int8', 0.005)])
 def test_the_loss_is_the_models_on_the_text(models_dir, tmp_path, expected_loss, precision,
                                             tolerance):
     text = tmp_path / 'text.txt'
@@ -46,4 +47,4 @@ def test_an_unknown_precision_is_one_error_line_before_tensorflow(models_dir, tm
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: argument --precision: invalid choice: 'int4' (choose from 'auto', 'float32', "
-        "'bfloat16')"]
+        "'bfloat16', 'int8')"]

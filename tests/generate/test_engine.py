@@ -221,7 +221,7 @@ def test_a_cancelled_request_leaves_at_the_next_step_with_what_it_has():
     assert forward.calls[-1] == ('step', [1], [2])  # only the other row stepped
 
 
-@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16', 'int8'])
 def test_logits_after_the_window_slides_are_the_models_on_the_kept_tokens(
         models_dir, precision):
     """Prompts of 40 and 3 tokens, greedy past the context twice: every step's logits
@@ -284,7 +284,7 @@ def test_an_interrupted_loop_leaves_the_engine_idle_for_the_next():
     assert out[0].tokens == [1] * 5
 
 
-@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16', 'int8'])
 def test_asking_for_logprobs_changes_no_token_and_scoring_alone_chooses_none(models_dir,
                                                                              precision):
     loaded = model_dir.load('tiny', models_dir)

@@ -37,7 +37,7 @@ def test_different_prompts_in_one_batch_equal_each_prompt_alone(models_dir, gpt2
     assert all(len(t) == 12 for t in together)  # random weights rarely pick <|endoftext|>
 
 
-@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16', 'int8'])
 def test_the_same_seed_gives_the_same_samples_at_any_batch_size(models_dir, precision):
     """Three prompts, three samples each, past the context (the window slides), in two
     calls: the same tokens whether rows decode one, three or eight at a time."""

@@ -15,7 +15,8 @@ from gpt2tune import resources
 from gpt2tune.generate import kernels, numpy_model
 from gpt2tune.model.hparams import HParams
 
-KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow')]
+KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow'),
+           ('int8', 'numpy', 'u8s8'), ('int8', 'numpy', 'u8u8')]
 # Wider than the tiny model, with a small vocabulary: a row's products, norms and
 # attention over enough numbers that a kernel mixing rows shows in the last bits.
 WIDE = HParams(n_vocab=300, n_ctx=48, n_embd=128, n_head=4, n_layer=2)
@@ -44,8 +45,10 @@ def test_prefill_and_step_logits_equal_an_independent_forward_pass(forward, arra
     error = np.abs(np.stack(got, 1) - expected)
     if forward.kernel.precision == 'float32':
         assert error.max() < 1e-4
-    else:  # bfloat16 rounding: a bias or a gain left out shows in the mean, if not the max
-        assert error.max() < 0.02 and error.mean() < 0.003
+    else:  # rounding: a bias or a gain left out shows in the mean, if not the max
+        largest, mean = {'bfloat16': (0.02, 0.003), 'int8': (0.07, 0.012)}[
+            forward.kernel.precision]
+        assert error.max() < largest and error.mean() < mean
 
 
 def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(forward,
@@ -61,8 +64,10 @@ def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(
     error = np.abs(np.concatenate(every) - numpy_gpt2(weights, WIDE, tokens))
     if forward.kernel.precision == 'float32':
         assert error.max() < 1e-4
-    else:  # bfloat16 rounding, as above
-        assert error.max() < 0.05 and error.mean() < 0.003
+    else:  # rounding, as above
+        largest, mean = {'bfloat16': (0.05, 0.003), 'int8': (0.12, 0.015)}[
+            forward.kernel.precision]
+        assert error.max() < largest and error.mean() < mean
     assert forward.prefill(cache, 0, tokens[:11], logits=None) is None
     forward.prefill(cache, 0, tokens[11:22], 11, logits=None)
     last = forward.prefill(cache, 0, tokens[22:], 22)
@@ -123,16 +128,24 @@ def test_bfloat16_holds_its_matrices_once_in_bfloat16(arrays):
 
 
 @pytest.mark.parametrize('gpus, form', [([], 'numpy'), (['GPU:0'], 'tensorflow')])
-def test_float32_decodes_in_tensorflow_where_a_gpu_is_and_bfloat16_always(
+def test_float32_decodes_in_tensorflow_where_a_gpu_is_bfloat16_always_int8_never(
         monkeypatch, gpus, form):
     monkeypatch.setattr(resources, 'gpus', lambda: gpus)
     assert kernels.choose_form('float32') == form
     assert kernels.choose_form('bfloat16') == 'tensorflow'
+    assert kernels.choose_form('int8') == 'numpy'
 
 
-def test_there_is_no_numpy_bfloat16_kernel(arrays):
-    with pytest.raises(ValueError, match='no bfloat16 kernel in NumPy'):
-        numpy_model.Forward(arrays, WIDE, 'bfloat16', 'numpy')
+@pytest.mark.parametrize('precision, form', [('bfloat16', 'NumPy'), ('int8', 'TensorFlow')])
+def test_there_is_no_numpy_bfloat16_kernel_nor_tensorflow_int8(arrays, precision, form):
+    with pytest.raises(ValueError, match=f'no {precision} kernel in {form}'):
+        numpy_model.Forward(arrays, WIDE, precision, form.lower())
+
+
+@pytest.mark.parametrize('flags, form', [({'avx2', 'avx512_vnni'}, 'u8s8'), ({'avx2'}, 'u8u8')])
+def test_int8_picks_its_integer_form_from_the_cpu(arrays, monkeypatch, flags, form):
+    monkeypatch.setattr(resources, 'cpu_flags', lambda: flags)
+    assert numpy_model.Forward(arrays, WIDE, 'int8').kernel.form == form
 
 
 def next_token_losses(arrays, tokens, precision):
@@ -143,16 +156,17 @@ def next_token_losses(arrays, tokens, precision):
         forward.close()
 
 
-def test_bfloat16_keeps_the_loss_within_a_hundredth_of_a_nat(arrays):
+@pytest.mark.parametrize('precision, nats', [('bfloat16', 0.01), ('int8', 0.02)])
+def test_a_lower_precision_keeps_the_loss_within_its_bound(arrays, precision, nats):
     """The model made confident (its token embedding scaled up, so the loss depends on
-    every logit), scored on 4 rows of 40 tokens in float32 and in bfloat16."""
+    every logit), scored on 4 rows of 40 tokens in float32 and in `precision`."""
     confident = dict(arrays, **{'model/wte': arrays['model/wte'] * 8})
     tokens = np.random.RandomState(5).randint(0, WIDE.n_vocab, size=[4, 40])
     exact = next_token_losses(confident, tokens, 'float32')
-    low = next_token_losses(confident, tokens, 'bfloat16')
+    low = next_token_losses(confident, tokens, precision)
     assert exact.std() > 0.5  # a loss that varies from token to token
-    assert abs(low.mean() - exact.mean()) < 0.01
-    assert not np.array_equal(low, exact)  # the products did run in bfloat16
+    assert abs(low.mean() - exact.mean()) < nats
+    assert not np.array_equal(low, exact)  # the products did run in `precision`
 
 
 def test_a_full_cache_is_refused_before_a_step(arrays):
@@ -199,4 +213,4 @@ def test_rows_stay_invariant_with_onednn_held_below_bfloat16_instructions():
         env=dict(os.environ, ONEDNN_MAX_CPU_ISA='AVX512_CORE'), capture_output=True,
         text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert '6 passed' in result.stdout
+    assert f'{2 * len(KERNELS)} passed' in result.stdout

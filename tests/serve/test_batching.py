@@ -14,7 +14,7 @@ PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|',
            'A man walks into a bar and orders a drink from the bartender|']
 
 
-@pytest.fixture(scope='module', params=['float32', 'bfloat16'])
+@pytest.fixture(scope='module', params=['float32', 'bfloat16', 'int8'])
 def gpt2(models_dir, request):
     g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), precision=request.param)
     yield g

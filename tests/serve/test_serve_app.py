@@ -131,7 +131,7 @@ def test_completion_and_stream_equal_the_api_for_the_same_seed(server, api):
     assert len(reasons) == 1 and reasons[0] in ('stop', 'length')
 
 
-@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16', 'int8'])
 def test_eight_concurrent_requests_each_equal_their_text_alone(models_dir, api, precision):
     """Sent together, held until all 8 are in, so they share the batch's steps."""
     s = Server(models_dir, '--max_batch', '8', '--precision', precision,

@@ -4,7 +4,9 @@
     gpt2tune-score valid.txt --models_dir checkpoint --model_name run1
 
 The tokens are cut into windows of n_ctx tokens overlapping by one, so every token but the
-first is predicted exactly once, from up to n_ctx - 1 tokens before it.
+first is predicted exactly once, from up to n_ctx - 1 tokens before it. float32 and
+bfloat16 score through the training graph; int8 (which only decodes) through the
+decoder, a window at a time: what int8 costs in quality, on your own text.
 """
 
 import math
@@ -23,20 +25,35 @@ def windows(tokens, n_ctx):
     return [tokens[i:i + n_ctx] for i in range(0, max(len(tokens) - 1, 1), step)]
 
 
-def score_tokens(sess, X, losses, tokens, n_ctx, batch_size):
-    """Sum of losses and number of predicted tokens over all windows."""
+def score_tokens(window_losses, tokens, n_ctx, batch_size):
+    """Sum of losses and number of predicted tokens over all windows; window_losses(
+    windows [b, n]) gives each position's loss predicting the next [b, n - 1]."""
     total, count = 0.0, 0
     parts = windows(tokens, n_ctx)
     full = [w for w in parts if len(w) == n_ctx]
-    for i in range(0, len(full), batch_size):
-        batch_losses = sess.run(losses, {X: np.stack(full[i:i + batch_size])})
-        total += float(batch_losses.astype(np.float64).sum())
-        count += batch_losses.size
-    for w in parts:
-        if 1 < len(w) < n_ctx:
-            total += float(sess.run(losses, {X: w[None]}).astype(np.float64).sum())
-            count += len(w) - 1
+    batches = [np.stack(full[i:i + batch_size]) for i in range(0, len(full), batch_size)]
+    for batch in batches + [w[None] for w in parts if 1 < len(w) < n_ctx]:
+        losses = window_losses(batch)
+        total += float(losses.astype(np.float64).sum())
+        count += losses.size
     return total, count
+
+
+def graph_losses(sess, hparams, precision):
+    """window_losses of the training graph in `precision`, float32 or bfloat16."""
+    import tensorflow as tf
+
+    from gpt2tune.model import model
+    X = tf.compat.v1.placeholder(tf.int32, [None, None])
+    losses = model.token_losses(model.model(hparams, X, dtype=tf.as_dtype(precision))[
+        'logits'], X)
+    return lambda batch: sess.run(losses, {X: batch})
+
+
+def decoder_losses(forward):
+    """window_losses of the decoder (numpy_model.Forward), a window at a time."""
+    from gpt2tune.generate import numpy_model
+    return lambda batch: np.stack([numpy_model.prompt_losses(forward, w) for w in batch])
 
 
 def score(path, model_name, models_dir, checkpoint, batch_size, combine, encoding,
@@ -44,20 +61,22 @@ def score(path, model_name, models_dir, checkpoint, batch_size, combine, encodin
     """Print the mean loss per token (nats) and perplexity of `path` (text or .npz)."""
     precision, _ = kernels.choose_precision(precision)
     tf = cli.start_tensorflow(verbose)  # --help needs none of what follows
-    from gpt2tune.model import model, model_dir
+    from gpt2tune.model import model_dir
 
-    tf1 = tf.compat.v1
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     hparams = loaded.hparams
     chunks = load_dataset(loaded.encoder, errors.user_path(path), combine, encoding=encoding)
-    with tf1.Session(graph=tf.Graph()) as sess:
-        X = tf1.placeholder(tf.int32, [None, None])
-        logits = model.model(hparams, X, dtype=tf.as_dtype(precision))['logits']
-        losses = model.token_losses(logits, X)
-        model_dir.restore(sess, loaded.checkpoint)
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        if precision == 'int8':
+            from gpt2tune.generate import numpy_model
+            window_losses = decoder_losses(numpy_model.Forward(
+                model_dir.load_arrays(loaded.checkpoint, hparams), hparams, precision))
+        else:
+            window_losses = graph_losses(sess, hparams, precision)
+            model_dir.restore(sess, loaded.checkpoint)
         total, count = 0.0, 0
         for tokens in chunks:
-            chunk_total, chunk_count = score_tokens(sess, X, losses, tokens.astype(np.int32),
+            chunk_total, chunk_count = score_tokens(window_losses, tokens.astype(np.int32),
                                                     hparams.n_ctx, batch_size)
             total, count = total + chunk_total, count + chunk_count
     if count == 0:

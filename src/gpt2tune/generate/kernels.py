@@ -1,7 +1,8 @@
 """What the decoder computes between two attentions, in the precision chosen once per
 loaded model: layer norms, the weight products, GELU, the residual sums (numpy_model.py
-does the embeddings and each row's attention). Two forms: NumPy (float32 on a CPU) and
-TensorFlow (bfloat16, and float32 where a GPU is).
+does the embeddings and each row's attention). Two forms: NumPy (float32 on a CPU, and
+int8's products through ONNX Runtime) and TensorFlow (bfloat16, and float32 where a GPU
+is).
 
 Decoding is batch-invariant: a row's numbers never depend on the rows beside it. A
 library's matrix product does not promise that (it picks another algorithm, blocking or
@@ -11,6 +12,10 @@ vector width by the number of rows), so each kernel says how it keeps it:
   is chosen by the weights' column alone: invariant by construction, at the speed of
   OpenBLAS's batched product. A prompt (one sequence, prefilled alone) is one OpenBLAS
   matrix product, the fastest for many positions.
+- NumPy, int8 (asked for, never auto's: it changes the model's numbers): every product,
+  the output projection's too, in 8-bit integers (int8_product.py), exact int32 sums of
+  rows quantized each alone: invariant by construction, for a step's rows and a prompt's
+  positions alike.
 - TensorFlow: bfloat16 operands (oneDNN: AMX or AVX512_BF16 where the CPU has them,
   emulated elsewhere) with float32 accumulation and products rounded to bfloat16, or
   float32; the rest float32. The matrices are held once, in the products' type,
@@ -33,7 +38,9 @@ import numpy as np
 
 from gpt2tune.errors import UserError
 
-PRECISIONS = ('auto', 'float32', 'bfloat16')
+# int8 changes the model's numbers (weights and activations rounded to 8 bits), so auto
+# never picks it: a user asks for it.
+PRECISIONS = ('auto', 'float32', 'bfloat16', 'int8')
 # The rows of every TensorFlow run of a decoding step: more go in further runs.
 TILE = 16
 # Python floats, not NumPy's: a float64 NumPy scalar would turn float32 arrays into
@@ -58,22 +65,36 @@ def decoding_line(kernel, reason):
 
 
 def choose_form(precision):
-    """'numpy' for float32 on a CPU; 'tensorflow' for bfloat16, and where a GPU is."""
+    """'numpy' for float32 on a CPU and for int8 (ONNX Runtime on the CPU, even where a
+    GPU is); 'tensorflow' for bfloat16, and for float32 where a GPU is."""
     if precision == 'bfloat16':
         return 'tensorflow'
+    if precision == 'int8':
+        return 'numpy'
     from gpt2tune import resources  # the machine's facts import what imports this module
     return 'tensorflow' if resources.gpus() else 'numpy'
 
 
-def new_kernel(precision, weights, hparams, form=None):
-    """The kernel of `precision` ('float32' or 'bfloat16') over `weights` (release names
-    -> float32 arrays, the blocks' matrices [nx, nf]), in `form` (choose_form's when
-    None; the tests force each)."""
+def new_kernel(precision, weights, hparams, form=None, int8_form=None):
+    """The kernel of `precision` ('float32', 'bfloat16' or 'int8') over `weights`
+    (release names -> float32 arrays, the blocks' matrices [nx, nf]), in `form`
+    (choose_form's when None) and, for int8, `int8_form` (int8_product's choice for this
+    CPU when None); the tests force each."""
     if (form or choose_form(precision)) == 'numpy':
+        if precision == 'int8':
+            return Int8Kernel(weights, hparams, int8_form)
         if precision != 'float32':
             raise ValueError(f'no {precision} kernel in NumPy')
         return NumpyKernel(weights, hparams)
+    if precision == 'int8':
+        raise ValueError('no int8 kernel in TensorFlow')
     return TensorFlowKernel(weights, hparams, precision)
+
+
+def products(weights):
+    """(name, matrix) of the weights a kernel multiplies by: the blocks' [nx, nf] and wte
+    [n_vocab, n_embd] (wpe is only looked up, by numpy_model)."""
+    return [(name, a) for name, a in weights.items() if a.ndim == 2 and name != 'model/wpe']
 
 
 def norm(x, g, b, epsilon=1e-5):
@@ -107,11 +128,12 @@ class NumpyKernel:
         from gpt2tune.generate import row_product
         self.row_product = row_product.product
         self.n_layer = hparams.n_layer
+        self.w = {name: a for name, a in weights.items() if a.ndim == 1}  # gains, biases
         # Every matrix held once, as [nf, nx] (wte is [n_vocab, n_embd] already): the rows
         # of a step read each output's weights contiguously; a prompt multiplies by the
         # transposed view.
-        self.w = {name: np.ascontiguousarray(a.T) if a.ndim == 2 and name != 'model/wte'
-                  else a for name, a in weights.items()}
+        self.matrices = {name: np.ascontiguousarray(a.T) if name != 'model/wte' else a
+                         for name, a in products(weights)}
 
     def describe(self):
         return 'float32 (NumPy; Numba-compiled row-invariant products)'
@@ -130,7 +152,7 @@ class NumpyKernel:
         if layer + 1 < self.n_layer:
             return x, self._qkv(layer + 1, x, rows)
         return None, self._product(norm(x, w['model/ln_f/g'], w['model/ln_f/b']),
-                                   w['model/wte'], rows)
+                                   'model/wte', rows)
 
     def _qkv(self, layer, x, rows):
         w, p = self.w, f'model/h{layer}'
@@ -138,15 +160,42 @@ class NumpyKernel:
                            rows)
 
     def _dense(self, x, scope, rows):
-        y = self._product(x, self.w[f'{scope}/w'], rows)
+        y = self._product(x, f'{scope}/w', rows)
         y += self.w[f'{scope}/b']
         return y
 
-    def _product(self, x, w_t, rows):  # x [n, nx], w_t [nf, nx] -> [n, nf]
+    def _product(self, x, name, rows):  # x [n, nx], matrix [nf, nx] -> [n, nf]
+        w_t = self.matrices[name]
         return self.row_product(x, w_t) if rows else x @ w_t.T
 
     def close(self):
         pass
+
+
+class Int8Kernel(NumpyKernel):
+    """The float32 kernel's arithmetic with every matrix product in 8-bit integers
+    (int8_product.py), the output projection's too: the same product for a step's rows and
+    a prompt's positions, exact in integers, so batch-invariant by construction."""
+
+    precision = 'int8'
+
+    def __init__(self, weights, hparams, form=None):
+        from gpt2tune import resources
+        from gpt2tune.generate import int8_product
+        self.form = form or int8_product.choose_form(resources.cpu_flags())
+        self.n_layer = hparams.n_layer
+        self.w = {name: a for name, a in weights.items() if a.ndim == 1}
+        # As [nx, nf]: wte's transpose quantized per token, the logits' output column.
+        self.matrices = {name: int8_product.Int8Matrix(a.T if name == 'model/wte' else a,
+                                                       self.form)
+                         for name, a in products(weights)}
+
+    def describe(self):
+        return (f'int8 (ONNX Runtime MatMulInteger {self.form}; weights per output channel, '
+                'activations per row)')
+
+    def _product(self, x, name, rows):
+        return self.matrices[name](x)
 
 
 class TensorFlowKernel:

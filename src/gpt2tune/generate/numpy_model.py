@@ -11,7 +11,7 @@ row-invariant, and each row attends alone.
     logits = forward.prefill(cache, 1, prompt[256:], start=256)  # the rest after the first
     logits = forward.step(cache, [0, 2], [318, 262])    # [2, n_vocab], one token each
 
-Tested against an independent forward pass (tests/test_numpy_model.py).
+Tested against an independent forward pass (tests/generate/test_numpy_model.py).
 """
 
 import math
@@ -43,15 +43,15 @@ class Cache:
 
 
 class Forward:
-    """The model's weights (release names -> arrays) decoding in `precision` (and the
-    kernel's `form`, kernels.choose_form's when None): the embeddings stay here, float32;
-    the kernel holds the rest as it computes with them."""
+    """The model's weights (release names -> arrays) decoding in `precision` (the kernel's
+    `form` and `int8_form` as kernels.new_kernel takes them): the embeddings stay here,
+    float32; the kernel holds the rest as it computes with them."""
 
-    def __init__(self, arrays, hparams, precision, form=None):
+    def __init__(self, arrays, hparams, precision, form=None, int8_form=None):
         self.hparams = hparams
         weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
         self.wte, self.wpe = weights['model/wte'], weights['model/wpe']
-        self.kernel = kernels.new_kernel(precision, weights, hparams, form)
+        self.kernel = kernels.new_kernel(precision, weights, hparams, form, int8_form)
 
     def close(self):
         self.kernel.close()
@@ -130,10 +130,22 @@ def next_token_losses(forward, tokens):
     cache, slots = Cache(forward.hparams, rows, n), list(range(rows))
     logits = [np.stack([forward.prefill(cache, slot, tokens[slot, :1]) for slot in slots])]
     logits += [forward.step(cache, slots, tokens[:, t]) for t in range(1, n - 1)]
-    logits = np.stack(logits, 1).astype(np.float64)  # [rows, n - 1, n_vocab]
+    return token_losses(np.stack(logits, 1), tokens[:, 1:])  # logits [rows, n - 1, n_vocab]
+
+
+def prompt_losses(forward, tokens):
+    """Each position's loss (nats) predicting the next of tokens [n] from the logits of
+    one prefill of them all: [n - 1]."""
+    cache = Cache(forward.hparams, 1, len(tokens))
+    return token_losses(forward.prefill(cache, 0, tokens, logits='every')[:-1], tokens[1:])
+
+
+def token_losses(logits, targets):
+    """-log softmax(logits)[target] in float64: logits [..., n_vocab], targets [...]."""
+    logits = logits.astype(np.float64)
     top = logits.max(-1, keepdims=True)
     log_z = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
-    return log_z - np.take_along_axis(logits, tokens[:, 1:, None], -1)[..., 0]
+    return log_z - np.take_along_axis(logits, np.asarray(targets)[..., None], -1)[..., 0]
 
 
 def _attention(q, k, v, mask=None):

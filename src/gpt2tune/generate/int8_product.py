@@ -1,0 +1,114 @@
+"""Products in 8-bit integers: the int8 kernel's (kernels.py), through ONNX Runtime's
+MatMulInteger (MLAS: AVX2, AVX512_VNNI, AMX-INT8 or NEON, chosen by the library).
+
+A matrix w [k, n] is quantized once, per output column, symmetrically: w ~ q * scale,
+q in [-127, 127]. Each row of x [m, k] is quantized on its own the same way, shifted by
+128 into uint8 (zero point 128). The integer products are exact (a sum of k products of
+at most 255 * 255 fits int32 with room for any GPT-2 width), so a row's numbers depend on
+its own values and the weights alone: batch-invariant by construction, whatever kernel the
+library picks for how many rows; then out = sums * row scale * column scale, float32.
+
+Two integer forms, exact where they are used:
+- 'u8s8': weights int8. x86 without VNNI multiplies uint8 by int8 in pairs summed into a
+  saturating int16 (VPMADDUBSW), which is exact only for small enough values; with VNNI
+  (AVX512_VNNI, AVX-VNNI, AMX) the sums are int32 and exact, and it is the fastest.
+- 'u8u8': weights shifted by 128 into uint8 as well, multiplied in 16-bit pairs summed into
+  int32: exact on every x86 CPU, about half the speed of 'u8s8' for many rows.
+choose_form picks 'u8s8' where the CPU has VNNI, else 'u8u8'; the tests force each.
+
+    matrix = Int8Matrix(w, form='u8s8')   # w [k, n] float32
+    out = matrix(x)                       # x [m, k] float32 -> about x @ w [m, n]
+"""
+
+import threading
+
+import numpy as np
+
+FORMS = ('u8s8', 'u8u8')
+ZERO_POINT = 128
+# One thread pool for every matrix's session (each session otherwise starts its own and
+# leaves its threads spinning while the next product runs); set before the first session.
+_pool = threading.Lock()
+_pool_started = False
+
+
+def choose_form(cpu_flags):
+    """'u8s8' where the CPU's integer products are exact for it (VNNI), else 'u8u8'."""
+    return 'u8s8' if {'avx512_vnni', 'avx_vnni', 'amx_int8'} & cpu_flags else 'u8u8'
+
+
+def quantize_columns(w):
+    """(q int8 [k, n], scale float32 [n]): w ~ q * scale, each column's largest |w| at
+    127. A column of zeros gets scale 1."""
+    scale = np.abs(w).max(0) / np.float32(127)
+    scale[scale == 0] = 1
+    return np.rint(w / scale).astype(np.int8), scale.astype(np.float32)
+
+
+def quantize_rows(x):
+    """(q uint8 [m, k], scale float32 [m, 1]): x ~ (q - 128) * scale, each row's largest
+    |x| at 127 (a row of zeros gets scale 1)."""
+    scale = np.abs(x).max(1, keepdims=True) / np.float32(127)
+    scale[scale == 0] = 1
+    q = np.rint(x / scale)
+    q += ZERO_POINT
+    return q.astype(np.uint8), scale
+
+
+class IntegerProduct:
+    """Exact int32 sums (x_u8 - 128) @ q of uint8 rows x_u8 [m, k] by int8 q [k, n], in
+    `form`."""
+
+    def __init__(self, q, form):
+        if form not in FORMS:
+            raise ValueError(f'form {form}: expected one of {FORMS}')
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+        k, n = q.shape
+        zero = numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), 'zero')
+        if form == 'u8s8':
+            weights, inputs = numpy_helper.from_array(q, 'q'), ['x', 'q', 'zero']
+        else:
+            weights = numpy_helper.from_array(q.view(np.uint8) ^ np.uint8(ZERO_POINT), 'q')
+            inputs = ['x', 'q', 'zero', 'zero']
+        graph = helper.make_graph(
+            [helper.make_node('MatMulInteger', inputs, ['sums'])], 'product',
+            [helper.make_tensor_value_info('x', TensorProto.UINT8, [None, k])],
+            [helper.make_tensor_value_info('sums', TensorProto.INT32, [None, n])],
+            [weights, zero])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+        options = ort.SessionOptions()
+        options.use_per_session_threads = False
+        options.log_severity_level = 3  # errors only
+        _start_pool()
+        self.session = ort.InferenceSession(model.SerializeToString(), options,
+                                            providers=['CPUExecutionProvider'])
+        self.form, self.shape = form, (k, n)
+
+    def __call__(self, x_u8):
+        return self.session.run(None, {'x': x_u8})[0]
+
+
+class Int8Matrix:
+    """w [k, n] float32 held as int8 with a scale per column: __call__(x [m, k]) is
+    about x @ w, each row quantized alone."""
+
+    def __init__(self, w, form):
+        q, self.scale = quantize_columns(w)
+        self.product = IntegerProduct(q, form)
+
+    def __call__(self, x):
+        x_u8, row_scale = quantize_rows(x)
+        out = self.product(x_u8).astype(np.float32)
+        out *= row_scale
+        out *= self.scale
+        return out
+
+
+def _start_pool():
+    global _pool_started
+    with _pool:
+        if not _pool_started:
+            from onnxruntime.capi import _pybind_state
+            _pybind_state.set_global_thread_pool_sizes(0, 1)  # 0: ORT's default, the cores
+            _pool_started = True

@@ -1,0 +1,84 @@
+"""The int8 kernel's product: 8-bit quantization per output column and per row, exact
+integer sums in each of ONNX Runtime's forms, each row's numbers its own."""
+
+import numpy as np
+import pytest
+
+from gpt2tune.generate import int8_product
+
+
+def integer_reference(x_u8, q):
+    """(x_u8 - 128) @ q in int64: the exact sums."""
+    return (x_u8.astype(np.int64) - 128) @ q.astype(np.int64)
+
+
+@pytest.fixture
+def w():
+    return np.random.default_rng(0).standard_normal([70, 135]).astype(np.float32)
+
+
+@pytest.mark.parametrize('form', int8_product.FORMS)
+def test_integer_sums_are_exact_in_each_form(form):
+    """Activations over all of uint8; weights within +-63, where even x86's pairwise int16
+    sums without VNNI cannot saturate (255 * 63 * 2 < 2**15), so each form is exact on
+    any CPU. Long rows (3072, GPT-2's widest) to exercise the library's blocking."""
+    rng = np.random.default_rng(1)
+    q = rng.integers(-63, 64, [3072, 40]).astype(np.int8)
+    x_u8 = rng.integers(0, 256, [5, 3072]).astype(np.uint8)
+    product = int8_product.IntegerProduct(q, form)
+    np.testing.assert_array_equal(product(x_u8), integer_reference(x_u8, q))
+
+
+def test_u8u8_is_exact_over_the_whole_int8_range():
+    """The form chosen where the CPU has no VNNI: exact with weights at +-127 too."""
+    rng = np.random.default_rng(2)
+    q = rng.choice(np.array([-127, 127], np.int8), [768, 24])
+    x_u8 = rng.choice(np.array([0, 255], np.uint8), [3, 768])
+    product = int8_product.IntegerProduct(q, 'u8u8')
+    np.testing.assert_array_equal(product(x_u8), integer_reference(x_u8, q))
+
+
+def test_quantized_rows_and_columns_give_back_the_values_to_half_a_step():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal([50, 20]).astype(np.float32)
+    w[:, 3] = 0  # a column of zeros stays zeros
+    q, scale = int8_product.quantize_columns(w)
+    assert np.abs(q).max(0)[np.abs(w).max(0) > 0].tolist() == [127] * 19
+    assert np.all(np.abs(q * scale - w) <= scale / 2 * (1 + 1e-6))
+    x = rng.standard_normal([6, 50]).astype(np.float32) * np.float32(1e3)
+    x[2] = 0
+    x_u8, row_scale = int8_product.quantize_rows(x)
+    assert np.all(np.abs((x_u8.astype(np.int64) - 128) * row_scale - x)
+                  <= row_scale / 2 * (1 + 1e-6))
+
+
+@pytest.mark.parametrize('form', int8_product.FORMS)
+def test_product_is_close_to_float64_within_the_quantization_error(w, form):
+    x = np.random.default_rng(4).standard_normal([5, 70]).astype(np.float32)
+    out = int8_product.Int8Matrix(w, form)(x)
+    reference = x.astype(np.float64) @ w.astype(np.float64)
+    # each of 70 terms off by at most half a step of x times |w| plus half a step of w
+    # times |x|: the bound, per element
+    _, w_scale = int8_product.quantize_columns(w)
+    x_scale = np.abs(x).max(1, keepdims=True) / 127
+    bound = (x_scale / 2 * np.abs(w).sum(0) + w_scale / 2 * np.abs(x).sum(1, keepdims=True)
+             + 70 * x_scale * w_scale / 4)
+    assert np.all(np.abs(out - reference) <= bound)
+    assert np.abs(out - reference).max() < 0.05 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize('form', int8_product.FORMS)
+@pytest.mark.parametrize('rows', [2, 3, 16, 33])
+def test_a_rows_numbers_are_bit_identical_alone_and_among_any_number_of_rows(w, form, rows):
+    matrix = int8_product.Int8Matrix(w, form)
+    x = np.random.default_rng(rows).standard_normal([rows, 70]).astype(np.float32)
+    together = matrix(x)
+    for r in (0, rows // 2, rows - 1):
+        np.testing.assert_array_equal(matrix(x[r:r + 1])[0], together[r])
+
+
+def test_the_form_is_u8s8_only_where_the_cpu_has_vnni():
+    assert int8_product.choose_form({'avx2', 'avx512_vnni'}) == 'u8s8'
+    assert int8_product.choose_form({'avx2', 'avx_vnni'}) == 'u8s8'
+    assert int8_product.choose_form({'avx2', 'avx512f', 'avx512bw'}) == 'u8u8'
+    assert int8_product.choose_form(set()) == 'u8u8'
