@@ -63,6 +63,7 @@ bench: $(VENV)/.dev
 
 bench-large: $(VENV)/.runtime
 	PYTHONPATH=src $(PY) bench/bench_large.py
+	PYTHONPATH=src $(PY) bench/bench_sample_large.py
 
 doctor: $(VENV)/.runtime
 	$(VENV)/bin/gpt2tune-doctor $(DOCTOR_FLAGS)
