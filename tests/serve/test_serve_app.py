@@ -367,7 +367,9 @@ def test_body_over_the_limit_is_refused_unread_and_unknown_route_is_404(server):
 
 @pytest.fixture
 def slow_server(models_dir, tmp_path):
-    """A server whose engine pauses after its second step until `release` exists."""
+    """A server whose engine pauses after its second step until `release` exists. A test
+    waits for the pause, not for a first chunk: a token's text may be held back for more
+    than two steps (the rest of a character)."""
     s = Server(models_dir, fakes=[f'serve_pause=2:{tmp_path / "release"}'])
     s.release = tmp_path / 'release'
     yield s
@@ -378,7 +380,7 @@ def test_disconnected_stream_frees_its_row(slow_server):
     stream = slow_server.client().completions.create(
         model='tiny', prompt=PROMPTS[0], max_tokens=64, stream=True,
         extra_body={'stop_at_endoftext': False})
-    next(iter(stream))
+    slow_server.wait_for_line('fake: engine paused')
     assert slow_server.metric('gpt2_batch_rows') == 1
     stream.close()
     slow_server.wait_for_metric('gpt2_cancelled_requests_total', 1)  # while paused
@@ -393,7 +395,7 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
         model='tiny', prompt=PROMPTS[0], max_tokens=30, stream=True,
         stream_options={'include_usage': True}, extra_body={'stop_at_endoftext': False})
     chunks = iter(stream)
-    next(chunks)
+    slow_server.wait_for_line('fake: engine paused')
     slow_server.proc.send_signal(signal.SIGTERM)
     slow_server.wait_for_line('Draining')
     assert slow_server.request('/v1/completions', {'prompt': 'x'})[0] == 503
@@ -413,7 +415,7 @@ def test_a_stream_cut_by_the_drain_says_abort_and_ends_with_an_error_event(model
             model='tiny', prompt=PROMPTS[0], max_tokens=40, stream=True,
             extra_body={'stop_at_endoftext': False})
         chunks = iter(stream)
-        next(chunks)
+        s.wait_for_line('fake: engine paused')
         s.proc.send_signal(signal.SIGTERM)
         s.wait_for_line('Draining')
         release.touch()
