@@ -277,7 +277,7 @@ def test_a_lora_run_on_a_bfloat16_base_loses_what_one_on_a_float32_base_does(
         try:
             with t.graph.as_default():
                 t.run(StopFlag())
-                losses[precision] = t.validation_loss()
+                losses[precision] = t.evaluation.validation_loss()
         finally:
             t.close()
     assert abs(losses['bfloat16'] - losses['float32']) < 0.01, losses

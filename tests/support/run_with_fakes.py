@@ -45,17 +45,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def chief_work_delay(seconds):
-    from gpt2tune.train import training
-    write_samples = training.Trainer.write_samples
+    from gpt2tune.train import evaluation
+    write_samples = evaluation.Evaluation.write_samples
     delayed = []
 
-    def slow_write_samples(self):
+    def slow_write_samples(self, step):
         if not delayed:
             delayed.append(True)
             print(f'fake: chief work delayed {seconds:g} s', flush=True)
             time.sleep(seconds)
-        write_samples(self)
-    training.Trainer.write_samples = slow_write_samples
+        write_samples(self, step)
+    evaluation.Evaluation.write_samples = slow_write_samples
 
 
 def hold_after_step(step):

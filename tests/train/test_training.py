@@ -18,7 +18,6 @@ from fixtures import (
     BLUE,
     ORANGE,
     losses_of,
-    numpy_gpt2,
     pixels_of,
     run_script,
     start_held_run,
@@ -26,7 +25,7 @@ from fixtures import (
 )
 from fixtures import train_config as config
 from gpt2tune.errors import UserError
-from gpt2tune.train import loss_plot, training
+from gpt2tune.train import evaluation, loss_plot, training
 
 
 @pytest.mark.slow
@@ -75,7 +74,7 @@ def test_early_stopping_after_n_evaluations_without_improvement(tmp_path, models
                                                                 monkeypatch, capsys):
     # Validation at steps 0 (the start, which does not count), 1 (best), 2 and 3 (worse).
     losses = iter([5.0, 4.0, 4.5, 4.6, 3.0])
-    monkeypatch.setattr(training.Trainer, 'validation_loss', lambda self: next(losses))
+    monkeypatch.setattr(evaluation.Evaluation, 'validation_loss', lambda self: next(losses))
     c = config(tmp_path, models_dir, corpus, steps=10, val_every=1, early_stopping=2)
     assert training.train(c) == 3
     out = capsys.readouterr().out
@@ -85,27 +84,6 @@ def test_early_stopping_after_n_evaluations_without_improvement(tmp_path, models
     assert json.loads((run / 'best' / 'best.json').read_text())['step'] == 1
     state = json.loads((run / 'model-3.state.json').read_text())['trainer']
     assert state['stale_evaluations'] == 2  # a resumed run goes on counting
-
-
-def test_validation_loss_matches_independent_forward_pass(tmp_path, models_dir, corpus):
-    c = config(tmp_path, models_dir, corpus, val_every=1, val_batch_count=2,
-               val_batch_size=2)
-    t = training.Trainer(c)
-    loss = t.validation_loss()
-    t.close()
-    ckpt = t.model_dir.checkpoint
-    weights = {name: tf.train.load_checkpoint(ckpt).get_tensor(name).astype(float)
-               for name, _ in tf.train.list_variables(ckpt)}
-    expected = []
-    for batch in t.val_batches:
-        row_losses = []
-        for row in batch:
-            logits = numpy_gpt2(weights, t.model_dir.hparams, row)[:-1]
-            logits -= logits.max(-1, keepdims=True)
-            logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-            row_losses.append(-logp[np.arange(len(row) - 1), row[1:]].mean())
-        expected.append(np.mean(row_losses))
-    assert loss == pytest.approx(np.mean(expected), abs=1e-4)
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 
-import prometheus_client as prom
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -26,30 +25,9 @@ from starlette.routing import Route
 
 from gpt2tune.serve import batching, completions
 from gpt2tune.serve.completions import ApiError
+from gpt2tune.serve.metrics import Metrics
 
 MAX_BODY_BYTES = 1 << 20  # far above the largest prompt a context holds, in JSON
-
-
-class Metrics:
-    """What /metrics shows, in a registry of its own."""
-
-    def __init__(self, engine):
-        self.registry = prom.CollectorRegistry()
-        r = self.registry
-        self.requests = prom.Counter('gpt2_http_requests', 'HTTP requests answered, by '
-                                     'status', ['status'], registry=r)
-        self.tokens = prom.Counter('gpt2_generated_tokens', 'Tokens generated', registry=r)
-        self.cancelled = prom.Counter('gpt2_cancelled_requests', 'Requests whose client went '
-                                      'away before their last token', registry=r)
-        prom.Gauge('gpt2_queue_length', 'Requests waiting for rows in the batch',
-                   registry=r).set_function(engine.queued)
-        prom.Gauge('gpt2_batch_rows', 'Rows in the running batch',
-                   registry=r).set_function(engine.rows)
-        self.first_token = prom.Histogram('gpt2_time_to_first_token_seconds', 'From a '
-                                          'request to its first token', registry=r)
-        self.latency = prom.Histogram('gpt2_request_latency_seconds', 'From a request to '
-                                      'its last token', registry=r)
-        engine.on_tokens = self.tokens.inc
 
 
 class State:
@@ -324,8 +302,8 @@ async def health(request):
 
 
 async def metrics(request):
-    registry = request.app.state.server.metrics.registry
-    return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+    body, media_type = request.app.state.server.metrics.exposition()
+    return Response(body, media_type=media_type)
 
 
 async def api_error(request, e):

@@ -87,3 +87,15 @@ def plot_run(run_path, output=None, metrics=None):
          output)
     return output
 
+
+
+def plot_finished_run(run_path):
+    """loss.png in a run that ends, once there is a line to draw; a picture that cannot be
+    drawn never fails the run."""
+    try:
+        metrics = read_metrics(run_path)
+        steps, _ = metrics.get('loss', ([], []))
+        if len(steps) >= 2:
+            print('Plotted', plot_run(run_path, metrics=metrics))
+    except (errors.UserError, OSError, ValueError) as e:
+        print(f'warning: no loss picture ({e})')

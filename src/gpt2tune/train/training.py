@@ -3,8 +3,8 @@
     train(TrainConfig(dataset='input-text.txt.npz', sample_every=250, save_every=250))
 
 (TrainConfig is in train_config.py, the step's graph in train_graph.py, optimizers and
-schedules in optimizers.py, the run folder in checkpoints.py, its figures and samples in
-run_log.py.)
+schedules in optimizers.py, the run folder in checkpoints.py, validation and samples in
+evaluation.py, the figures and sample files in run_log.py.)
 
 Writes checkpoint/<run>/model-<step>.* (model variables under the release names, plus
 optimizer state), counter, hparams and vocabulary (so the run folder is itself a model
@@ -13,7 +13,6 @@ samples/<run>/samples-<step>.
 """
 
 import collections
-import math
 import os
 import time
 
@@ -22,10 +21,10 @@ import tensorflow as tf
 
 from gpt2tune.data.data_sampler import add_noise, load_data, rng_state, set_rng_state
 from gpt2tune.errors import UserError, user_path
-from gpt2tune.generate import engine, numpy_model, sample
-from gpt2tune.model import lora, model_dir
+from gpt2tune.model import model_dir
 from gpt2tune.model.hparams import variable_shapes
 from gpt2tune.train import checkpoints, distributed, loss_plot, run_log, train_memory
+from gpt2tune.train.evaluation import Evaluation
 from gpt2tune.train.optimizers import learning_rate_at
 from gpt2tune.train.progress import Progress
 from gpt2tune.train.stop_flag import StopFlag
@@ -53,7 +52,8 @@ class Trainer:
             self._check()
             self._load()
             self.folder.open()
-            self.best_loss = self.folder.best_loss()  # a replaced run's best is aside by now
+            # a replaced run's best is aside by now
+            self.evaluation.best_loss = self.folder.best_loss()
         except BaseException:
             self.close()
             raise
@@ -96,8 +96,6 @@ class Trainer:
         c, hparams = self.c, self.model_dir.hparams
         self.noise_rs = np.random.RandomState(None if c.seed is None else c.seed + 1)
         self.tokens_seen = 0  # by all workers, for the epoch
-        self.stale_evaluations = 0  # in a row without a better validation loss
-        self.sample_seeds = sample.Seeds(c.seed)
         choices = self.choices
         print(f'memory_saving_gradients: {"on" if choices.recompute else "off"} '
               f'({choices.recompute_reason})')
@@ -109,6 +107,9 @@ class Trainer:
             print(choices.adapters.describe(hparams))
         opened = open_train_step(hparams, c, choices, self.cluster)
         self.graph, self.sess, self.g = opened.graph, opened.sess, opened.g
+        self.evaluation = Evaluation(c, self.sess, self.g, self.model_dir, choices.adapters,
+                                     self.folder, self.summaries, self.val_batches,
+                                     self.sampling, self.samples)
         with self.graph.as_default(), tf.device(self.cluster.device):
             self.step, state = self.folder.restore(self.sess)
             if state is not None:
@@ -117,7 +118,7 @@ class Trainer:
     def state(self):
         """What a checkpoint needs besides the variables to resume exactly."""
         return {'sampler': self.sampler.state(), 'noise': rng_state(self.noise_rs),
-                'tokens_seen': self.tokens_seen, 'stale_evaluations': self.stale_evaluations}
+                'tokens_seen': self.tokens_seen, 'stale_evaluations': self.evaluation.stale}
 
     def load_state(self, state):
         try:
@@ -127,7 +128,7 @@ class Trainer:
             window = self.c.batch_size * self.c.accumulate_gradients * self.cluster.n_workers
             self.tokens_seen = int(state.get('tokens_seen',
                                              self.step * window * self.model_dir.hparams.n_ctx))
-            self.stale_evaluations = int(state.get('stale_evaluations', 0))
+            self.evaluation.stale = int(state.get('stale_evaluations', 0))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f'step {self.step}: the saved data order or noise state is '
                             f'incomplete ({type(e).__name__}: {e}); --restore_from fresh '
@@ -186,72 +187,12 @@ class Trainer:
     def save(self):
         self.folder.save(self.sess, self.step, self.state())
 
-    def write_samples(self):
-        """--sample_num samples, each starting after <|endoftext|>, into samples/<run>."""
-        print('Generating samples...')
-        enc = self.model_dir.encoder
-        prompts = [[enc.eot_token]] * self.c.sample_num
-        # float32: exact, and no second TensorFlow graph beside the training step's.
-        forward = numpy_model.Forward(self.arrays(), self.model_dir.hparams, 'float32')
-        samples = engine.generate(engine.Engine(forward, min(self.c.batch_size, len(prompts))),
-                                  prompts, self.sampling, self.sample_seeds.take(len(prompts)),
-                                  sample.Stopper(enc, self.sampling))
-        texts = [f'======== SAMPLE {i + 1} ========\n{s.text}\n'
-                 for i, s in enumerate(samples)]
-        print(texts[-1])
-        self.samples.write(self.step, texts)
-
-    def arrays(self):
-        """The model's weights now (release names -> float32 arrays), adapters merged in."""
-        arrays = {name: a.astype(np.float32, copy=False) for name, a in self.sess.run(
-            {v.op.name: v for v in model_dir.model_variables()}).items()}
-        if self.choices.adapters is None:
-            return arrays
-        factors = self.sess.run({v.op.name: v for v in model_dir.adapter_variables()})
-        return lora.merge(arrays, factors, self.choices.adapters)
-
-    def validation_loss(self):
-        return float(np.mean([self.sess.run(self.g.loss, {self.g.context: batch})
-                              for batch in self.val_batches]))
-
-    def evaluate(self):
-        """A validation that counts for early stopping."""
-        improved = self.validate()
-        self.stale_evaluations = 0 if improved else self.stale_evaluations + 1
-
-    def validate(self):
-        """Validation loss and perplexity; keeps the best model apart. Returns whether it
-        is better than the best so far."""
-        print('Calculating validation loss...')
-        val_loss = self.validation_loss()
-        print(f'[{self.step} | validation] loss={val_loss:.4f} '
-              f'perplexity={math.exp(min(val_loss, 700)):.2f}')
-        self.summaries.log(self.step, val_loss=val_loss,
-                           val_perplexity=math.exp(min(val_loss, 700)))
-        if val_loss < self.best_loss and self.step > 0:
-            self.folder.save_best(self.sess, self.step, val_loss)
-            self.best_loss = val_loss
-            return True
-        return False
-
-
-    def plot_losses(self):
-        """loss.png in the run folder, once there is a line to draw; a picture that cannot
-        be drawn never fails a run."""
-        try:
-            metrics = loss_plot.read_metrics(self.folder.path)
-            steps, _ = metrics.get('loss', ([], []))
-            if len(steps) >= 2:
-                print('Plotted', loss_plot.plot_run(self.folder.path, metrics=metrics))
-        except (UserError, OSError, ValueError) as e:
-            print(f'warning: no loss picture ({e})')
-
     def run(self, stop):
         """The loop: steps until c.steps or a stop agreed by every worker, then the last
         save and the loss picture. Returns the step reached."""
         c = self.c
         if c.val_every and self.folder.writes:  # the weights resumed from
-            self.validate()
+            self.evaluation.validate(self.step)
         self.wait_for_chief()  # every worker has started: start-up never counts as a step
         stop.saved = self.step
         progress = Progress(c.steps, self.step, self.dataset_tokens)
@@ -266,9 +207,9 @@ class Trainer:
                 if result.stop_agreed:
                     stop.requested = True
                     break
-                if c.early_stopping and self.stale_evaluations >= c.early_stopping:
+                if c.early_stopping and self.evaluation.stale >= c.early_stopping:
                     print(f'early stopping: no better validation loss in {c.early_stopping} '
-                          f'evaluations (best {self.best_loss:.4f}, kept in '
+                          f'evaluations (best {self.evaluation.best_loss:.4f}, kept in '
                           f'{self.folder.path}/best)')
                     stop.early = True
                     stop.requested = True  # several workers agree on it through a step
@@ -279,7 +220,7 @@ class Trainer:
                 self.save()
         stop.finished = True
         if self.folder.writes and self.step > progress.first_step:
-            self.plot_losses()
+            loss_plot.plot_finished_run(self.folder.path)
         return self.step
 
     def report_step(self, stop, progress, result, seconds):
@@ -312,9 +253,9 @@ class Trainer:
                 self.save()
             stop.saved = step
         if due[1] and self.folder.writes:
-            self.write_samples()
+            self.evaluation.write_samples(step)
         if due[2] and self.folder.writes:
-            self.evaluate()
+            self.evaluation.evaluate(step)
         if any(due):
             self.wait_for_chief()
 
