@@ -11,11 +11,16 @@ def write_atomic(path, text):
     """Replace `path` with `text` so that a reader sees the old or the new file, whole,
     also after a power loss (the file, then its directory entry, reach the disk)."""
     partial = f'{path}.partial'
-    with open(partial, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:  # no half-written file left beside the whole one
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
     sync_directory(os.path.dirname(path) or '.')
 
 
