@@ -27,12 +27,34 @@ def new_engine(gpt2, max_rows, max_queue=8):
     return batching.Engine(engine.Engine(forward, max_rows), max_queue=max_queue)
 
 
-def new_job(gpt2, prompt, n, seed, **options):
+def new_job(gpt2, prompt, n, seed, listener=None, **options):
+    """A Job of `prompt` (a text, or a list of texts) whose `done` is set at its last
+    event; listener(pieces, ended, finished) hears each event first."""
     done = threading.Event()
-    job = batching.Job([gpt2.encode(prompt)], n, gpt2.options(**options), seed,
-                       gpt2.encoder, lambda pieces, ended, finished: finished and done.set())
+
+    def on_event(pieces, ended, finished):
+        if listener is not None:
+            listener(pieces, ended, finished)
+        if finished:
+            done.set()
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    job = batching.Job([gpt2.encode(p) for p in prompts], n, gpt2.options(**options), seed,
+                       gpt2.encoder, on_event)
     job.done = done
     return job
+
+
+def run(server, *jobs):
+    """Submit `jobs` in order, start the engine's thread, wait for each one's last event,
+    stop."""
+    for job in jobs:
+        server.submit(job)
+    server.start()
+    try:
+        for job in jobs:
+            assert job.done.wait(60)
+    finally:
+        server.stop()
 
 
 def alone(models_dir, gpt2, prompt, n, seed, **options):
@@ -51,14 +73,7 @@ def test_requests_sharing_steps_each_equal_the_api_alone(models_dir, gpt2):
     server = new_engine(gpt2, max_rows=6)
     jobs = [new_job(gpt2, p, 2, seed, **o) for seed, (p, o) in
             enumerate(zip(PROMPTS, settings, strict=True))]
-    for job in jobs:
-        server.submit(job)
-    server.start()
-    try:
-        for job in jobs:
-            assert job.done.wait(60)
-    finally:
-        server.stop()
+    run(server, *jobs)
     for seed, (prompt, options, job) in enumerate(zip(PROMPTS, settings, jobs, strict=True)):
         assert [r.new[:r.end[0]] for r in job.rows] == alone(models_dir, gpt2, prompt, 2, seed,
                                                               **options)
@@ -69,29 +84,15 @@ def test_window_slides_past_the_context_as_the_api_does(models_dir, gpt2):
     server = new_engine(gpt2, max_rows=3)
     short = new_job(gpt2, PROMPTS[1], 1, 3, length=5)
     long = new_job(gpt2, PROMPTS[0], 2, 4, length=length, stop_at_endoftext=False)
-    server.submit(long)
-    server.submit(short)
-    server.start()
-    try:
-        assert long.done.wait(60) and short.done.wait(60)
-    finally:
-        server.stop()
+    run(server, long, short)
     assert [r.new for r in long.rows] == alone(models_dir, gpt2, PROMPTS[0], 2, 4, length=length,
                                                stop_at_endoftext=False)
     assert [r.finish_reason for r in long.rows] == ['length', 'length']
 
 
 def test_a_request_of_two_prompts_and_n_2_equals_the_apis_rows_in_order(models_dir, gpt2):
-    server = new_engine(gpt2, max_rows=4)
-    done = threading.Event()
-    job = batching.Job([gpt2.encode(p) for p in PROMPTS[:2]], 2, gpt2.options(length=9),
-                       5, gpt2.encoder, lambda pieces, ended, finished: finished and done.set())
-    server.submit(job)
-    server.start()
-    try:
-        assert done.wait(60)
-    finally:
-        server.stop()
+    job = new_job(gpt2, PROMPTS[:2], 2, 5, length=9)
+    run(new_engine(gpt2, max_rows=4), job)
     g = generation.GPT2.load(os.path.join(models_dir, 'tiny'), seed=5, batch_size=4,
                              precision=gpt2.precision)
     try:
@@ -138,21 +139,10 @@ def test_stopping_cuts_a_request_still_prefilling_its_prompt(gpt2, monkeypatch):
 
 
 def test_a_jobs_tokens_are_counted_before_its_listener_hears_of_them(gpt2):
-    counted, heard, done = [0], [], threading.Event()
-
-    def on_event(pieces, ended, finished):
-        heard.append((counted[0], sum(len(r.new) for r in job.rows)))
-        if finished:
-            done.set()
-
+    counted, heard = [0], []
     server = new_engine(gpt2, max_rows=4)
     server.on_tokens = lambda n: counted.__setitem__(0, counted[0] + n)
-    job = batching.Job([gpt2.encode(PROMPTS[1])], 2, gpt2.options(length=5), 0, gpt2.encoder,
-                       on_event)
-    server.submit(job)
-    server.start()
-    try:
-        assert done.wait(60)
-    finally:
-        server.stop()
+    job = new_job(gpt2, PROMPTS[1], 2, 0, length=5, listener=lambda *event: heard.append(
+        (counted[0], sum(len(r.new) for r in job.rows))))
+    run(server, job)
     assert heard and all(c == n for c, n in heard)
