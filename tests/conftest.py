@@ -1,12 +1,14 @@
 """Shared fixtures, for the tests in every folder below (the helpers they use are in
 support/fixtures.py): the GPT-2 vocabulary (real when GPT2_VOCAB_DIR is set, else a small
-one trained here), tiny random models in the release layout, joke files, a LoRA run."""
+one trained here), tiny random models in the release layout, joke files, a LoRA run,
+the tiny model exported for transformers, the server (support/fixtures.py's Server)."""
 
 import os
 
 import pytest
 
 import fixtures
+from fixtures import KEY, Server
 
 
 @pytest.fixture(scope='session')
@@ -90,3 +92,30 @@ def two_checkpoints(tmp_path, models_dir, corpus):
 
     training.train(fixtures.train_config(tmp_path, models_dir, corpus, steps=4, save_every=2))
     return fixtures.run_dir(tmp_path)
+
+
+@pytest.fixture(scope='module')
+def exported(models_dir, tmp_path_factory):
+    from gpt2tune.commands import huggingface as huggingface_command
+
+    out = tmp_path_factory.mktemp('hf') / 'tiny-hf'
+    huggingface_command.export(os.path.join(models_dir, 'tiny'), str(out))
+    return out
+
+
+@pytest.fixture(scope='module')
+def server(models_dir):
+    s = Server(models_dir, '--api_key', KEY, '--max_batch', '8')
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def slow_server(models_dir, tmp_path):
+    """A server whose engine pauses after its second step until `release` exists. A test
+    waits for the pause, not for a first chunk: a token's text may be held back for more
+    than two steps (the rest of a character)."""
+    s = Server(models_dir, fakes=[f'serve_pause=2:{tmp_path / "release"}'])
+    s.release = tmp_path / 'release'
+    yield s
+    s.stop()

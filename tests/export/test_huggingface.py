@@ -1,3 +1,8 @@
+"""Hugging Face transformers' format (export/huggingface.py): the weights both ways, the
+logits and greedy ids against transformers, models saved by transformers itself,
+config.json's and the tensors' checks (the command's own files and refusals:
+tests/commands/test_huggingface.py)."""
+
 import json
 import os
 import shutil
@@ -6,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fixtures import MIXED_TEXTS, variables_of
+from fixtures import variables_of
 from gpt2tune.commands import huggingface as huggingface_command
 from gpt2tune.data import encoder
 from gpt2tune.errors import UserError
@@ -14,13 +19,6 @@ from gpt2tune.generate import generation
 from gpt2tune.model import model, model_dir
 
 tf1 = tf.compat.v1
-
-
-@pytest.fixture(scope='module')
-def exported(models_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp('hf') / 'tiny-hf'
-    huggingface_command.export(os.path.join(models_dir, 'tiny'), str(out))
-    return out
 
 
 def test_round_trip_keeps_every_variable(models_dir, exported, tmp_path):
@@ -32,15 +30,6 @@ def test_round_trip_keeps_every_variable(models_dir, exported, tmp_path):
         np.testing.assert_array_equal(back[name], original[name], err_msg=name)
     assert encoder.load_encoder(str(tmp_path / 'back')).encode('Hello world') == \
         encoder.load_encoder(os.path.join(models_dir, 'tiny')).encode('Hello world')
-
-
-def test_export_files_and_generation_config(exported):
-    names = set(os.listdir(exported))
-    assert {'config.json', 'model.safetensors', 'vocab.json', 'merges.txt',
-            'tokenizer_config.json', 'generation_config.json'} <= names
-    generation = json.loads((exported / 'generation_config.json').read_text())
-    config = json.loads((exported / 'config.json').read_text())
-    assert generation['eos_token_id'] == config['eos_token_id'] == config['vocab_size'] - 1
 
 
 def our_logits(loaded, tokens):
@@ -129,14 +118,6 @@ def test_import_of_a_model_saved_by_transformers_gives_its_logits(saved_by_trans
     tokens = np.random.RandomState(0).randint(0, loaded.hparams.n_vocab, size=[2, 30])
     np.testing.assert_allclose(our_logits(loaded, tokens), their_logits(hf, tokens),
                                atol=1e-4, rtol=0)
-
-
-def test_transformers_tokenizer_gives_our_ids(models_dir, exported):
-    transformers = pytest.importorskip('transformers')
-    tok = transformers.GPT2TokenizerFast.from_pretrained(str(exported))
-    enc = encoder.load_encoder(os.path.join(models_dir, 'tiny'))
-    for text in MIXED_TEXTS:
-        assert tok(text)['input_ids'] == enc.encode(text), text
 
 
 def test_unsupported_architecture_is_refused(exported, tmp_path):

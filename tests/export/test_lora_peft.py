@@ -1,4 +1,5 @@
-"""Adapters to and from Hugging Face PEFT, checked in the real peft and transformers."""
+"""Adapters to and from Hugging Face PEFT, checked in the real peft and transformers (what
+the command refuses: tests/commands/test_peft.py)."""
 
 import json
 import os
@@ -10,7 +11,6 @@ from safetensors.numpy import load_file
 from fixtures import graph_logits, tokens_for
 from gpt2tune.commands import huggingface as huggingface_command
 from gpt2tune.commands import peft as peft_command
-from gpt2tune.errors import UserError
 from gpt2tune.model import model_dir
 
 pytestmark = pytest.mark.slow  # PyTorch and transformers load in seconds
@@ -78,10 +78,3 @@ def test_a_run_trained_here_loads_in_peft(models_dir, corpus, peft_adapters, tmp
     np.testing.assert_allclose(
         peft_logits(str(peft_adapters / 'hf'), str(tmp_path / 'peft'), tokens),
         graph_logits(loaded.hparams, loaded.checkpoint, tokens), atol=1e-4)
-
-
-def test_a_run_that_also_trains_weights_is_not_exported(trained, tmp_path):
-    run, _ = trained
-    with pytest.raises(UserError, match='also trains model/ln_f.*--also_train'):
-        peft_command.export(str(run), str(tmp_path / 'out'))
-    assert not (tmp_path / 'out').exists()

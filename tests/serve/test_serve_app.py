@@ -1,17 +1,15 @@
 """The server (serve/serve_app.py, run by commands/serve.py) on the tiny model: a real
 server on a free port in a subprocess, the real `openai` client. Where a test needs
 requests to share a step or one to last, it runs the server with run_with_fakes.py's
-serve_hold and serve_pause and waits for events (a line, a metric, a chunk)."""
+serve_hold and serve_pause and waits for events (a line, a metric, a chunk). The
+command's own part (its flags, --host's warning, --max_connections, the drain):
+tests/commands/test_serve.py."""
 
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -19,87 +17,11 @@ import numpy as np
 import openai
 import pytest
 
-import run_with_fakes
-from fixtures import script_env
+from fixtures import KEY, PROMPTS, Server
 from gpt2tune.data import encoder
 from gpt2tune.generate import generation
 
-SERVE = 'gpt2tune.commands.serve'
-
 pytestmark = pytest.mark.slow
-KEY = 'test-key'
-PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|', 'A man walks into a bar|',
-           'What do you call a fish with no eyes?|', 'I told my wife|', 'Doctor, doctor|',
-           'My dog|', 'Two cows in a field|']
-
-
-class Server:
-    """serve.py with the tiny model, ready (its `Serving` line read)."""
-
-    def __init__(self, models_dir, *flags, fakes=(), **env):
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            self.port = s.getsockname()[1]
-        self.url = f'http://127.0.0.1:{self.port}'
-        args = ['--models_dir', models_dir, '--model_name', 'tiny', '--port', str(self.port),
-                *flags]
-        command = (run_with_fakes.command(list(fakes), SERVE, *args) if fakes else
-                   [sys.executable, '-m', SERVE, *args])
-        self.proc = subprocess.Popen(command, env=script_env(**env), stderr=subprocess.PIPE,
-                                     text=True)
-        self.wait_for_line('Serving tiny on')
-
-    def wait_for_line(self, start):
-        """Read stderr up to a line starting with `start`; the lines before it in
-        self.lines."""
-        self.lines = []
-        for line in self.proc.stderr:
-            if line.startswith(start):
-                return
-            self.lines.append(line)
-        raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
-
-    def client(self, key=KEY):
-        return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0,
-                             timeout=60)  # a hang fails the test
-
-    def request(self, path, body=None, key=KEY, method=None, headers=None):
-        """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object);
-        with headers=dict, (status, answer, the answer's headers)."""
-        data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-        sent = {'Content-Type': 'application/json', **(headers or {})}
-        if key:
-            sent['Authorization'] = f'Bearer {key}'
-        request = urllib.request.Request(self.url + path, data, sent, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                text, status, got = answer.read().decode(), answer.status, answer.headers
-        except urllib.error.HTTPError as e:
-            text, status, got = e.read().decode(), e.code, e.headers
-        answer = json.loads(text) if text.startswith(('{', '[')) else text
-        return (status, answer, got) if headers is not None else (status, answer)
-
-    def metric(self, name):
-        text = self.request('/metrics')[1]
-        return float(re.search(rf'^{name} (\S+)$', text, re.M).group(1))
-
-    def wait_for_metric(self, name, value):
-        deadline = time.monotonic() + 60  # a hang fails; the test never waits on time
-        while self.metric(name) != value:
-            assert time.monotonic() < deadline, f'{name} never reached {value}'
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stderr.close()
-
-
-@pytest.fixture(scope='module')
-def server(models_dir):
-    s = Server(models_dir, '--api_key', KEY, '--max_batch', '8')
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope='module')
@@ -299,16 +221,6 @@ def test_a_page_of_an_allowed_origin_may_call_and_its_preflight_needs_no_key(mod
         s.stop()
 
 
-def test_serving_other_machines_without_a_key_is_warned_of(models_dir, server):
-    s = Server(models_dir, '--host', '0.0.0.0')
-    try:
-        assert [line for line in s.lines if line.startswith(
-            'warning: --host 0.0.0.0 serves other machines and no --api_key is set')]
-    finally:
-        s.stop()
-    assert not [line for line in server.lines if line.startswith('warning:')]
-
-
 def test_tokenize_and_detokenize_use_the_models_encoder(server, vocab_dir):
     text = 'Why did the chicken cross the road?|'
     ids = encoder.load_encoder(vocab_dir).encode(text)
@@ -365,17 +277,6 @@ def test_body_over_the_limit_is_refused_unread_and_unknown_route_is_404(server):
     assert server.request('/v1/completions')[0] == 405
 
 
-@pytest.fixture
-def slow_server(models_dir, tmp_path):
-    """A server whose engine pauses after its second step until `release` exists. A test
-    waits for the pause, not for a first chunk: a token's text may be held back for more
-    than two steps (the rest of a character)."""
-    s = Server(models_dir, fakes=[f'serve_pause=2:{tmp_path / "release"}'])
-    s.release = tmp_path / 'release'
-    yield s
-    s.stop()
-
-
 def test_disconnected_stream_frees_its_row(slow_server):
     stream = slow_server.client().completions.create(
         model='tiny', prompt=PROMPTS[0], max_tokens=64, stream=True,
@@ -388,22 +289,6 @@ def test_disconnected_stream_frees_its_row(slow_server):
     slow_server.wait_for_metric('gpt2_batch_rows', 0)
     assert slow_server.metric('gpt2_generated_tokens_total') < 64  # stopped, not finished
     assert slow_server.request('/v1/completions', {'prompt': 'x', 'max_tokens': 1})[0] == 200
-
-
-def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
-    stream = slow_server.client().completions.create(
-        model='tiny', prompt=PROMPTS[0], max_tokens=30, stream=True,
-        stream_options={'include_usage': True}, extra_body={'stop_at_endoftext': False})
-    chunks = iter(stream)
-    slow_server.wait_for_line('fake: engine paused')
-    slow_server.proc.send_signal(signal.SIGTERM)
-    slow_server.wait_for_line('Draining')
-    assert slow_server.request('/v1/completions', {'prompt': 'x'})[0] == 503
-    slow_server.release.touch()
-    rest = list(chunks)
-    assert rest[-1].usage.completion_tokens == 30
-    assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
-    assert slow_server.proc.wait(timeout=60) == 0
 
 
 def test_a_stream_cut_by_the_drain_says_abort_and_ends_with_an_error_event(models_dir,
@@ -478,18 +363,6 @@ def test_a_full_queue_refuses_before_the_body_arrives(models_dir):
         for thread in accepted:
             thread.join()
         assert statuses == [200, 200]
-    finally:
-        s.stop()
-
-
-def test_connections_past_the_limit_get_503(models_dir):
-    s = Server(models_dir, '--max_connections', '1')
-    try:
-        with socket.create_connection(('127.0.0.1', s.port), timeout=60):
-            assert s.request('/health')[0] == 503
-        deadline = time.monotonic() + 60  # the server notices the close; never a timed pass
-        while s.request('/health')[0] != 200:
-            assert time.monotonic() < deadline
     finally:
         s.stop()
 

@@ -1,13 +1,18 @@
 """What tests share: data built on the fly (a small byte-level BPE vocabulary, joke
 files, random models), the tiny model's training config, its logits in the graph, and the
-project's scripts run as a user would. Fixtures that use these are in tests/conftest.py."""
+project's scripts (the server too) run as a user would. Fixtures that use these are in
+tests/conftest.py."""
 
 import collections
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import regex
@@ -169,6 +174,79 @@ def run_script(script, *args, stdin=None, env=None, fakes=(), cwd=ROOT, check=Tr
 
 def script_env(**extra):
     return dict(os.environ, PYTHONPATH=os.path.join(ROOT, 'src'), **extra)
+
+
+# The server as a user runs it (tests/serve/test_serve_app.py, tests/commands/test_serve.py;
+# the `server` and `slow_server` fixtures are in tests/conftest.py).
+SERVE = 'gpt2tune.commands.serve'
+KEY = 'test-key'
+PROMPTS = ['Why did the chicken cross the road?|', 'Knock knock|', 'A man walks into a bar|',
+           'What do you call a fish with no eyes?|', 'I told my wife|', 'Doctor, doctor|',
+           'My dog|', 'Two cows in a field|']
+
+
+class Server:
+    """serve.py with the tiny model, ready (its `Serving` line read)."""
+
+    def __init__(self, models_dir, *flags, fakes=(), **env):
+        import run_with_fakes
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            self.port = s.getsockname()[1]
+        self.url = f'http://127.0.0.1:{self.port}'
+        args = ['--models_dir', models_dir, '--model_name', 'tiny', '--port', str(self.port),
+                *flags]
+        command = (run_with_fakes.command(list(fakes), SERVE, *args) if fakes else
+                   [sys.executable, '-m', SERVE, *args])
+        self.proc = subprocess.Popen(command, env=script_env(**env), stderr=subprocess.PIPE,
+                                     text=True)
+        self.wait_for_line('Serving tiny on')
+
+    def wait_for_line(self, start):
+        """Read stderr up to a line starting with `start`; the lines before it in
+        self.lines."""
+        self.lines = []
+        for line in self.proc.stderr:
+            if line.startswith(start):
+                return
+            self.lines.append(line)
+        raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
+
+    def client(self, key=KEY):
+        import openai
+        return openai.OpenAI(base_url=f'{self.url}/v1', api_key=key, max_retries=0,
+                             timeout=60)  # a hang fails the test
+
+    def request(self, path, body=None, key=KEY, method=None, headers=None):
+        """(status, JSON answer) of a GET, or of a POST of `body` (bytes or an object);
+        with headers=dict, (status, answer, the answer's headers)."""
+        data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+        sent = {'Content-Type': 'application/json', **(headers or {})}
+        if key:
+            sent['Authorization'] = f'Bearer {key}'
+        request = urllib.request.Request(self.url + path, data, sent, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                text, status, got = answer.read().decode(), answer.status, answer.headers
+        except urllib.error.HTTPError as e:
+            text, status, got = e.read().decode(), e.code, e.headers
+        answer = json.loads(text) if text.startswith(('{', '[')) else text
+        return (status, answer, got) if headers is not None else (status, answer)
+
+    def metric(self, name):
+        text = self.request('/metrics')[1]
+        return float(re.search(rf'^{name} (\S+)$', text, re.M).group(1))
+
+    def wait_for_metric(self, name, value):
+        deadline = time.monotonic() + 60  # a hang fails; the test never waits on time
+        while self.metric(name) != value:
+            assert time.monotonic() < deadline, f'{name} never reached {value}'
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stderr.close()
 
 
 def train_command(models_dir, corpus, *flags, checkpoint_dir=None, model_name='tiny'):
