@@ -45,6 +45,14 @@ def models_dir(tmp_path_factory, vocab_dir):
 
 
 @pytest.fixture(scope='session')
+def tiny(models_dir):
+    """(hparams, checkpoint path) of the tiny model."""
+    from gpt2tune.model import model_dir
+    loaded = model_dir.load('tiny', models_dir)
+    return loaded.hparams, loaded.checkpoint
+
+
+@pytest.fixture(scope='session')
 def jokes_json(tmp_path_factory):
     real = os.environ.get('JOKES_JSON')
     if real and os.path.isfile(real):

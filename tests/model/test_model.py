@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fixtures import numpy_gpt2
+from fixtures import numpy_gpt2, variables_of
 from gpt2tune.model import model, model_dir
 from gpt2tune.model.hparams import HParams
 
 tf1 = tf.compat.v1
-
-
-def load_weights(ckpt):
-    reader = tf.train.load_checkpoint(ckpt)
-    return {name: reader.get_tensor(name).astype(np.float64)
-            for name, _ in tf.train.list_variables(ckpt)}
-
-
-@pytest.fixture(scope='module')
-def tiny(models_dir):
-    loaded = model_dir.load('tiny', models_dir)
-    return loaded.hparams, loaded.checkpoint
 
 
 def model_logits(hparams, ckpt, tokens):
@@ -37,7 +25,7 @@ def test_logits_match_numpy_forward_pass(tiny):
     hparams, ckpt = tiny
     tokens = np.random.RandomState(0).randint(0, hparams.n_vocab, size=[2, 20])
     ours = model_logits(hparams, ckpt, tokens)
-    weights = load_weights(ckpt)
+    weights = variables_of(ckpt, np.float64)
     for row in range(2):
         np.testing.assert_allclose(ours[row], numpy_gpt2(weights, hparams, tokens[row]),
                                    atol=1e-5, rtol=0)
@@ -48,7 +36,7 @@ def test_the_tiny_model_has_random_biases_and_gains_and_a_varied_greedy_continua
     zero, no gain is one; and greedy decoding does not repeat one token, so that a
     decoder's wrong position or cache shows in the tokens it picks."""
     hparams, ckpt = tiny
-    weights = load_weights(ckpt)
+    weights = variables_of(ckpt, np.float64)
     for name, value in weights.items():
         if name.endswith('/b'):
             assert np.all(value != 0), name

@@ -7,28 +7,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fixtures import variables_of
 from gpt2tune.errors import UserError
 from gpt2tune.model import model_dir
 from gpt2tune.model.hparams import HParams, variable_shapes
-
-
-def load_weights(ckpt):
-    reader = tf.train.load_checkpoint(ckpt)
-    return {name: reader.get_tensor(name).astype(np.float64)
-            for name, _ in tf.train.list_variables(ckpt)}
-
-
-@pytest.fixture(scope='module')
-def tiny(models_dir):
-    loaded = model_dir.load('tiny', models_dir)
-    return loaded.hparams, loaded.checkpoint
 
 
 def test_init_random_is_gpt2s_initialisation(tmp_path, tiny, vocab_dir):
     """init_model.py's weights: zero biases, unit gains, zero layer-norm biases."""
     hparams, _ = tiny
     model_dir.init_random(str(tmp_path / 'm'), hparams, vocab_dir, seed=1)
-    weights = load_weights(model_dir.find_checkpoint(str(tmp_path / 'm')))
+    weights = variables_of(model_dir.find_checkpoint(str(tmp_path / 'm')), np.float64)
     assert sorted(weights) == sorted(variable_shapes(hparams))
     for name, value in weights.items():
         if name.endswith(('/b', '/g')):

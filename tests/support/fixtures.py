@@ -110,10 +110,12 @@ def train_config(tmp_path, models_dir, corpus, **overrides):
     return TrainConfig(**values)
 
 
-def variables_of(ckpt):
+def variables_of(ckpt, dtype=None):
+    """A checkpoint's variables, name -> array (in `dtype`, when given)."""
     import tensorflow as tf
     reader = tf.train.load_checkpoint(ckpt)
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(ckpt)}
+    return {name: reader.get_tensor(name) if dtype is None else
+            reader.get_tensor(name).astype(dtype) for name, _ in tf.train.list_variables(ckpt)}
 
 
 def run_dir(tmp_path):
