@@ -4,6 +4,7 @@ integer sums in each of ONNX Runtime's forms, each row's numbers its own."""
 import numpy as np
 import pytest
 
+from gpt2tune import resources
 from gpt2tune.generate import int8_product
 
 
@@ -29,12 +30,17 @@ def test_integer_sums_are_exact_in_each_form(form):
     np.testing.assert_array_equal(product(x_u8), integer_reference(x_u8, q))
 
 
-def test_u8u8_is_exact_over_the_whole_int8_range():
-    """The form chosen where the CPU has no VNNI: exact with weights at +-127 too."""
+@pytest.mark.parametrize('form', ['u8u8', 'chosen for this CPU'])
+def test_the_form_used_is_exact_over_the_whole_int8_range(form):
+    """u8u8 (where the CPU has no VNNI), and whichever form this CPU gets: exact with
+    weights at +-127 and activations at 0 and 255, the extremes, on rows as long as
+    1558M's widest (6400)."""
+    if form != 'u8u8':
+        form = int8_product.choose_form(resources.cpu_flags())
     rng = np.random.default_rng(2)
-    q = rng.choice(np.array([-127, 127], np.int8), [768, 24])
-    x_u8 = rng.choice(np.array([0, 255], np.uint8), [3, 768])
-    product = int8_product.IntegerProduct(q, 'u8u8')
+    q = rng.choice(np.array([-127, 127], np.int8), [6400, 24])
+    x_u8 = rng.choice(np.array([0, 1, 255], np.uint8), [3, 6400])
+    product = int8_product.IntegerProduct(q, form)
     np.testing.assert_array_equal(product(x_u8), integer_reference(x_u8, q))
 
 
@@ -75,6 +81,12 @@ def test_a_rows_numbers_are_bit_identical_alone_and_among_any_number_of_rows(w, 
     together = matrix(x)
     for r in (0, rows // 2, rows - 1):
         np.testing.assert_array_equal(matrix(x[r:r + 1])[0], together[r])
+
+
+def test_a_subnormal_row_stays_within_int8():
+    x = np.array([[2.66e-43, -1e-45, 0]], np.float32)
+    x_u8, scale = int8_product.quantize_rows(x)
+    assert x_u8[0, 0] > 128 and x_u8[0, 1] <= 128  # the signs kept
 
 
 def test_the_form_is_u8s8_only_where_the_cpu_has_vnni():

@@ -12,7 +12,7 @@ import pytest
 
 from fixtures import ROOT, numpy_gpt2, random_arrays
 from gpt2tune import resources
-from gpt2tune.generate import kernels, numpy_model
+from gpt2tune.generate import int8_product, kernels, numpy_model
 from gpt2tune.model.hparams import HParams
 
 KERNELS = [('float32', 'numpy'), ('float32', 'tensorflow'), ('bfloat16', 'tensorflow'),
@@ -175,6 +175,28 @@ def test_a_full_cache_is_refused_before_a_step(arrays):
     forward.prefill(cache, 0, [1, 2, 3, 4])
     with pytest.raises(ValueError, match='fills its cache'):
         forward.step(cache, [0], [5])
+
+
+def test_logits_are_float32_in_every_kernel(forward):
+    cache = numpy_model.Cache(WIDE, 2, WIDE.n_ctx)
+    assert forward.prefill(cache, 0, [1, 2, 3]).dtype == np.float32
+    forward.prefill(cache, 1, [4])
+    assert forward.step(cache, [0, 1], [5, 6]).dtype == np.float32
+
+
+@pytest.mark.parametrize('form', int8_product.FORMS)
+def test_int8_gives_a_prompts_positions_and_a_steps_rows_the_same_product(arrays, form):
+    """The same numbers through what lies between attentions as a prompt (rows=False) and
+    as a step's rows; wte quantized per vocabulary row (the logits' output column)."""
+    kernel = numpy_model.Forward(arrays, WIDE, 'int8', 'numpy', form).kernel
+    assert kernel.matrices['model/wte'].scale.shape == (WIDE.n_vocab,)
+    rs = np.random.RandomState(8)
+    x = rs.normal(0, 1, [5, WIDE.n_embd]).astype(np.float32)
+    a = rs.normal(0, 3, [5, WIDE.n_embd]).astype(np.float32)
+    for layer in (0, WIDE.n_layer - 1):
+        for prompt, step in zip(kernel.after_attention(layer, x, a, rows=False),
+                                kernel.after_attention(layer, x, a, rows=True), strict=True):
+            assert prompt is None and step is None or np.array_equal(prompt, step)
 
 
 def test_each_kernel_describes_itself(forward):

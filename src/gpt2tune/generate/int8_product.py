@@ -20,6 +20,8 @@ choose_form picks 'u8s8' where the CPU has VNNI, else 'u8u8'; the tests force ea
     out = matrix(x)                       # x [m, k] float32 -> about x @ w [m, n]
 """
 
+import os
+import tempfile
 import threading
 
 import numpy as np
@@ -51,6 +53,7 @@ def quantize_rows(x):
     scale = np.abs(x).max(1, keepdims=True) / np.float32(127)
     scale[scale == 0] = 1
     q = np.rint(x / scale)
+    np.clip(q, -127, 127, out=q)  # a subnormal row's scale rounds: keep q in range
     q += ZERO_POINT
     return q.astype(np.uint8), scale
 
@@ -62,6 +65,7 @@ class IntegerProduct:
     def __init__(self, q, form):
         if form not in FORMS:
             raise ValueError(f'form {form}: expected one of {FORMS}')
+        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
         k, n = q.shape
@@ -81,8 +85,13 @@ class IntegerProduct:
         options.use_per_session_threads = False
         options.log_severity_level = 3  # errors only
         _start_pool()
-        self.session = ort.InferenceSession(model.SerializeToString(), options,
-                                            providers=['CPUExecutionProvider'])
+        # Loaded from a file: a session made from bytes keeps them (the weights a second
+        # time) for as long as it lives.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, 'product.onnx')
+            onnx.save(model, path)
+            self.session = ort.InferenceSession(path, options,
+                                                providers=['CPUExecutionProvider'])
         self.form, self.shape = form, (k, n)
 
     def __call__(self, x_u8):
