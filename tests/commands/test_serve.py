@@ -6,11 +6,13 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
-from fixtures import PROMPTS, Server
+import run_with_fakes
+from fixtures import PROMPTS, Server, script_env
 from gpt2tune import resources
 from gpt2tune.commands import serve
 from gpt2tune.errors import UserError
@@ -140,3 +142,15 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
     assert rest[-1].usage.completion_tokens == 30
     assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
     assert slow_server.proc.wait(timeout=60) == 0
+
+
+@pytest.mark.slow
+def test_a_warm_up_that_fails_ends_the_server_with_its_error(models_dir):
+    """Not a server that never says `Serving` and never exits."""
+    result = subprocess.run(
+        run_with_fakes.command('warm_up_fails=1', 'gpt2tune.commands.serve', '--models_dir',
+                               models_dir, '--model_name', 'tiny', '--port', '0'),
+        capture_output=True, text=True, env=script_env(), timeout=120)
+    assert result.returncode != 0
+    assert 'RuntimeError: fake: warm-up failed' in result.stderr
+    assert 'Serving' not in result.stderr

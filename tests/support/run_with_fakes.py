@@ -22,6 +22,7 @@ FAKE is one of
                               stops the server while a request is surely still running
     engine_dies=STEPS         serve.py: after STEPS steps the engine's thread ends on a
                               fault of the kind no step survives (SystemExit)
+    warm_up_fails=1           serve.py: the warm-up before serving raises (a fault of ours)
     nvidia_version_file=PATH  any script: the NVIDIA driver file is PATH (missing: no
                               driver), not /proc/driver/nvidia/version
     gpus=JSON                 any script: TensorFlow's GPUs are these, each {"name": ...,
@@ -140,6 +141,14 @@ def serve_pause(spec):
     engine.Engine.step = step_then_pause
 
 
+def warm_up_fails(_):
+    from gpt2tune.generate import engine
+
+    def fail(*args, **kwargs):  # the warm-up is the server's first use of engine.generate
+        raise RuntimeError('fake: warm-up failed')
+    engine.generate = fail
+
+
 def engine_dies(steps):
     from gpt2tune.generate import engine
     step = engine.Engine.step
@@ -201,6 +210,7 @@ FAKES = {'chief_work_delay': (chief_work_delay, float),
          'serve_hold': (serve_hold, int),
          'serve_pause': (serve_pause, str),
          'engine_dies': (engine_dies, int),
+         'warm_up_fails': (warm_up_fails, int),
          'nvidia_version_file': (nvidia_version_file, str),
          'gpus': (gpus, str)}
 

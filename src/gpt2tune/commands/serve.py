@@ -144,7 +144,7 @@ class DrainingServer:
         self.server = uvicorn.Server(config)
         self.server.handle_exit = self.handle_exit
         self.state, self.drain_seconds, self.start = state, drain_seconds, start
-        self.loop = self.drain = None
+        self.loop = self.drain = self.failed = None
 
     def run(self, sockets):
         asyncio.run(self.serve(sockets))
@@ -152,9 +152,17 @@ class DrainingServer:
     async def serve(self, sockets):
         self.loop = asyncio.get_running_loop()
         starting = asyncio.ensure_future(self.start())
+        starting.add_done_callback(self.started)
         await self.server.serve(sockets=sockets)
         starting.cancel()
         await asyncio.to_thread(self.state.engine.stop)
+        if self.failed is not None:  # a server that cannot start must not wait for ever
+            raise self.failed
+
+    def started(self, starting):
+        if not starting.cancelled() and starting.exception() is not None:
+            self.failed = starting.exception()
+            self.server.should_exit = True
 
     def handle_exit(self, sig, frame):
         if self.drain is not None or self.loop is None:
