@@ -9,6 +9,7 @@ bfloat16 score through the training graph; int8 (which only decodes) through the
 decoder, a window at a time: what int8 costs in quality, on your own text.
 """
 
+import contextlib
 import math
 import sys
 
@@ -66,7 +67,9 @@ def score(path, model_name, models_dir, checkpoint, batch_size, combine, encodin
     loaded = model_dir.load(model_name, models_dir, checkpoint)
     hparams = loaded.hparams
     chunks = load_dataset(loaded.encoder, errors.user_path(path), combine, encoding=encoding)
-    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+    # int8 decodes in NumPy: no session
+    with (contextlib.nullcontext() if precision == 'int8' else
+          tf.compat.v1.Session(graph=tf.Graph())) as sess:
         if precision == 'int8':
             from gpt2tune.generate import numpy_model
             window_losses = decoder_losses(numpy_model.Forward(

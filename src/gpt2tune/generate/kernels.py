@@ -129,11 +129,13 @@ class NumpyKernel:
         self.row_product = row_product.product
         self.n_layer = hparams.n_layer
         self.w = {name: a for name, a in weights.items() if a.ndim == 1}  # gains, biases
-        # Every matrix held once, as [nf, nx] (wte is [n_vocab, n_embd] already): the rows
-        # of a step read each output's weights contiguously; a prompt multiplies by the
-        # transposed view.
-        self.matrices = {name: np.ascontiguousarray(a.T) if name != 'model/wte' else a
-                         for name, a in products(weights)}
+        self.matrices = {name: self._hold(name, a) for name, a in products(weights)}
+
+    def _hold(self, name, a):
+        """Every matrix held once, as [nf, nx] (wte is [n_vocab, n_embd] already): the rows
+        of a step read each output's weights contiguously; a prompt multiplies by the
+        transposed view."""
+        return a if name == 'model/wte' else np.ascontiguousarray(a.T)
 
     def describe(self):
         return 'float32 (NumPy; Numba-compiled row-invariant products)'
@@ -182,13 +184,13 @@ class Int8Kernel(NumpyKernel):
     def __init__(self, weights, hparams, form=None):
         from gpt2tune import resources
         from gpt2tune.generate import int8_product
+        self.int8_product = int8_product
         self.form = form or int8_product.choose_form(resources.cpu_flags())
-        self.n_layer = hparams.n_layer
-        self.w = {name: a for name, a in weights.items() if a.ndim == 1}
-        # As [nx, nf]: wte's transpose quantized per token, the logits' output column.
-        self.matrices = {name: int8_product.Int8Matrix(a.T if name == 'model/wte' else a,
-                                                       self.form)
-                         for name, a in products(weights)}
+        super().__init__(weights, hparams)
+
+    def _hold(self, name, a):
+        """As [nx, nf]: wte's transpose quantized per token, the logits' output column."""
+        return self.int8_product.Int8Matrix(a.T if name == 'model/wte' else a, self.form)
 
     def describe(self):
         return (f'int8 (ONNX Runtime MatMulInteger {self.form}; weights per output channel, '
