@@ -76,6 +76,30 @@ def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(
     np.testing.assert_array_equal(both[0], both[1])
 
 
+def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forward,
+                                                                         monkeypatch):
+    """A prompt's attention multiplies in NumPy's BLAS: on one thread where the products
+    run in another library's pool on the CPU (ONNX Runtime's, TensorFlow's), on all of
+    BLAS's where they are BLAS's own (float32 in NumPy); as before once the prompt is in."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas']
+
+    before, seen = blas_threads(), []
+    attention = numpy_model._attention
+
+    def watched(*arrays):
+        seen.append(blas_threads())
+        return attention(*arrays)
+
+    monkeypatch.setattr(numpy_model, '_attention', watched)
+    forward.prefill(numpy_model.Cache(WIDE, 1, WIDE.n_ctx), 0, [1, 2, 3])
+    blas_products = type(forward.kernel) is kernels.NumpyKernel
+    assert seen == [before if blas_products else [1] * len(before)] * WIDE.n_layer
+    assert blas_threads() == before
+
+
 def decode(forward, plan, max_rows):
     """Greedy decoding by a plan {row: (prompt, step it joins, steps it takes)} in one
     shared cache of max_rows slots, a slot reused once its row left: {row: [logits after

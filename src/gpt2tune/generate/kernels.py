@@ -122,6 +122,9 @@ def gelu(x):
 
 class NumpyKernel:
     precision = 'float32'
+    # The BLAS threads a prompt's attention may use (numpy_model.py), None for all: here
+    # the prompt's products are NumPy's BLAS's too, on all its threads.
+    prompt_blas_threads = None
 
     def __init__(self, weights, hparams):
         # Imported here: Numba compiles on first use, only where this kernel decodes.
@@ -180,6 +183,8 @@ class Int8Kernel(NumpyKernel):
     a prompt's positions, exact in integers, so batch-invariant by construction."""
 
     precision = 'int8'
+    # The products run in ONNX Runtime's thread pool, whose threads wait spinning.
+    prompt_blas_threads = 1
 
     def __init__(self, weights, hparams, form=None):
         from gpt2tune import resources
@@ -206,6 +211,9 @@ class TensorFlowKernel:
         tf = cli.start_tensorflow(report_devices=False)
         self.precision, self.dtype = precision, tf.as_dtype(precision)
         self.device = 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'
+        # On the CPU the products run in TensorFlow's thread pool, whose threads wait
+        # spinning.
+        self.prompt_blas_threads = 1 if self.device == 'CPU' else None
         self.n_layer = hparams.n_layer
         self.graph = tf.Graph()
         with self.graph.as_default():

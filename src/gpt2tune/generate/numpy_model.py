@@ -14,6 +14,7 @@ row-invariant, and each row attends alone.
 Tested against an independent forward pass (tests/generate/test_numpy_model.py).
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -52,6 +53,13 @@ class Forward:
         weights = {name: a[0] if a.ndim == 3 else a for name, a in arrays.items()}
         self.wte, self.wpe = weights['model/wte'], weights['model/wpe']
         self.kernel = kernels.new_kernel(precision, weights, hparams, form, int8_form)
+        # A prompt's attention multiplies in NumPy's BLAS. Where the kernel's products run
+        # in another library's thread pool on the same cores, those take the threads the
+        # kernel says: two pools spinning on the cores slow each other.
+        self.blas = None
+        if self.kernel.prompt_blas_threads:
+            from threadpoolctl import ThreadpoolController
+            self.blas = ThreadpoolController().select(user_api='blas')
 
     def close(self):
         self.kernel.close()
@@ -73,7 +81,9 @@ class Forward:
                               causal).transpose(1, 0, 2)
 
         x = self.wte[tokens] + self.wpe[start:end]
-        out = self._blocks(x, attend, rows=False, logits=logits)
+        with (self.blas.limit(limits=self.kernel.prompt_blas_threads) if self.blas
+              else contextlib.nullcontext()):
+            out = self._blocks(x, attend, rows=False, logits=logits)
         cache.lengths[slot] = end
         return out[0] if logits == 'last' else out
 
