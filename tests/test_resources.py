@@ -2,6 +2,8 @@
 unused-GPU warning, with the NVIDIA driver and TensorFlow's GPU list simulated
 (fixtures.simulate_nvidia)."""
 
+import os
+
 import pytest
 import tensorflow as tf
 
@@ -90,3 +92,17 @@ def test_a_containers_memory_limit_counts(tmp_path):
     assert resources.physical_memory(str(limit)) == 1 << 30
     limit.write_text('max\n')
     assert resources.physical_memory(str(limit)) > 1 << 30
+
+
+def test_a_containers_cpu_quota_counts(tmp_path):
+    """cgroup v2's cpu.max: a quota of 1.5 cores lets 2 be busy, half a core 1; no quota
+    (or no file) leaves the cores the process may run on."""
+    cores = len(os.sched_getaffinity(0))
+    limit = tmp_path / 'cpu.max'
+    limit.write_text('150000 100000\n')
+    assert resources.usable_cores(str(limit)) == min(cores, 2)
+    limit.write_text('50000 100000\n')
+    assert resources.usable_cores(str(limit)) == 1
+    limit.write_text('max 100000\n')
+    assert resources.usable_cores(str(limit)) == cores
+    assert resources.usable_cores(str(tmp_path / 'none')) == cores

@@ -51,6 +51,20 @@ def physical_memory(cgroup_limit='/sys/fs/cgroup/memory.max'):
     return min(memory, int(limit)) if limit.isdigit() else memory
 
 
+def usable_cores(cgroup_limit='/sys/fs/cgroup/cpu.max'):
+    """Cores this process may keep busy: those it may run on, fewer where its container's
+    CPU quota allows less (cgroup v2: `quota period`, or `max period` for none)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open(cgroup_limit, encoding='utf-8') as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if not quota.isdigit():
+        return cores
+    return max(1, min(cores, -(-int(quota) // int(period))))
+
+
 def cpu_flags():
     """The instruction-set features the CPU reports (Linux), as a set of names."""
     try:

@@ -2,7 +2,6 @@
 --host's warning, --max_batch's default, --max_connections and the drain that SIGTERM
 starts (what the server answers: tests/serve/test_serve_app.py)."""
 
-import os
 import re
 import signal
 import socket
@@ -93,12 +92,11 @@ ROW = 2 * 2 * 64 * 32 * 4
 
 
 @pytest.mark.parametrize('cores, memory, rows', [
-    (3, 1 << 40, 24),  # eight rows a core, memory to spare
-    (None, 1 << 40, 8),  # the number of cores unknown: one
+    (3, 1 << 40, 24),  # eight rows a core it may use, memory to spare
     (64, 4 * 5 * ROW + 100, 5),  # as many rows as a quarter of the memory holds
     (64, 1000, 1)])  # not one row fits: one all the same
 def test_the_default_max_batch(monkeypatch, cores, memory, rows):
-    monkeypatch.setattr(os, 'cpu_count', lambda: cores)
+    monkeypatch.setattr(resources, 'usable_cores', lambda: cores)
     monkeypatch.setattr(resources, 'physical_memory', lambda: memory)
     assert serve.default_max_batch(HPARAMS) == rows
 

@@ -1,9 +1,13 @@
 """The int8 kernel's product: 8-bit quantization per output column and per row, exact
 integer sums in each of ONNX Runtime's forms, each row's numbers its own."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from fixtures import script_env
 from gpt2tune import resources
 from gpt2tune.generate import int8_product
 
@@ -94,3 +98,24 @@ def test_the_form_is_u8s8_only_where_the_cpu_has_vnni():
     assert int8_product.choose_form({'avx2', 'avx_vnni'}) == 'u8s8'
     assert int8_product.choose_form({'avx2', 'avx512f', 'avx512bw'}) == 'u8u8'
     assert int8_product.choose_form(set()) == 'u8u8'
+
+
+def test_a_thread_pool_the_process_made_first_is_shared():
+    """ONNX Runtime allows one global thread pool: where the process (a user's own code)
+    made it before the first int8 model, the int8 products use it instead of failing."""
+    q = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)
+    x_u8 = np.array([[0, 129, 200, 255]], np.uint8)
+    script = (
+        'import sys\n'
+        'import numpy as np\n'
+        'from onnxruntime.capi import _pybind_state\n'
+        '_pybind_state.set_global_thread_pool_sizes(1, 1)\n'
+        'from gpt2tune.generate import int8_product\n'
+        'int8_product.start_pool(2)\n'
+        'q = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)\n'
+        'x_u8 = np.array([[0, 129, 200, 255]], np.uint8)\n'
+        'print(*int8_product.IntegerProduct(q, "u8s8")(x_u8)[0])\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=120, env=script_env())
+    assert done.returncode == 0, done.stderr
+    assert [int(n) for n in done.stdout.split()] == integer_reference(x_u8, q)[0].tolist()

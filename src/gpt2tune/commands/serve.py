@@ -84,7 +84,7 @@ def default_max_batch(hparams):
     from gpt2tune import resources
     row_bytes = 2 * hparams.n_layer * hparams.n_ctx * hparams.n_embd * 4  # keys, values
     fits = resources.physical_memory() // 4 // row_bytes
-    return max(1, min(ROWS_PER_CORE * (os.cpu_count() or 1), fits))
+    return max(1, min(ROWS_PER_CORE * resources.usable_cores(), fits))
 
 
 def warm_up(forward, encoder):

@@ -84,7 +84,7 @@ class IntegerProduct:
         options = ort.SessionOptions()
         options.use_per_session_threads = False
         options.log_severity_level = 3  # errors only
-        _start_pool()
+        start_pool()
         # Loaded from a file: a session made from bytes keeps them (the weights a second
         # time) for as long as it lives.
         with tempfile.TemporaryDirectory() as folder:
@@ -114,10 +114,18 @@ class Int8Matrix:
         return out
 
 
-def _start_pool():
+def start_pool(threads=0):
+    """ONNX Runtime's one thread pool, of `threads` (0: its default, the machine's
+    cores), if it is not there yet. Where the process made it already (ONNX Runtime allows
+    one), the sessions share that one."""
     global _pool_started
     with _pool:
-        if not _pool_started:
-            from onnxruntime.capi import _pybind_state
-            _pybind_state.set_global_thread_pool_sizes(0, 1)  # 0: ORT's default, the cores
-            _pool_started = True
+        if _pool_started:
+            return
+        from onnxruntime.capi import _pybind_state
+        try:
+            _pybind_state.set_global_thread_pool_sizes(threads, 1)
+        except _pybind_state.Fail as e:
+            if 'already been created' not in str(e):
+                raise
+        _pool_started = True
