@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -204,15 +205,22 @@ class Server:
                                      text=True)
         self.wait_for_line('Serving tiny on')
 
-    def wait_for_line(self, start):
+    def wait_for_line(self, start, timeout=180):
         """Read stderr up to a line starting with `start`; the lines before it in
-        self.lines."""
+        self.lines. A server that has not said it within `timeout` seconds is ended: a hang
+        fails the test."""
         self.lines = []
-        for line in self.proc.stderr:
-            if line.startswith(start):
-                return
-            self.lines.append(line)
-        raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}"')
+        watchdog = threading.Timer(timeout, self.proc.kill)
+        watchdog.start()
+        try:
+            for line in self.proc.stderr:
+                if line.startswith(start):
+                    return
+                self.lines.append(line)
+        finally:
+            watchdog.cancel()
+        raise AssertionError(f'serve.py exited {self.proc.wait()} before "{start}" '
+                             f'(killed after {timeout} s if negative)')
 
     def client(self, key=KEY):
         import openai

@@ -93,7 +93,9 @@ def main(argv=None):
     parser.add_argument('path', help='a text file, or a .npz of tokens from encode.py')
     flags.add(parser, 'model_name', 'models_dir', 'checkpoint')
     parser.add_argument('--batch_size', type=int, default=1,
-                        help='windows of n_ctx tokens scored at once (speed and memory only)')
+                        help='windows of n_ctx tokens scored at once (speed and memory '
+                             'only; int8 scores a window at a time, a whole window being '
+                             'one product already)')
     flags.add(parser, 'combine', 'encoding', 'precision', 'verbose')
     args = parser.parse_args(argv)
     if args.batch_size < 1:
