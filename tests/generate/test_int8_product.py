@@ -48,6 +48,28 @@ def test_the_form_used_is_exact_over_the_whole_int8_range(form):
     np.testing.assert_array_equal(product(x_u8), integer_reference(x_u8, q))
 
 
+def quantize_rows_reference(x):
+    """The rows' quantization in NumPy, as int8_product documents it."""
+    scale = np.abs(x).max(1, keepdims=True) / np.float32(127)
+    scale[scale == 0] = 1
+    return (np.clip(np.rint(x / scale), -127, 127) + 128).astype(np.uint8), scale
+
+
+def test_rows_are_quantized_at_127_steps_of_their_largest_rounded_to_even():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal([7, 300]).astype(np.float32) * np.float32(50)
+    x[1] = 0
+    x[2, :3] = 2.66e-43, -1e-45, 0  # subnormal: its step rounds
+    x[2, 3:] = 0
+    x[3] = np.clip(x[3], -100, 100)
+    x[3, :3] = 127, 2.5, -3.5  # a step of 1, and halves
+    q, scale = int8_product.quantize_rows(x)
+    assert q[3, :3].tolist() == [255, 130, 124]
+    expected_q, expected_scale = quantize_rows_reference(x)
+    np.testing.assert_array_equal(q, expected_q)
+    np.testing.assert_array_equal(scale, expected_scale)
+
+
 def test_quantized_rows_and_columns_give_back_the_values_to_half_a_step():
     rng = np.random.default_rng(3)
     w = rng.standard_normal([50, 20]).astype(np.float32)

@@ -24,6 +24,7 @@ import os
 import tempfile
 import threading
 
+import numba
 import numpy as np
 
 FORMS = ('u8s8', 'u8u8')
@@ -49,13 +50,37 @@ def quantize_columns(w):
 
 def quantize_rows(x):
     """(q uint8 [m, k], scale float32 [m, 1]): x ~ (q - 128) * scale, each row's largest
-    |x| at 127 (a row of zeros gets scale 1)."""
-    scale = np.abs(x).max(1, keepdims=True) / np.float32(127)
-    scale[scale == 0] = 1
-    q = np.rint(x / scale)
-    np.clip(q, -127, 127, out=q)  # a subnormal row's scale rounds: keep q in range
-    q += ZERO_POINT
-    return q.astype(np.uint8), scale
+    |x| at 127 (a row of zeros gets scale 1), rounded to even at halves."""
+    x = np.ascontiguousarray(x, np.float32)
+    q, scale = np.empty(x.shape, np.uint8), np.empty([len(x), 1], np.float32)
+    _quantize_rows(x, q, scale)
+    return q, scale
+
+
+# Compiled loops for what lies around the integer product (a pass over a row each, where
+# NumPy makes several): row by row, so each row's numbers are its own.
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def _quantize_rows(x, q, scale):
+    for r in range(x.shape[0]):
+        largest = np.float32(0)
+        for i in range(x.shape[1]):
+            largest = max(largest, abs(x[r, i]))
+        step = largest / np.float32(127)
+        if step == 0:
+            step = np.float32(1)
+        scale[r, 0] = step
+        for i in range(x.shape[1]):
+            # a subnormal row's step rounds: keep its steps within int8
+            steps = min(max(np.rint(x[r, i] / step), np.float32(-127)), np.float32(127))
+            q[r, i] = np.uint8(steps + np.float32(ZERO_POINT))
+
+
+@numba.njit(cache=True, boundscheck=False, nogil=True)
+def _scale_sums(sums, row_scale, column_scale, out):
+    """out = sums * row_scale * column_scale, float32, in that order."""
+    for r in range(sums.shape[0]):
+        for j in range(sums.shape[1]):
+            out[r, j] = np.float32(sums[r, j]) * row_scale[r, 0] * column_scale[j]
 
 
 class IntegerProduct:
@@ -108,9 +133,9 @@ class Int8Matrix:
 
     def __call__(self, x):
         x_u8, row_scale = quantize_rows(x)
-        out = self.product(x_u8).astype(np.float32)
-        out *= row_scale
-        out *= self.scale
+        sums = self.product(x_u8)
+        out = np.empty(sums.shape, np.float32)
+        _scale_sums(sums, row_scale, self.scale, out)
         return out
 
 
