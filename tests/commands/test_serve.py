@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -140,6 +141,35 @@ def test_sigterm_during_a_request_lets_it_finish_and_exits_0(slow_server):
     assert rest[-1].usage.completion_tokens == 30
     assert [c.finish_reason for r in rest for c in r.choices if c.finish_reason] == ['length']
     assert slow_server.proc.wait(timeout=60) == 0
+
+
+def test_the_warm_up_decodes_on_the_engines_thread(models_dir, monkeypatch):
+    """Every product of the server on one thread, the warm-up's too: where another thread
+    ran the first parallel products and lived on (asyncio's executor), OpenMP kept its
+    threads for it, and the engine's thread multiplied more slowly."""
+    from gpt2tune.generate import engine, numpy_model
+    from gpt2tune.model import model_dir
+    from gpt2tune.serve import batching
+    loaded = model_dir.load('tiny', models_dir)
+    forward = numpy_model.Forward(model_dir.load_arrays(loaded.checkpoint, loaded.hparams),
+                                  loaded.hparams, 'float32')
+    threads = []
+
+    def watched(real):
+        def call(self, *args, **kwargs):
+            threads.append(threading.current_thread().name)
+            return real(self, *args, **kwargs)
+        return call
+    for name in ('prefill', 'step'):
+        monkeypatch.setattr(numpy_model.Forward, name, watched(getattr(numpy_model.Forward,
+                                                                       name)))
+    server = batching.Engine(engine.Engine(forward, 2), max_queue=1)
+    server.start()
+    try:
+        serve.warm_up(server, loaded.encoder).result(timeout=60)
+    finally:
+        server.stop()
+    assert threads and set(threads) == {'batching'}
 
 
 @pytest.mark.slow

@@ -144,9 +144,9 @@ def serve_pause(spec):
 def warm_up_fails(_):
     from gpt2tune.generate import engine
 
-    def fail(*args, **kwargs):  # the warm-up is the server's first use of engine.generate
+    def fail(self):  # the warm-up is the server's engine's first step
         raise RuntimeError('fake: warm-up failed')
-    engine.generate = fail
+    engine.Engine.step = fail
 
 
 def engine_dies(steps):

@@ -12,6 +12,7 @@ docs/serving.md has the flags, the openai client and TLS.
 """
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import os
 import signal
@@ -87,12 +88,26 @@ def default_max_batch(hparams):
     return max(1, min(ROWS_PER_CORE * resources.usable_cores(), fits))
 
 
-def warm_up(forward, encoder):
-    """One short row through the model: the first products and allocations are slow."""
-    from gpt2tune.generate import engine, sample
+def warm_up(server, encoder):
+    """One short row through the server's engine (batching.Engine, started), as the
+    first products and allocations are slow: a concurrent.futures.Future, done once the
+    row is, with the error if it failed. On the engine's thread, as every product after:
+    a thread that ran the parallel products and lives on keeps OpenMP's threads for it,
+    and the engine's thread then multiplies more slowly."""
+    from gpt2tune.generate import sample
+    from gpt2tune.serve import batching
+    done = concurrent.futures.Future()
+
+    def on_event(pieces, ended, finished):
+        if finished and job.error is not None:
+            done.set_exception(job.error)
+        elif finished:
+            done.set_result(None)
+
     options = sample.SamplingOptions(length=2)
-    engine.generate(engine.Engine(forward, 1), [[encoder.eot_token]], options,
-                    sample.Seeds(0).take(1), sample.Stopper(encoder, options))
+    job = batching.Job([[encoder.eot_token]], 1, options, 0, encoder, on_event)
+    server.submit(job)
+    return done
 
 
 def main(argv):
@@ -120,8 +135,8 @@ def main(argv):
                             api_key=args.api_key, protect_metrics=args.protect_metrics)
 
     async def start():
-        await asyncio.to_thread(warm_up, forward, loaded.encoder)
         server.start()
+        await asyncio.wrap_future(warm_up(server, loaded.encoder))
         state.ready = True
         host = f'[{args.host}]' if ':' in args.host else args.host
         print(f'Serving {args.model_name} on http://{host}:{sock.getsockname()[1]} '
