@@ -12,7 +12,6 @@ docs/serving.md has the flags, the openai client and TLS.
 """
 
 import asyncio
-import concurrent.futures
 import ipaddress
 import os
 import signal
@@ -88,26 +87,20 @@ def default_max_batch(hparams):
     return max(1, min(ROWS_PER_CORE * resources.usable_cores(), fits))
 
 
-def warm_up(server, encoder):
-    """One short row through the server's engine (batching.Engine, started), as the
-    first products and allocations are slow: a concurrent.futures.Future, done once the
-    row is, with the error if it failed. On the engine's thread, as every product after:
-    a thread that ran the parallel products and lives on keeps OpenMP's threads for it,
-    and the engine's thread then multiplies more slowly."""
-    from gpt2tune.generate import sample
-    from gpt2tune.serve import batching
-    done = concurrent.futures.Future()
+def start_engine(server, forward, encoder):
+    """Start the server's engine (batching.Engine) with one short row through the model
+    first, on the engine's thread (the first products, compilations and allocations are
+    slow): a concurrent.futures.Future, done once the row is, with its error if it
+    failed."""
+    import numpy as np
 
-    def on_event(pieces, ended, finished):
-        if finished and job.error is not None:
-            done.set_exception(job.error)
-        elif finished:
-            done.set_result(None)
+    from gpt2tune.generate import numpy_model
 
-    options = sample.SamplingOptions(length=2)
-    job = batching.Job([[encoder.eot_token]], 1, options, 0, encoder, on_event)
-    server.submit(job)
-    return done
+    def warm_up():
+        cache = numpy_model.Cache(forward.hparams, 1, 2)
+        logits = forward.prefill(cache, 0, [encoder.eot_token])
+        forward.step(cache, [0], [int(np.argmax(logits))])
+    return server.start(warm_up)
 
 
 def main(argv):
@@ -135,8 +128,7 @@ def main(argv):
                             api_key=args.api_key, protect_metrics=args.protect_metrics)
 
     async def start():
-        server.start()
-        await asyncio.wrap_future(warm_up(server, loaded.encoder))
+        await asyncio.wrap_future(start_engine(server, forward, loaded.encoder))
         state.ready = True
         host = f'[{args.host}]' if ':' in args.host else args.host
         print(f'Serving {args.model_name} on http://{host}:{sock.getsockname()[1]} '

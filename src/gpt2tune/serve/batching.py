@@ -16,6 +16,7 @@ completion equals the API's `GPT2.load(path, seed=seed).generate(prompt, nsample
 alone or under load.
 """
 
+import concurrent.futures
 import sys
 import threading
 import traceback
@@ -95,9 +96,17 @@ class Engine:
         self.stopping, self.queue = False, []
         self.dead = None  # the fault that ended the thread
         self.thread = threading.Thread(target=self._run, name='batching', daemon=True)
+        self.warm_up, self.warmed_up = None, concurrent.futures.Future()
 
-    def start(self):
+    def start(self, warm_up=lambda: None):
+        """Start the engine's thread, which runs warm_up() before any request: a
+        concurrent.futures.Future, done once it has, with its exception if it raised (the
+        thread then ends). On the engine's thread, as every product after it: a thread
+        that ran the parallel products and lives on keeps OpenMP's threads for it, and the
+        engine's thread then multiplies more slowly."""
+        self.warm_up = warm_up
         self.thread.start()
+        return self.warmed_up
 
     def submit(self, job):
         """Queue a job; QueueFull when it would wait for rows behind max_queue requests
@@ -156,6 +165,12 @@ class Engine:
     def _run(self):
         jobs = {}  # request -> its Job, while the engine has it
         try:
+            try:
+                self.warm_up()
+            except BaseException as e:
+                self.warmed_up.set_exception(e)
+                raise
+            self.warmed_up.set_result(None)
             self._loop(jobs)
         except BaseException as e:  # the thread ends: no request may wait for it
             traceback.print_exc(file=sys.stderr)
