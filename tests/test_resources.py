@@ -95,11 +95,11 @@ def test_a_containers_memory_limit_counts(tmp_path):
 
 
 def test_a_containers_cpu_quota_counts(tmp_path):
-    """cgroup v2's cpu.max: a quota of 1.5 cores lets 2 be busy, half a core 1; no quota
+    """cgroup v2's cpu.max: a quota of 2.5 cores lets 2 be busy, half a core 1; no quota
     (or no file) leaves the cores the process may run on."""
     cores = len(os.sched_getaffinity(0))
     limit = tmp_path / 'cpu.max'
-    limit.write_text('150000 100000\n')
+    limit.write_text('250000 100000\n')
     assert resources.usable_cores(str(limit)) == min(cores, 2)
     limit.write_text('50000 100000\n')
     assert resources.usable_cores(str(limit)) == 1

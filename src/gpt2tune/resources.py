@@ -53,16 +53,20 @@ def physical_memory(cgroup_limit='/sys/fs/cgroup/memory.max'):
 
 def usable_cores(cgroup_limit='/sys/fs/cgroup/cpu.max'):
     """Cores this process may keep busy: those it may run on, fewer where its container's
-    CPU quota allows less (cgroup v2: `quota period`, or `max period` for none)."""
-    cores = len(os.sched_getaffinity(0))
+    CPU quota allows less (cgroup v2: `quota period`, or `max period` for none; a part
+    of a core left over does not count), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
     try:
         with open(cgroup_limit, encoding='utf-8') as f:
-            quota, period = f.read().split()[:2]
-    except (OSError, ValueError):
+            quota, period = (f.read().split() + ['', ''])[:2]
+    except OSError:
         return cores
-    if not quota.isdigit():
+    if not (quota.isdigit() and period.isdigit() and int(period)):
         return cores
-    return max(1, min(cores, -(-int(quota) // int(period))))
+    return max(1, min(cores, int(quota) // int(period)))
 
 
 def cpu_flags():

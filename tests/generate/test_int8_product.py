@@ -1,6 +1,7 @@
 """The int8 kernel's product: 8-bit quantization per output column and per row, exact
 integer sums in each of ONNX Runtime's forms, each row's numbers its own."""
 
+import os
 import subprocess
 import sys
 
@@ -115,11 +116,36 @@ def test_a_subnormal_row_stays_within_int8():
     assert x_u8[0, 0] > 128 and x_u8[0, 1] <= 128  # the signs kept
 
 
+def test_a_row_with_nan_or_infinity_gives_a_row_that_is_not_finite(w):
+    """As in float32: a diverged model's numbers stay visible, not quantized away."""
+    x = np.random.default_rng(6).standard_normal([3, 70]).astype(np.float32)
+    x[0, 5], x[1, 9] = np.nan, np.inf
+    out = int8_product.Int8Matrix(w, 'u8s8')(x)
+    assert np.isnan(out[0]).all() and not np.isfinite(out[1]).any()
+    assert np.isfinite(out[2]).all()
+
+
 def test_the_form_is_u8s8_only_where_the_cpu_has_vnni():
     assert int8_product.choose_form({'avx2', 'avx512_vnni'}) == 'u8s8'
     assert int8_product.choose_form({'avx2', 'avx_vnni'}) == 'u8s8'
     assert int8_product.choose_form({'avx2', 'avx512f', 'avx512bw'}) == 'u8u8'
     assert int8_product.choose_form(set()) == 'u8u8'
+
+
+@pytest.mark.parametrize('usable, cpus, threads', [(2, 8, 2), (8, 8, 0)])
+def test_the_pool_has_no_more_threads_than_the_process_may_keep_busy(monkeypatch, usable,
+                                                                     cpus, threads):
+    """Fewer cores to use than the machine has (a container's quota, an affinity): a
+    thread each; else ONNX Runtime's default (0: a thread per physical core)."""
+    from onnxruntime.capi import _pybind_state
+    asked = []
+    monkeypatch.setattr(_pybind_state, 'set_global_thread_pool_sizes',
+                        lambda intra, inter: asked.append(intra))
+    monkeypatch.setattr(int8_product, '_pool_started', False)
+    monkeypatch.setattr(resources, 'usable_cores', lambda: usable)
+    monkeypatch.setattr(os, 'cpu_count', lambda: cpus)
+    int8_product.start_pool()
+    assert asked == [threads]
 
 
 def test_a_thread_pool_the_process_made_first_is_shared():
@@ -128,14 +154,12 @@ def test_a_thread_pool_the_process_made_first_is_shared():
     q = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)
     x_u8 = np.array([[0, 129, 200, 255]], np.uint8)
     script = (
-        'import sys\n'
         'import numpy as np\n'
         'from onnxruntime.capi import _pybind_state\n'
         '_pybind_state.set_global_thread_pool_sizes(1, 1)\n'
         'from gpt2tune.generate import int8_product\n'
-        'int8_product.start_pool(2)\n'
-        'q = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)\n'
-        'x_u8 = np.array([[0, 129, 200, 255]], np.uint8)\n'
+        f'q = np.array({q.tolist()}, np.int8)\n'
+        f'x_u8 = np.array({x_u8.tolist()}, np.uint8)\n'
         'print(*int8_product.IntegerProduct(q, "u8s8")(x_u8)[0])\n')
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                           timeout=120, env=script_env())

@@ -79,14 +79,15 @@ def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(
 def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forward,
                                                                          monkeypatch):
     """A prompt's attention multiplies in NumPy's BLAS: on one thread where the products
-    run in another library's pool on the CPU (ONNX Runtime's, TensorFlow's), on all of
-    BLAS's where they are BLAS's own (float32 in NumPy); as before once the prompt is in."""
-    from threadpoolctl import threadpool_info
+    run in another library's pool on the CPU (ONNX Runtime's, TensorFlow's there), on all
+    of BLAS's where they are BLAS's own (float32 in NumPy, or on a GPU); as before once
+    the prompt is in. BLAS is given 2 threads first, whatever the machine's cores."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads():
         return [lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas']
 
-    before, seen = blas_threads(), []
+    seen = []
     attention = numpy_model._attention
 
     def watched(*arrays):
@@ -94,10 +95,16 @@ def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forwar
         return attention(*arrays)
 
     monkeypatch.setattr(numpy_model, '_attention', watched)
-    forward.prefill(numpy_model.Cache(WIDE, 1, WIDE.n_ctx), 0, [1, 2, 3])
-    blas_products = type(forward.kernel) is kernels.NumpyKernel
-    assert seen == [before if blas_products else [1] * len(before)] * WIDE.n_layer
-    assert blas_threads() == before
+    with threadpool_limits(2, user_api='blas'):
+        before = blas_threads()
+        forward.prefill(numpy_model.Cache(WIDE, 1, WIDE.n_ctx), 0, [1, 2, 3])
+        after = blas_threads()
+    kernel = forward.kernel
+    own_pool = isinstance(kernel, kernels.Int8Kernel) or (
+        isinstance(kernel, kernels.TensorFlowKernel) and kernel.device == 'CPU')
+    assert before == [2] * len(before) and before
+    assert seen == [[1] * len(before) if own_pool else before] * WIDE.n_layer
+    assert after == before
 
 
 def decode(forward, plan, max_rows):

@@ -138,6 +138,36 @@ def test_stopping_cuts_a_request_still_prefilling_its_prompt(gpt2, monkeypatch):
 
 
 
+def test_a_warm_up_that_fails_ends_the_thread_and_fails_what_waits(gpt2):
+    """Its fault goes to whoever waits for the start; a job that came meanwhile fails
+    at once, and a later one is refused (EngineDead), none left waiting."""
+    server = new_engine(gpt2, max_rows=2)
+    waiting = new_job(gpt2, PROMPTS[0], 1, 0, length=3)
+    server.submit(waiting)
+
+    def warm_up():
+        raise RuntimeError('warm-up failed')
+    started = server.start(warm_up)
+    assert isinstance(started.exception(timeout=60), RuntimeError)
+    assert waiting.done.wait(60) and isinstance(waiting.error, RuntimeError)
+    with pytest.raises(batching.EngineDead):
+        server.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=3))
+    server.stop()
+
+
+def test_a_start_given_up_before_the_warm_up_ends_the_thread(gpt2):
+    """The wait for the start cancelled first (a second Ctrl-C): the thread ends without
+    warming up or failing on the cancelled wait, and refuses jobs."""
+    server = new_engine(gpt2, max_rows=2)
+    warmed = []
+    server.warmed_up.cancel()
+    server.start(lambda: warmed.append(True))
+    server.thread.join(60)
+    assert not server.thread.is_alive() and warmed == []
+    with pytest.raises(batching.EngineDead):
+        server.submit(new_job(gpt2, PROMPTS[1], 1, 0, length=3))
+
+
 def test_a_jobs_tokens_are_counted_before_its_listener_hears_of_them(gpt2):
     counted, heard = [0], []
     server = new_engine(gpt2, max_rows=4)

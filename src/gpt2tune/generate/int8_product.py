@@ -57,18 +57,23 @@ def quantize_rows(x):
     return q, scale
 
 
-# Compiled loops for what lies around the integer product (a pass over a row each, where
+# Compiled loops for what lies around the integer product (two passes over a row, where
 # NumPy makes several): row by row, so each row's numbers are its own.
 @numba.njit(cache=True, boundscheck=False, nogil=True)
 def _quantize_rows(x, q, scale):
     for r in range(x.shape[0]):
         largest = np.float32(0)
         for i in range(x.shape[1]):
-            largest = max(largest, abs(x[r, i]))
+            a = abs(x[r, i])
+            if a > largest or a != a:  # a NaN stays: its row's scale is NaN
+                largest = a
         step = largest / np.float32(127)
         if step == 0:
             step = np.float32(1)
         scale[r, 0] = step
+        if not np.isfinite(step):  # a row with NaN or infinity: its products are not
+            q[r] = ZERO_POINT  # finite either, as in float32, whatever its steps
+            continue
         for i in range(x.shape[1]):
             # a subnormal row's step rounds: keep its steps within int8
             steps = min(max(np.rint(x[r, i] / step), np.float32(-127)), np.float32(127))
@@ -139,17 +144,23 @@ class Int8Matrix:
         return out
 
 
-def start_pool(threads=0):
-    """ONNX Runtime's one thread pool, of `threads` (0: its default, the machine's
-    cores), if it is not there yet. Where the process made it already (ONNX Runtime allows
-    one), the sessions share that one."""
+def start_pool():
+    """ONNX Runtime's one thread pool, if it is not there yet: its default (a thread per
+    physical core of the machine), fewer where the process may use fewer cores (its
+    affinity, its container's CPU quota), since its threads wait spinning between
+    products. Where the process made the pool already (ONNX Runtime allows one), the
+    sessions share that one."""
     global _pool_started
     with _pool:
         if _pool_started:
             return
         from onnxruntime.capi import _pybind_state
+
+        from gpt2tune import resources
+        cores = resources.usable_cores()
         try:
-            _pybind_state.set_global_thread_pool_sizes(threads, 1)
+            _pybind_state.set_global_thread_pool_sizes(
+                cores if cores < (os.cpu_count() or 1) else 0, 1)
         except _pybind_state.Fail as e:
             if 'already been created' not in str(e):
                 raise

@@ -191,8 +191,6 @@ class Int8Kernel(NumpyKernel):
         from gpt2tune.generate import int8_product
         self.int8_product = int8_product
         self.form = form or int8_product.choose_form(resources.cpu_flags())
-        # Its threads wait spinning between products: no more of them than cores to run on.
-        int8_product.start_pool(resources.usable_cores())
         super().__init__(weights, hparams)
 
     def _hold(self, name, a):

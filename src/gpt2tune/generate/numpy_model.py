@@ -54,8 +54,9 @@ class Forward:
         self.wte, self.wpe = weights['model/wte'], weights['model/wpe']
         self.kernel = kernels.new_kernel(precision, weights, hparams, form, int8_form)
         # A prompt's attention multiplies in NumPy's BLAS. Where the kernel's products run
-        # in another library's thread pool on the same cores, those take the threads the
-        # kernel says: two pools spinning on the cores slow each other.
+        # in another library's thread pool on the same cores, whose threads wait spinning
+        # on them, the attention's BLAS calls take the threads the kernel leaves
+        # (prompt_blas_threads): two pools spinning on the cores slow each other.
         self.blas = None
         if self.kernel.prompt_blas_threads:
             from threadpoolctl import ThreadpoolController

@@ -165,24 +165,39 @@ class Engine:
     def _run(self):
         jobs = {}  # request -> its Job, while the engine has it
         try:
-            try:
-                self.warm_up()
-            except BaseException as e:
-                self.warmed_up.set_exception(e)
-                raise
-            self.warmed_up.set_result(None)
-            self._loop(jobs)
+            if self._warm_up():
+                self._loop(jobs)
         except BaseException as e:  # the thread ends: no request may wait for it
             traceback.print_exc(file=sys.stderr)
-            with self.cond:
-                self.dead = e
-                left = [*jobs.values(), *self.queue]
-                self.queue.clear()
-            for job in left:
-                try:
-                    job.fail(e)
-                except Exception:  # one listener's fault must not keep the others waiting
-                    traceback.print_exc(file=sys.stderr)
+            self._end(e, jobs)
+
+    def _warm_up(self):
+        """Run warm_up(), its outcome in `warmed_up` (whoever waits for it reports a
+        fault); False where it failed, or where the wait was given up first (a stopped
+        start): the thread then ends."""
+        if not self.warmed_up.set_running_or_notify_cancel():
+            self._end(concurrent.futures.CancelledError('the start was given up'), {})
+            return False
+        try:
+            self.warm_up()
+        except BaseException as e:
+            self._end(e, {})
+            self.warmed_up.set_exception(e)
+            return False
+        self.warmed_up.set_result(None)
+        return True
+
+    def _end(self, fault, jobs):
+        """The thread ends on `fault`: every job it has (`jobs`) or that waits fails."""
+        with self.cond:
+            self.dead = fault
+            left = [*jobs.values(), *self.queue]
+            self.queue.clear()
+        for job in left:
+            try:
+                job.fail(fault)
+            except Exception:  # one listener's fault must not keep the others waiting
+                traceback.print_exc(file=sys.stderr)
 
     def _loop(self, jobs):
         while True:
