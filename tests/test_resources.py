@@ -106,3 +106,13 @@ def test_a_containers_cpu_quota_counts(tmp_path):
     limit.write_text('max 100000\n')
     assert resources.usable_cores(str(limit)) == cores
     assert resources.usable_cores(str(tmp_path / 'none')) == cores
+
+
+def test_without_an_affinity_call_the_machines_cores_count(tmp_path, monkeypatch):
+    """Off Linux (no os.sched_getaffinity): the machine's cores, under a quota still."""
+    monkeypatch.delattr(os, 'sched_getaffinity')
+    monkeypatch.setattr(os, 'cpu_count', lambda: 6)
+    assert resources.usable_cores(str(tmp_path / 'none')) == 6
+    limit = tmp_path / 'cpu.max'
+    limit.write_text('300000 100000\n')
+    assert resources.usable_cores(str(limit)) == 3

@@ -56,7 +56,7 @@ FLAGS = {
     'precision': Flag('auto', 'Precision of the decoder\'s matrix products: float32 (what '
                       'auto picks), bfloat16 (faster for many rows where the CPU has '
                       'bfloat16 instructions), or int8 (weights and activations rounded to 8 '
-                      'bits: about 2.5x float32 where measured, on a CPU with VNNI; '
+                      'bits: 2.7-2.9x float32 where measured, on a CPU with VNNI; '
                       'slightly different numbers; only when asked for)',
                       choices=kernels.PRECISIONS),
     'size': Flag(None, 'A model shape: a released model\'s, or tiny (what CI checks with)',

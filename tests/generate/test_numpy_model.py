@@ -76,12 +76,9 @@ def test_a_prompt_prefilled_in_chunks_gives_an_independent_forward_passs_logits(
     np.testing.assert_array_equal(both[0], both[1])
 
 
-def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forward,
-                                                                         monkeypatch):
-    """A prompt's attention multiplies in NumPy's BLAS: on one thread where the products
-    run in another library's pool on the CPU (ONNX Runtime's, TensorFlow's there), on all
-    of BLAS's where they are BLAS's own (float32 in NumPy, or on a GPU); as before once
-    the prompt is in. BLAS is given 2 threads first, whatever the machine's cores."""
+def blas_threads_in_a_prompts_attention(forward, monkeypatch):
+    """(BLAS's threads before, those seen inside each layer's attention of a prompt, after),
+    BLAS given 2 threads first, whatever the machine's cores."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads():
@@ -99,12 +96,38 @@ def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forwar
         before = blas_threads()
         forward.prefill(numpy_model.Cache(WIDE, 1, WIDE.n_ctx), 0, [1, 2, 3])
         after = blas_threads()
+    assert before == [2] * len(before) and before
+    return before, seen, after
+
+
+def test_a_prompts_attention_leaves_the_cores_to_the_products_thread_pool(forward,
+                                                                         monkeypatch):
+    """A prompt's attention multiplies in NumPy's BLAS: on one thread where the products
+    run in another library's pool on the CPU (ONNX Runtime's, TensorFlow's there), on all
+    of BLAS's where they are BLAS's own (float32 in NumPy, or on a GPU); as before once
+    the prompt is in."""
+    before, seen, after = blas_threads_in_a_prompts_attention(forward, monkeypatch)
     kernel = forward.kernel
     own_pool = isinstance(kernel, kernels.Int8Kernel) or (
         isinstance(kernel, kernels.TensorFlowKernel) and kernel.device == 'CPU')
-    assert before == [2] * len(before) and before
     assert seen == [[1] * len(before) if own_pool else before] * WIDE.n_layer
     assert after == before
+
+
+def test_with_a_gpu_a_prompts_attention_keeps_blas_threads(arrays, monkeypatch):
+    """TensorFlow's products on a GPU (one listed here) leave the CPU's cores to BLAS."""
+    import tensorflow as tf
+    gpu = tf.config.PhysicalDevice('/physical_device:GPU:0', 'GPU')
+    listed = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, 'list_physical_devices',
+                        lambda kind=None: [gpu] if kind == 'GPU' else listed(kind))
+    forward = numpy_model.Forward(arrays, WIDE, 'float32', 'tensorflow')
+    try:
+        assert forward.kernel.device == 'GPU'
+        before, seen, _ = blas_threads_in_a_prompts_attention(forward, monkeypatch)
+    finally:
+        forward.close()
+    assert seen == [before] * WIDE.n_layer
 
 
 def decode(forward, plan, max_rows):

@@ -88,7 +88,6 @@ def plot_run(run_path, output=None, metrics=None):
     return output
 
 
-
 def plot_finished_run(run_path):
     """loss.png in a run that ends, once there is a line to draw; a picture that cannot be
     drawn never fails the run."""
